@@ -1,0 +1,40 @@
+"""The exception tree shared by every layer.
+
+It lives at the package root (below ``informer``) so that the trainer, the NAS system,
+the tools and the CLI raise and catch the same classes. Every message says what
+happened, the offending value, and what to do.
+"""
+
+from __future__ import annotations
+
+
+class NasError(Exception):
+    """A user-facing error: the CLI prints its message on one line and exits 1."""
+
+
+class ConfigError(NasError):
+    """A config file, a config change or a data setting is invalid."""
+
+
+class DataError(ConfigError):
+    """A data file cannot be used for the requested windows."""
+
+
+class LaunchError(NasError):
+    """A training run could not be launched or did not finish."""
+
+
+class GateRejected(NasError):
+    """A candidate was rejected by a decisive rule."""
+
+
+class HistoryCorrupt(NasError):
+    """agent_state.json, a trace or a run directory is unreadable or inconsistent."""
+
+
+class WorkspaceLocked(NasError):
+    """Another live process holds the workspace lock."""
+
+
+class ReplayDivergence(NasError):
+    """A replayed session asked a model something other than what was recorded."""

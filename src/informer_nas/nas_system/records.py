@@ -1,0 +1,121 @@
+"""The records every layer above the trainer exchanges: run status, outcomes, run records.
+
+These are data only (no I/O). ``state.py`` persists them in ``agent_state.json``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+StepType = Literal["small", "medium", "radical", "stop"]
+VerdictKind = Literal["accept", "reject", "borderline"]
+Role = Literal["planner", "evaluator"]
+
+
+class RunStatus(str, Enum):
+    """What became of one training run (the trainer's ``status`` plus launcher outcomes)."""
+
+    RUNNING = "running"
+    OK = "ok"
+    INVALID_CONFIG = "invalid_config"
+    DIVERGED = "diverged"
+    OOM = "oom"
+    CRASHED = "crashed"
+    INTERRUPTED = "interrupted"
+    TIMEOUT = "timeout"
+    PRUNED = "pruned"
+
+    @property
+    def is_finished(self) -> bool:
+        return self is not RunStatus.RUNNING
+
+    @property
+    def is_success(self) -> bool:
+        return self is RunStatus.OK
+
+
+# Trainer exit codes; the launcher maps them back to a RunStatus.
+EXIT_CODES: dict[RunStatus, int] = {
+    RunStatus.OK: 0,
+    RunStatus.CRASHED: 1,
+    RunStatus.INVALID_CONFIG: 2,
+    RunStatus.DIVERGED: 3,
+    RunStatus.OOM: 4,
+    RunStatus.PRUNED: 5,
+    RunStatus.INTERRUPTED: 130,
+}
+
+
+def status_from_exit_code(code: int) -> RunStatus:
+    """Map a trainer exit status to a RunStatus (a signal death is an interruption)."""
+    for status, value in EXIT_CODES.items():
+        if value == code:
+            return status
+    if code < 0:  # killed by a signal (subprocess reports -signum)
+        return RunStatus.INTERRUPTED
+    return RunStatus.CRASHED
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ConfigChange(_Record):
+    """One ``{key, value}`` edit of the config (a list of these, never a mapping)."""
+
+    key: str
+    value: int | float | str | bool | None
+
+
+class SeedResult(_Record):
+    """The metrics of one seed of a run (the main seed or a confirmation seed)."""
+
+    seed: int
+    status: RunStatus
+    val_mse: float | None = None
+    val_mae: float | None = None
+    test_mse: float | None = None
+    test_mae: float | None = None
+    run_dir: str  # relative to the workspace, e.g. "runs/run_0003" or "runs/run_0003/seed_7"
+
+
+class RunRecord(_Record):
+    """One iteration's candidate run, as stored in ``agent_state.json``."""
+
+    run_id: str
+    iteration: int
+    status: RunStatus = RunStatus.RUNNING
+    status_reason: str = ""
+    accepted: bool | None = None
+    changes: list[ConfigChange] = Field(default_factory=list)
+    rationale: str = ""
+    step_type: StepType | None = None
+    plan: str = ""
+    reason: str = ""
+    verdict: VerdictKind | None = None
+    verdict_reason: str = ""
+    decided_by: Literal["rules", "evaluator", "policy"] | None = None
+    seed: int = 0
+    val_mse: float | None = None
+    val_mae: float | None = None
+    test_mse: float | None = None
+    test_mae: float | None = None
+    # Mean over the main and confirmation seeds, when confirm_seeds > 0.
+    mean_val_mse: float | None = None
+    seeds: list[SeedResult] = Field(default_factory=list)
+    history_summary: dict[str, Any] | None = None
+    seconds: float = 0.0
+    started_at: str = ""
+    finished_at: str = ""
+
+
+class RoleUsage(_Record):
+    """Token usage and estimated cost of one role (planner or evaluator)."""
+
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
