@@ -1,0 +1,260 @@
+"""The ``launch_training`` tool, and the confirmation seeds of the noise-aware gate.
+
+Crash safety: the run record is saved with status ``running`` before the trainer starts,
+so a ``kill -9`` at any instant leaves either no record (nothing was trained) or a
+``running`` one that the next start marks interrupted. A run id is never reused.
+
+Seeds: the main seed of a run is derived from the session's base seed and the run number
+(``run_seed``), so resubmitting a config gives a fresh sample of the seed noise. The
+confirmation seeds (``confirmation_seeds``) are the same list for every run, so a
+candidate and the incumbent can be compared on their means over the same seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from informer_nas.errors import LaunchError, NasError
+from informer_nas.informer.config import load_config
+from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.executor import EventCallback, RunInterrupted, TrainOutcome
+from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
+from informer_nas.nas_system.state import (
+    HOT_RUNS,
+    IterationScratch,
+    find_run,
+    new_run_id,
+    now_iso,
+)
+from informer_nas.tools.summarize_curve import curve_summary, load_history
+
+if TYPE_CHECKING:
+    from informer_nas.tools.context import ToolContext
+
+logger = logging.getLogger(__name__)
+
+_SEED_LIMIT = 2**31 - 1
+CONFIRMATION_SEED_OFFSET = 100_000
+_METRIC_KEYS = ("val_mse", "val_mae", "test_mse", "test_mae")
+
+
+def run_seed(base_seed: int, run_id: str) -> int:
+    """The main seed of a run: the base seed plus the run number."""
+    return (base_seed + int(run_id.rsplit("_", 1)[-1])) % _SEED_LIMIT
+
+
+def confirmation_seeds(base_seed: int, count: int) -> list[int]:
+    """The ``count`` confirmation seeds, identical for every run of a session."""
+    return [(base_seed + CONFIRMATION_SEED_OFFSET + k) % _SEED_LIMIT for k in range(1, count + 1)]
+
+
+def _metric(metrics: dict[str, Any], key: str) -> float | None:
+    value = metrics.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _tagged(on_progress: EventCallback | None, **tags: Any) -> EventCallback | None:
+    """Forward trainer events with the run id (and seed) added."""
+    if on_progress is None:
+        return None
+    callback = on_progress
+
+    def forward(event: dict[str, Any]) -> None:
+        callback({**event, **tags})
+
+    return forward
+
+
+def _candidate_path(ctx: ToolContext) -> Path:
+    """``candidate.py``; created from ``config.py`` when no edit was made this iteration."""
+    paths = ctx.workspace.paths
+    if not paths.candidate.exists():
+        atomic_write_text(paths.candidate, paths.config.read_text(encoding="utf-8"))
+    load_config(paths.candidate)  # a ConfigError here costs no run id
+    return paths.candidate
+
+
+def _scratch(ctx: ToolContext) -> IterationScratch:
+    current = ctx.state.current
+    if current is None:  # a tool called outside the session loop
+        current = IterationScratch(iteration=ctx.state.iteration)
+        ctx.state.current = current
+    if current.launched_run_id is not None:
+        raise LaunchError(
+            f"one training per iteration: {current.launched_run_id} was already launched in "
+            f"iteration {current.iteration}; read its result and finish the iteration"
+        )
+    return current
+
+
+def _start_record(ctx: ToolContext, current: IterationScratch, seed: int | None) -> RunRecord:
+    """Allocate the run id and save the ``running`` record (the crash-safety point)."""
+    run_id = new_run_id(ctx.state, ctx.workspace.paths)
+    record = RunRecord(
+        run_id=run_id, iteration=current.iteration, status=RunStatus.RUNNING,
+        changes=list(current.changes), rationale=current.rationale,
+        seed=seed if seed is not None else run_seed(ctx.settings.seed, run_id),
+        started_at=now_iso(),
+    )
+    ctx.state.runs.append(record)
+    current.launched_run_id = run_id
+    ctx.save()
+    return record
+
+
+def _fresh_dir(run_dir: Path) -> Path:
+    """An empty run directory (leftovers of an unrecorded attempt are discarded)."""
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return run_dir
+
+
+def _train(ctx: ToolContext, config: Path, run_dir: Path, seed: int,
+           on_event: EventCallback | None) -> TrainOutcome:
+    """Run the executor with the session's timeout (RunInterrupted propagates)."""
+    return ctx.executor.run(config, run_dir, seed, ctx.settings.timeout_s, on_event)
+
+
+def _finish_record(ctx: ToolContext, record: RunRecord, outcome: TrainOutcome) -> None:
+    record.status = outcome.status
+    record.status_reason = outcome.reason
+    for key in _METRIC_KEYS:
+        setattr(record, key, _metric(outcome.metrics, key))
+    record.seconds = round(outcome.seconds, 3)
+    record.finished_at = now_iso()
+    try:
+        history = load_history(ctx, record.run_id) or []
+        record.history_summary = curve_summary(history, ctx.settings.thresholds).to_dict()
+    except NasError as exc:  # a torn history must not lose the run's outcome
+        logger.warning("%s: no curve summary (%s)", record.run_id, exc)
+    ctx.save()
+
+
+def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
+    """Train the candidate config (the incumbent if it was not edited) and report the result.
+
+    At most one training per iteration. Returns JSON: run_id, status, reason, val_mse,
+    test_mse, best_epoch, epochs_run, seconds and a one-paragraph learning-curve summary.
+
+    Args:
+        seed: training seed; omit it to use the session's deterministic per-run seed.
+    """
+    current = _scratch(ctx)
+    config = _candidate_path(ctx)
+    record = _start_record(ctx, current, seed)
+    run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
+    on_event = _tagged(ctx.on_progress, run_id=record.run_id)
+    try:
+        outcome = _train(ctx, config, run_dir, record.seed, on_event)
+    except RunInterrupted as interrupted:
+        _finish_record(ctx, record, interrupted.outcome)
+        raise
+    except BaseException as exc:
+        status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.CRASHED
+        _finish_record(ctx, record, TrainOutcome(status, f"launcher error: {exc!r}"))
+        raise
+    _finish_record(ctx, record, outcome)
+    return json.dumps(_summary(record, outcome))
+
+
+def _summary(record: RunRecord, outcome: TrainOutcome) -> dict[str, Any]:
+    curve = record.history_summary or {}
+    return {
+        "run_id": record.run_id, "status": record.status.value, "reason": record.status_reason,
+        "val_mse": record.val_mse, "test_mse": record.test_mse,
+        "best_epoch": outcome.metrics.get("best_epoch", curve.get("best_epoch")),
+        "epochs_run": outcome.metrics.get("epochs_run", curve.get("epochs_run")),
+        "seconds": record.seconds, "curve": curve.get("paragraph", ""),
+    }
+
+
+def _seed_result(seed: int, run_dir: str, outcome: TrainOutcome) -> SeedResult:
+    values = {key: _metric(outcome.metrics, key) for key in _METRIC_KEYS}
+    return SeedResult(seed=seed, status=outcome.status, run_dir=run_dir, **values)
+
+
+def _store_seed(ctx: ToolContext, record: RunRecord, result: SeedResult) -> None:
+    """Record one seed's result and the mean val MSE over the run's successful seeds."""
+    record.seeds = [s for s in record.seeds if s.seed != result.seed] + [result]
+    values = [s.val_mse for s in record.seeds if s.status.is_success and s.val_mse is not None]
+    if record.status.is_success and record.val_mse is not None and record.seed not in {
+        s.seed for s in record.seeds
+    }:
+        values.append(record.val_mse)
+    record.mean_val_mse = statistics.fmean(values) if values else None
+    _persist(ctx, record)
+
+
+def _persist(ctx: ToolContext, record: RunRecord) -> None:
+    """Save a record changed in place; an old one is replaced so that the journal sees it."""
+    runs = ctx.state.runs
+    index = next(i for i, run in enumerate(runs) if run is record)
+    if index < len(runs) - HOT_RUNS:
+        runs[index] = record.model_copy(deep=True)
+    ctx.save()
+
+
+def confirm_with_seeds(ctx: ToolContext, run_id: str, seeds: Sequence[int]) -> list[SeedResult]:
+    """Retrain a finished run's ``config_used.py`` with each seed, into ``seed_<n>/``.
+
+    Each seed's metrics are recorded in the run record as soon as it finishes, with the
+    run's ``mean_val_mse`` over its successful seeds (main seed included).
+
+    Raises:
+        LaunchError: the run did not finish ok or has no ``config_used.py``.
+        RunInterrupted: a signal stopped a seed (earlier seeds stay recorded).
+    """
+    record = find_run(ctx.state, run_id)
+    run_dir = ctx.workspace.paths.run_dir(run_id)
+    config = run_dir / "config_used.py"
+    if not record.status.is_success or not config.is_file():
+        raise LaunchError(f"{run_id} cannot be confirmed with more seeds: status "
+                          f"{record.status.value}, config_used.py present: {config.is_file()}")
+    results = []
+    for seed in seeds:
+        seed_dir = _fresh_dir(run_dir / f"seed_{seed}")
+        on_event = _tagged(ctx.on_progress, run_id=run_id, seed=seed, confirmation=True)
+        outcome = _train(ctx, config, seed_dir, seed, on_event)
+        relative = seed_dir.relative_to(ctx.workspace.paths.root).as_posix()
+        result = _seed_result(seed, relative, outcome)
+        _store_seed(ctx, record, result)
+        results.append(result)
+        record = find_run(ctx.state, run_id)  # _persist may have replaced the object
+    return results
+
+
+def ensure_seeds(ctx: ToolContext, run_id: str, seeds: int | Sequence[int]) -> list[SeedResult]:
+    """Make sure ``run_id`` has results for ``seeds``, training only the missing ones.
+
+    Args:
+        run_id: a run that finished ok.
+        seeds: the seeds, or a count K meaning ``confirmation_seeds(settings.seed, K)``.
+
+    Returns:
+        The results for the requested seeds, in order (recorded ones reused; the run's
+        main seed counts as recorded).
+    """
+    wanted = confirmation_seeds(ctx.settings.seed, seeds) if isinstance(seeds, int) else list(seeds)
+    record = find_run(ctx.state, run_id)
+    recorded = {s.seed: s for s in record.seeds if s.status is not RunStatus.INTERRUPTED}
+    if record.status.is_success and record.seed not in recorded:
+        recorded[record.seed] = SeedResult(
+            seed=record.seed, status=record.status, val_mse=record.val_mse,
+            val_mae=record.val_mae, test_mse=record.test_mse, test_mae=record.test_mae,
+            run_dir=f"runs/{run_id}",
+        )
+    missing = [seed for seed in wanted if seed not in recorded]
+    if missing:
+        logger.info("%s: training confirmation seeds %s", run_id, missing)
+        recorded.update({r.seed: r for r in confirm_with_seeds(ctx, run_id, missing)})
+    return [recorded[seed] for seed in wanted]

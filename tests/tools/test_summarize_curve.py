@@ -1,0 +1,137 @@
+"""summarize_curve: the pure curve summary and the tool over a workspace run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from informer_nas.errors import HistoryCorrupt, NasError
+from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
+from informer_nas.nas_system.records import RunRecord, RunStatus
+from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.context import ToolContext
+from informer_nas.tools.summarize_curve import curve_summary, summarize_curve
+
+
+@pytest.fixture
+def tool_context(tmp_path: Path) -> ToolContext:
+    def never(request: TrainRequest) -> TrainOutcome:
+        return TrainOutcome(RunStatus.CRASHED, "not expected")
+
+    workspace = Workspace.create(tmp_path / "ws", "tiny")
+    return ToolContext(workspace, load_state(workspace.paths), SessionSettings(),
+                       CallableExecutor(never))
+
+
+def curve(train: list[float], val: list[float]) -> list[dict[str, Any]]:
+    """History epochs; val_mse equals val_loss (an MSE criterion)."""
+    return [{"epoch": i + 1, "train_loss": t, "val_loss": v, "val_mse": v}
+            for i, (t, v) in enumerate(zip(train, val, strict=True))]
+
+
+def test_empty_history() -> None:
+    summary = curve_summary([])
+    assert summary.epochs_run == 0 and summary.best_epoch is None
+    assert not (summary.is_overfitting or summary.is_plateau or summary.is_diverged)
+    assert "No completed epoch" in summary.paragraph
+
+
+def test_improving_curve() -> None:
+    summary = curve_summary(curve([1.0, 0.8, 0.7, 0.6], [1.2, 1.0, 0.9, 0.85]))
+    assert (summary.best_epoch, summary.epochs_run) == (4, 4)
+    assert summary.best_val == summary.final_val == 0.85
+    assert summary.train_val_gap == pytest.approx((0.85 - 0.6) / 0.6)
+    assert not (summary.is_overfitting or summary.is_plateau or summary.is_diverged)
+    assert "Still improving" in summary.paragraph
+
+
+def test_overfitting_curve() -> None:
+    summary = curve_summary(curve([1.0, 0.8, 0.6, 0.4, 0.3], [1.0, 0.9, 1.0, 1.1, 1.3]))
+    assert summary.is_overfitting
+    assert summary.best_epoch == 2 and summary.final_val == 1.3
+    assert summary.gap_trend is not None and summary.gap_trend > 0  # widening gap
+    assert "overfitting" in summary.paragraph
+
+
+@pytest.mark.parametrize(
+    ("val", "expected"),
+    [
+        ([1.0, 0.8, 0.7, 0.699, 0.698, 0.697], True),  # < 1 % gain over the last 3 epochs
+        ([1.0, 0.8, 0.7, 0.68, 0.66, 0.64], False),  # still gaining > 1 %
+        ([1.0, 0.8, 0.7], False),  # too short to call a plateau
+    ],
+    ids=["flat-tail", "gaining", "short"],
+)
+def test_plateau(val: list[float], expected: bool) -> None:
+    train = [1.0 - 0.01 * i for i in range(len(val))]
+    assert curve_summary(curve(train, val)).is_plateau is expected
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        ([1.0, 0.5, 2.0], True),  # train loss blew up to 4x its minimum
+        ([1.0, 0.5, float("nan")], True),  # non-finite loss
+        ([1.0, 0.5, 0.6], False),  # a small bump is not divergence
+    ],
+    ids=["exploded", "nan", "bump"],
+)
+def test_divergence(train: list[float], expected: bool) -> None:
+    assert curve_summary(curve(train, [1.0, 0.9, 0.95])).is_diverged is expected
+
+
+def test_noise_is_std_of_relative_changes() -> None:
+    val = [1.0, 1.1, 0.99, 1.089, 0.9801]  # +10 %, -10 %, +10 %, -10 %
+    summary = curve_summary(curve([1.0, 0.9, 0.8, 0.7, 0.6], val))
+    assert summary.noise == pytest.approx(0.1, rel=1e-6)
+
+
+def test_null_values_are_tolerated() -> None:
+    epochs = curve([1.0, 0.9], [1.0, 0.9]) + [
+        {"epoch": 3, "train_loss": None, "val_loss": None, "val_mse": None}
+    ]
+    summary = curve_summary(epochs)
+    assert summary.epochs_run == 3 and summary.best_epoch == 2 and summary.final_val is None
+    json.dumps(summary.to_dict(), allow_nan=False)  # JSON-safe for the state file
+
+
+def test_falls_back_to_val_loss_without_val_mse() -> None:
+    epochs = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.5}]
+    assert curve_summary(epochs).best_val == 0.5
+
+
+def write_history(root: Path, run_id: str, epochs: list[dict[str, Any]] | str) -> None:
+    run_dir = root / "runs" / run_id
+    run_dir.mkdir(parents=True)
+    text = epochs if isinstance(epochs, str) else json.dumps({"epochs": epochs})
+    (run_dir / "history.json").write_text(text)
+
+
+def test_tool_returns_json(tool_context: ToolContext) -> None:
+    write_history(tool_context.workspace.paths.root, "run_0000", curve([1.0, 0.5], [1.0, 0.8]))
+    payload = json.loads(summarize_curve(tool_context, "run_0000"))
+    assert payload["run_id"] == "run_0000" and payload["best_epoch"] == 2
+    assert payload["paragraph"]
+
+
+def test_tool_unknown_run_lists_known_ids(tool_context: ToolContext) -> None:
+    tool_context.state.runs.append(RunRecord(run_id="run_0000", iteration=0))
+    with pytest.raises(NasError, match=r"'run_0042'.*run_0000"):
+        summarize_curve(tool_context, "run_0042")
+
+
+def test_tool_corrupt_history(tool_context: ToolContext) -> None:
+    write_history(tool_context.workspace.paths.root, "run_0000", "{torn")
+    with pytest.raises(HistoryCorrupt, match="history.json"):
+        summarize_curve(tool_context, "run_0000")
+
+
+def test_tool_run_without_history(tool_context: ToolContext) -> None:
+    (tool_context.workspace.paths.root / "runs" / "run_0000").mkdir(parents=True)
+    payload = json.loads(summarize_curve(tool_context, "run_0000"))
+    assert payload["epochs_run"] == 0 and "no history.json" in payload["paragraph"]
