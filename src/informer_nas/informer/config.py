@@ -158,7 +158,8 @@ def format_validation_error(exc: ValidationError) -> str:
         if err["type"] == "extra_forbidden":
             msg = "unknown key; remove it or check the spelling"
         got = err.get("input")
-        shown = "" if err["type"] == "extra_forbidden" or isinstance(got, dict) else f" (got {got!r})"
+        hidden = err["type"] == "extra_forbidden" or isinstance(got, dict)
+        shown = "" if hidden else f" (got {got!r})"
         parts.append(f"{key}: {msg}{shown}")
     return "; ".join(parts)
 
@@ -179,22 +180,26 @@ def read_config_literal(path: Path) -> dict[str, Any]:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
         raise ConfigError(f"{path}:{exc.lineno}: syntax error ({exc.msg}); fix the file") from None
+    config_node: ast.expr | None = None
     for node in tree.body:
         if (
             isinstance(node, ast.Assign)
             and len(node.targets) == 1
             and isinstance(node.targets[0], ast.Name)
             and node.targets[0].id == "CONFIG"
+            and config_node is None
         ):
-            _refuse_non_literals(node.value, path, source)
-            return ast.literal_eval(node.value)  # type: ignore[no-any-return]
-        if not isinstance(node, ast.Expr | ast.Import | ast.ImportFrom) or (
-            isinstance(node, ast.Expr) and not isinstance(node.value, ast.Constant)
-        ):
+            config_node = node.value
+            continue
+        # Only a docstring-like constant may stand beside the assignment.
+        if not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)):
             raise ConfigError(
                 f"{path}:{node.lineno}: only `CONFIG = {{...}}` and comments are allowed, "
                 f"found `{ast.get_source_segment(source, node)}`; remove that line"
             )
+    if config_node is not None:
+        _refuse_non_literals(config_node, path, source)
+        return ast.literal_eval(config_node)  # type: ignore[no-any-return]
     raise ConfigError(f"{path}: no `CONFIG = {{...}}` assignment; recreate it with `nas init`")
 
 

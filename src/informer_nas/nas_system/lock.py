@@ -1,0 +1,110 @@
+"""The workspace lock (``.nas.lock``): one live process per workspace.
+
+``fcntl.flock`` makes taking the lock atomic and the kernel frees it when its holder dies,
+so a lock left by a dead process is simply taken over. The pid, host and start time
+written into the file name the holder in the error message. Re-exported by ``state.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from informer_nas.errors import WorkspaceLocked
+from informer_nas.nas_system.paths import WorkspacePaths
+
+logger = logging.getLogger(__name__)
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds (or held) the workspace lock."""
+
+    pid: int
+    hostname: str
+    started_at: str
+
+    def to_json(self) -> str:
+        return json.dumps({"pid": self.pid, "hostname": self.hostname,
+                           "started_at": self.started_at})
+
+
+@contextlib.contextmanager
+def workspace_lock(paths: WorkspacePaths) -> Iterator[LockHolder]:
+    """Hold the workspace lock (``.nas.lock``) for the duration of the block.
+
+    ``fcntl.flock`` makes taking it atomic and frees it when its holder dies, so a lock
+    left by a dead process is taken over; the pid, host and start time written in the
+    file name the holder for the error message.
+
+    Raises:
+        WorkspaceLocked: another live process holds it (names its pid and what to do).
+    """
+    fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise WorkspaceLocked(_locked_message(paths, _read_holder(fd))) from None
+        previous = _read_holder(fd)
+        if previous is not None and previous.pid != os.getpid():
+            logger.warning("taking over the lock of %s left by dead pid %d",
+                           paths.root, previous.pid)
+        holder = LockHolder(os.getpid(), socket.gethostname(), now_iso())
+        _write_holder(fd, holder.to_json())
+        try:
+            yield holder
+        finally:
+            _write_holder(fd, "")
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _read_holder(fd: int) -> LockHolder | None:
+    try:
+        data = json.loads(os.pread(fd, 4096, 0) or b"null")
+        return LockHolder(int(data["pid"]), str(data["hostname"]), str(data["started_at"]))
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+def _write_holder(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode("utf-8"), 0)
+    os.fsync(fd)
+
+
+def _is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def _locked_message(paths: WorkspacePaths, holder: LockHolder | None) -> str:
+    where = f"workspace {paths.root} is in use"
+    if holder is None:
+        return f"{where} by another process (lock {paths.lock}); wait for it to finish"
+    who = f"pid {holder.pid} on {holder.hostname} since {holder.started_at}"
+    if holder.pid == os.getpid():
+        return f"{where} by this process ({who}); do not open it twice"
+    if holder.hostname == socket.gethostname() and not _is_alive(holder.pid):
+        return (f"{where}: {who} died but a child process still holds {paths.lock}; "
+                f"stop it (`fuser {paths.lock}` shows it) and retry")
+    return f"{where} by {who}; wait for it to finish or stop it (`kill {holder.pid}`)"

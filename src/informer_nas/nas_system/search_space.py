@@ -1,0 +1,366 @@
+"""Which config keys are tunable, with their kind, range or choices, and log scale.
+
+Planners read this: the LLM gets ``describe_space(space)`` in its prompt, the TPE and
+random brains sample from ``space.params``, and ``edit_config`` validates every change with
+``space.validate(key, value)``. The forecasting task (``FIXED_KEYS``) is fixed for a
+workspace. Ranges suit a CPU search; presets narrow them (``search_space_for``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from informer_nas.errors import ConfigError
+from informer_nas.informer.config import InformerConfig
+
+ParamKind = Literal["int", "float", "categorical", "bool"]
+Scalar = int | float | str | bool
+MAX_STRING_LENGTH = 64
+FIXED_KEYS: frozenset[str] = frozenset(
+    {"data.pred_len", "data.features", "data.target", "data.path"}
+)
+
+
+def show_value(value: object, limit: int = 40) -> str:
+    """A short ``repr`` for messages: a multi-megabyte value is never echoed back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
+
+
+def readable_float(value: float) -> float:
+    """``value`` rounded to 12 significant digits, so that its repr is short (``5e-05``)."""
+    return float(f"{value:.12g}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One tunable key.
+
+    Attributes:
+        name: the dotted key, e.g. ``model.d_model``.
+        kind: ``int`` / ``float`` (range ``low``..``high`` inclusive, optional ``step``,
+            ``log`` scale), ``categorical`` (``choices``), ``bool``.
+        description: what the key means, for comments and prompts.
+    """
+
+    name: str
+    kind: ParamKind
+    description: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Scalar, ...] = ()
+
+    def validate(self, value: object) -> Scalar:
+        """Check a value and return it normalised (an int accepted as a float becomes one).
+
+        Raises:
+            ConfigError: naming the key, the value, the rule and a valid example.
+        """
+        problem = self._problem(value)
+        if problem:
+            raise ConfigError(
+                f"{self.name} = {show_value(value)} refused: {problem}; "
+                f"e.g. {{\"key\": \"{self.name}\", \"value\": {json.dumps(self.example())}}}"
+            )
+        if self.kind == "float":
+            return readable_float(float(value))  # type: ignore[arg-type]
+        return value  # type: ignore[return-value]
+
+    def example(self) -> Scalar:
+        """A valid value (the middle of the range or choices)."""
+        if self.kind == "bool":
+            return True
+        if self.kind == "categorical":
+            return self.choices[len(self.choices) // 2]
+        assert self.low is not None and self.high is not None
+        if self.kind == "int":
+            return int(self.low + self.high) // 2
+        mid = math.sqrt(self.low * self.high) if self.log and self.low > 0 else (
+            (self.low + self.high) / 2
+        )
+        return float(f"{mid:.1g}")
+
+    def rule(self) -> str:
+        """The constraint in words, e.g. ``an integer in [1, 4]`` or ``one of 'prob', 'full'``."""
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "categorical":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        noun = "an integer" if self.kind == "int" else "a number"
+        scale = ", log scale" if self.log else ""
+        step = f", step {_number(self.step)}" if self.step else ""
+        return f"{noun} in [{_number(self.low)}, {_number(self.high)}]{step}{scale}"
+
+    def narrowed(self, **changes: object) -> Param:
+        """A copy with some fields replaced (used by presets)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    def _problem(self, value: object) -> str:
+        if self.kind == "bool":
+            return "" if type(value) is bool else f"expected true or false, got {_kind(value)}"
+        if self.kind == "categorical":
+            return self._categorical_problem(value)
+        if self.kind == "int" and type(value) is not int:
+            return f"expected an integer, got {_kind(value)}"
+        if self.kind == "float" and type(value) not in (int, float):
+            return f"expected a number, got {_kind(value)}"
+        return self._range_problem(float(value))  # type: ignore[arg-type]
+
+    def _categorical_problem(self, value: object) -> str:
+        if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
+            return f"strings are at most {MAX_STRING_LENGTH} characters; must be {self.rule()}"
+        # type() equality: True must not match the choice 1, nor 1 the choice 1.0.
+        if any(type(value) is type(c) and value == c for c in self.choices):
+            return ""
+        return f"must be {self.rule()}"
+
+    def _range_problem(self, number: float) -> str:
+        assert self.low is not None and self.high is not None
+        if not math.isfinite(number):
+            return f"must be a finite number, {self.rule()}"
+        if not self.low <= number <= self.high:
+            return f"out of range; must be {self.rule()}"
+        if self.step and abs(round((number - self.low) / self.step) * self.step
+                             + self.low - number) > 1e-9:
+            return f"not on the grid; must be {self.rule()}"
+        return ""
+
+
+def _kind(value: object) -> str:
+    return f"{show_value(value)} ({type(value).__name__})"
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() and abs(value) >= 1 else repr(value)
+
+
+_PARAMS: tuple[Param, ...] = (
+    Param("model.attn", "categorical", "encoder self-attention: ProbSparse ('prob') or full",
+          choices=("prob", "full")),
+    Param("model.distil", "bool", "halve the sequence between encoder layers (distilling)"),
+    Param("model.revin", "bool", "reversible instance normalisation of each input window"),
+    Param("model.e_layers", "int", "number of encoder layers", low=1, high=4),
+    Param("model.d_layers", "int", "number of decoder layers", low=1, high=3),
+    Param("model.d_model", "categorical", "model width; must be divisible by model.n_heads",
+          choices=(16, 32, 64, 128, 256, 512)),
+    Param("model.n_heads", "categorical", "attention heads; must divide model.d_model",
+          choices=(1, 2, 4, 8)),
+    Param("model.d_ff", "categorical", "width of the feed-forward layers",
+          choices=(32, 64, 128, 256, 512, 1024, 2048)),
+    Param("model.factor", "int", "ProbSparse sampling factor (queries kept ~ factor*ln L)",
+          low=1, high=10),
+    Param("model.dropout", "float", "dropout probability", low=0.0, high=0.5),
+    Param("model.activation", "categorical", "feed-forward activation",
+          choices=("gelu", "relu")),
+    Param("training.optimizer_class", "categorical", "optimizer",
+          choices=("Adam", "AdamW", "SGD", "RMSprop")),
+    Param("training.optimizer_params.lr", "float", "learning rate", low=1e-5, high=1e-2,
+          log=True),
+    Param("training.optimizer_params.weight_decay", "float", "L2 weight decay",
+          low=0.0, high=0.1),
+    Param("training.scheduler_class", "categorical",
+          "learning-rate schedule ('type1' halves it every epoch)",
+          choices=("type1", "CosineAnnealingLR", "StepLR", "none")),
+    Param("training.criterion_class", "categorical", "training loss (metrics stay MSE/MAE)",
+          choices=("MSELoss", "L1Loss", "SmoothL1Loss", "HuberLoss")),
+    Param("training.max_epochs", "int", "maximum training epochs", low=1, high=20),
+    Param("training.patience", "int", "early-stopping patience in epochs", low=1, high=10),
+    Param("data.batch_size", "categorical", "training batch size",
+          choices=(8, 16, 32, 64, 128, 256)),
+    Param("data.seq_len", "categorical", "encoder look-back window (time steps)",
+          choices=(24, 48, 72, 96, 168, 192, 336)),
+    Param("data.label_len", "categorical",
+          "decoder start-token length; must be <= data.seq_len",
+          choices=(12, 24, 48, 72, 96, 168)),
+)
+
+# Narrower ranges so that a preset's search stays within its time budget.
+_PRESET_NARROWING: dict[str, dict[str, dict[str, object]]] = {
+    "tiny": {
+        "model.e_layers": {"high": 2},
+        "model.d_layers": {"high": 2},
+        "model.d_model": {"choices": (16, 32, 64)},
+        "model.d_ff": {"choices": (32, 64, 128, 256)},
+        "training.max_epochs": {"high": 4},
+        "training.patience": {"high": 3},
+        "data.batch_size": {"choices": (16, 32, 64)},
+        "data.seq_len": {"choices": (24, 48, 96)},
+        "data.label_len": {"choices": (12, 24, 48)},
+    },
+    "quick": {
+        "model.e_layers": {"high": 3},
+        "model.d_layers": {"high": 2},
+        "model.d_model": {"choices": (16, 32, 64, 128, 256)},
+        "model.d_ff": {"choices": (32, 64, 128, 256, 512, 1024)},
+        "training.max_epochs": {"high": 8},
+        "data.seq_len": {"choices": (48, 72, 96, 168, 192)},
+        "data.label_len": {"choices": (24, 48, 72, 96)},
+    },
+    "paper": {},
+}
+
+
+def config_keys(config: InformerConfig | None = None) -> tuple[str, ...]:
+    """Every dotted leaf key of a config, in file order (``model.d_model``, ...)."""
+    data = (config or InformerConfig()).to_dict()
+    return tuple(_leaf_keys(data, ""))
+
+
+def _leaf_keys(data: dict[str, object], prefix: str) -> Iterator[str]:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The tunable keys of one workspace, in a stable order."""
+
+    params: tuple[Param, ...]
+    preset: str = "paper"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_name", {p.name: p for p in self.params})
+
+    def __getitem__(self, key: str) -> Param:
+        return self._index()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._index()
+
+    def __iter__(self) -> Iterator[Param]:
+        return iter(self.params)
+
+    def __len__(self) -> int:
+        return len(self.params)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    def param(self, key: object) -> Param:
+        """The ``Param`` of a key, or a ``ConfigError`` saying why the key cannot be changed."""
+        if not isinstance(key, str):
+            raise ConfigError(
+                f"key {show_value(key)} must be a string such as \"model.d_model\""
+            )
+        found = self._index().get(key)
+        if found is None:
+            raise ConfigError(self._unknown_key_message(key))
+        return found
+
+    def validate(self, key: object, value: object) -> Scalar:
+        """Check one change; return the normalised value (see ``Param.validate``)."""
+        return self.param(key).validate(value)
+
+    def _index(self) -> dict[str, Param]:
+        return self._by_name  # type: ignore[attr-defined, no-any-return]
+
+    def _unknown_key_message(self, key: str) -> str:
+        shown = show_value(key)
+        if key in FIXED_KEYS:
+            return (
+                f"{key} is part of the forecasting task, fixed for this workspace, and cannot "
+                f"be changed; tune another key (e.g. model.d_model) or create a new "
+                f"workspace with `nas init` for another task"
+            )
+        if key in config_keys():
+            return (
+                f"{key} is a config key but not tunable by the search; change one of: "
+                f"{', '.join(self.keys)}"
+            )
+        suggestion = closest_key(key, self.keys)
+        hint = f"did you mean \"{suggestion}\"? " if suggestion else ""
+        return f"unknown key {shown}; {hint}tunable keys: {', '.join(self.keys)}"
+
+
+def closest_key(key: str, keys: tuple[str, ...]) -> str | None:
+    """The tunable key closest to a mistyped one (same last part first, then difflib)."""
+    probe = key[:200].strip().lower()
+    last = probe.rsplit(".", 1)[-1]
+    for candidate in keys:
+        if candidate.rsplit(".", 1)[-1] == last:
+            return candidate
+    matches = difflib.get_close_matches(probe, keys, n=1, cutoff=0.5)
+    if matches:
+        return matches[0]
+    by_last = {k.rsplit(".", 1)[-1]: k for k in keys}
+    matches = difflib.get_close_matches(last, list(by_last), n=1, cutoff=0.6)
+    return by_last[matches[0]] if matches else None
+
+
+DEFAULT_SPACE = SearchSpace(_PARAMS)
+
+
+def search_space_for(
+    preset: str | None = None, include: InformerConfig | None = None
+) -> SearchSpace:
+    """The search space of a preset, widened so that ``include``'s values stay valid.
+
+    Args:
+        preset: ``tiny`` / ``quick`` / ``paper`` (None: ``paper``, the full space).
+        include: a config (usually the workspace's incumbent) whose tunable values must be
+            valid members of the space even if a hand edit put them outside the preset.
+
+    Raises:
+        ConfigError: unknown preset.
+    """
+    name = preset or "paper"
+    if name not in _PRESET_NARROWING:
+        raise ConfigError(
+            f"unknown preset {name!r}; choose one of {', '.join(_PRESET_NARROWING)}"
+        )
+    narrowing = _PRESET_NARROWING[name]
+    params = [p.narrowed(**narrowing.get(p.name, {})) for p in _PARAMS]
+    if include is not None:
+        flat = flatten(include.to_dict())
+        params = [_widened(p, flat[p.name]) for p in params]
+    return SearchSpace(tuple(params), preset=name)
+
+
+def _widened(param: Param, value: object) -> Param:
+    if param.kind == "categorical" and value not in param.choices:
+        ordered = sorted((*param.choices, value), key=lambda c: (str(type(c)), c))
+        return param.narrowed(choices=tuple(ordered))
+    if param.kind in ("int", "float") and isinstance(value, int | float):
+        assert param.low is not None and param.high is not None
+        return param.narrowed(low=min(param.low, value), high=max(param.high, value))
+    return param
+
+
+def flatten(data: dict[str, object], prefix: str = "") -> dict[str, object]:
+    """``{"model": {"d_model": 8}}`` -> ``{"model.d_model": 8}``."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def describe_space(space: SearchSpace) -> str:
+    """The space as text for the planner's prompt: one line per key plus the rules."""
+    lines = [f"Tunable keys (preset {space.preset}):"]
+    for param in space:
+        lines.append(f"- {param.name}: {param.rule()} -- {param.description}")
+    lines.append(
+        "Rules: model.d_model divisible by model.n_heads; data.label_len <= data.seq_len; "
+        "with model.distil, data.seq_len >= 2 ** (model.e_layers - 1)."
+    )
+    lines.append(
+        f"Fixed (the forecasting task, never changed): {', '.join(sorted(FIXED_KEYS))}."
+    )
+    return "\n".join(lines)

@@ -1,0 +1,211 @@
+"""The workspace directory: a commented ``config.py``, ``agent_state.json``, runs, traces.
+
+``Workspace.create`` writes a fresh one from a preset; ``Workspace.open`` checks that a
+directory is one and that its ``config.py`` is a valid pure literal.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from informer_nas.errors import ConfigError, DataError, NasError
+from informer_nas.informer.config import InformerConfig, load_config
+from informer_nas.informer.presets import preset_config
+from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.paths import WorkspacePaths
+from informer_nas.nas_system.search_space import (
+    DEFAULT_SPACE,
+    FIXED_KEYS,
+    SearchSpace,
+    search_space_for,
+)
+from informer_nas.nas_system.state import AgentState, compact_state
+
+_HEADER = """\
+# informer-nas config: the incumbent training config of this workspace.
+#
+# This file is data, not code. It is read by literal evaluation only (never executed or
+# imported), so it may hold only `CONFIG = {...}` with numbers, strings, True / False /
+# None and nested dicts. Between iterations it holds the incumbent (the best accepted
+# config); during an iteration edit_config edits a copy, candidate.py, keeping comments.
+# "tunable" keys give the range the search may use; "fixed" keys define the forecasting
+# task and never change in this workspace; the others are settings the search leaves alone.
+"""
+
+# What the keys outside the search space mean (the tunable ones carry their own text).
+KEY_DOCS: dict[str, str] = {
+    "model.embed": "time-feature embedding: 'timeF', 'fixed' or 'learned'",
+    "model.mix": "mix the decoder's attention heads (reference: True)",
+    "training.optimizer_params.momentum": "SGD momentum in [0, 1)",
+    "training.scheduler_params": "StepLR settings; other schedulers ignore them",
+    "training.scheduler_params.step_size": "StepLR: epochs between decays",
+    "training.scheduler_params.gamma": "StepLR: decay factor in (0, 1]",
+    "training.optimizer_params": "keyword arguments of the optimizer",
+    "training.grad_clip": "clip the gradient norm to this value (None: off)",
+    "training.seed": "training seed; the session sets it per run",
+    "training.device": "'auto', 'cpu' or 'cuda'",
+    "training.amp": "mixed precision on CUDA",
+    "training.num_threads": "torch CPU threads (None: torch's default)",
+    "training.max_train_windows": "train on an evenly spaced subset of windows (None: all)",
+    "training.max_eval_windows": "score an evenly spaced subset of windows (None: all)",
+    "data.path": "CSV file of the series (None: the bundled ETTh1.csv)",
+    "data.features": "'M' multivariate to multivariate, 'S' univariate, 'MS' to the target",
+    "data.target": "the target column",
+    "data.freq": "time-feature frequency: 'h' hourly, 't' minutely",
+    "data.split": "'ett' (12/4/4 months) or 'ratio' (70/10/20)",
+    "data.pred_len": "forecast horizon (time steps)",
+}
+SECTION_DOCS: dict[str, str] = {
+    "model": "the Informer network",
+    "training": "optimisation, early stopping, device and reproducibility",
+    "data": "the forecasting task and the look-back window",
+}
+
+
+def python_literal(value: object) -> str:
+    """The Python source of a config value, readable and exact.
+
+    Floats use Python's shortest repr (``5e-05``, ``0.0001``), ints stay ints.
+
+    Raises:
+        ConfigError: a value a config cannot hold (NaN, inf, or another type).
+    """
+    if value is None or isinstance(value, bool | int):
+        return repr(value)
+    if isinstance(value, str):
+        return _string_literal(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{value!r} cannot be written to a config; use a finite number")
+        return repr(value)
+    raise ConfigError(f"a config value cannot be a {type(value).__name__}")
+
+
+def _string_literal(value: str) -> str:
+    # Double quotes like the rest of the file; JSON escapes are Python escapes too, and the
+    # round trip is checked so that a string can never turn into code.
+    text = json.dumps(value)
+    return text if ast.literal_eval(text) == value else repr(value)
+
+
+def key_comment(key: str, space: SearchSpace = DEFAULT_SPACE) -> str:
+    """The comment written after ``key`` in ``config.py``."""
+    if key in space:
+        param = space[key]
+        return f"{param.description}; tunable: {param.rule()}"
+    doc = KEY_DOCS.get(key, SECTION_DOCS.get(key, ""))
+    return f"{doc}; fixed (the task)" if key in FIXED_KEYS else doc
+
+
+def render_config(
+    cfg: InformerConfig, space: SearchSpace = DEFAULT_SPACE, header: str = _HEADER
+) -> str:
+    """``config.py`` text: a header comment, then one key per line, each commented."""
+    lines = [header.rstrip("\n"), "", "CONFIG = {"]
+    _render_dict(cfg.to_dict(), "", 1, lines, space)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _render_dict(
+    data: dict[str, object], prefix: str, depth: int, lines: list[str], space: SearchSpace
+) -> None:
+    indent = "    " * depth
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        comment = key_comment(dotted, space)
+        suffix = f"  # {comment}" if comment else ""
+        if isinstance(value, dict):
+            lines.append(f'{indent}"{key}": {{{suffix}')
+            _render_dict(value, f"{dotted}.", depth + 1, lines, space)
+            lines.append(f"{indent}}},")
+        else:
+            lines.append(f'{indent}"{key}": {python_literal(value)},{suffix}')
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """One workspace directory (see DESIGN.md)."""
+
+    paths: WorkspacePaths
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @classmethod
+    def create(cls, root: Path, preset: str, data_path: Path | None = None) -> Workspace:
+        """Create a workspace: a commented ``config.py`` from ``preset`` and a fresh state.
+
+        Args:
+            root: the directory (created if missing; it must not hold a workspace).
+            preset: ``tiny``, ``quick`` or ``paper``.
+            data_path: a CSV to forecast instead of the bundled ETTh1.csv.
+
+        Raises:
+            ConfigError: unknown preset, or ``root`` already holds a workspace.
+            DataError: ``data_path`` is not a file.
+        """
+        paths = WorkspacePaths(Path(root).resolve())
+        config = _initial_config(preset, data_path)
+        for existing in (paths.config, paths.state):
+            if existing.exists():
+                raise ConfigError(
+                    f"{paths.root} already holds a workspace ({existing.name} exists); it was "
+                    f"not touched; continue it with `nas resume` or pick another directory"
+                )
+        paths.root.mkdir(parents=True, exist_ok=True)
+        paths.runs.mkdir(exist_ok=True)
+        paths.traces.mkdir(exist_ok=True)
+        atomic_write_text(paths.config, render_config(config, search_space_for(preset)))
+        compact_state(paths, AgentState(preset=preset))
+        return cls(paths)
+
+    @classmethod
+    def open(cls, root: Path, validate: bool = True) -> Workspace:
+        """Open an existing workspace.
+
+        Args:
+            root: the workspace directory.
+            validate: also check that ``config.py`` is a valid pure literal.
+
+        Raises:
+            NasError: not a workspace (names the path and ``nas init``).
+            ConfigError: ``config.py`` is not a pure literal or fails the schema.
+        """
+        paths = WorkspacePaths(Path(root).resolve())
+        for needed in (paths.config, paths.state):
+            if not needed.is_file():
+                raise NasError(
+                    f"{paths.root} is not an informer-nas workspace ({needed.name} is "
+                    f"missing); create one with `nas init {root}`"
+                )
+        paths.runs.mkdir(exist_ok=True)
+        paths.traces.mkdir(exist_ok=True)
+        if validate:
+            load_config(paths.config)
+        return cls(paths)
+
+    def config(self) -> InformerConfig:
+        """The incumbent config (``config.py``), validated."""
+        return load_config(self.paths.config)
+
+    def search_space(self, preset: str | None) -> SearchSpace:
+        """The space of ``preset``, widened to hold the incumbent's current values."""
+        return search_space_for(preset, include=self.config())
+
+
+def _initial_config(preset: str, data_path: Path | None) -> InformerConfig:
+    config = preset_config(preset)
+    if data_path is None:
+        return config
+    path = Path(data_path).expanduser().resolve()
+    if not path.is_file():
+        raise DataError(f"data file {data_path} not found; pass an existing CSV to --data")
+    data = config.to_dict()
+    data["data"]["path"] = str(path)
+    return InformerConfig.model_validate(data)

@@ -1,0 +1,378 @@
+"""The ``edit_config`` tool: validated ``{key, value}`` changes applied to the candidate.
+
+The candidate (``candidate.py``) is always ``config.py`` (the incumbent) with this
+iteration's changes applied by a syntax-tree edit (libcst), so comments and layout stay.
+Every value is checked against the search space and the whole result against
+``InformerConfig`` before anything is written; a refused edit leaves the file
+byte-identical. Nothing from a change is ever executed: value nodes are built from Python
+values by a formatter, and the written file is re-read by literal evaluation and compared
+with the intended config before it replaces the old one.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import libcst as cst
+from pydantic import ValidationError
+
+from informer_nas.errors import ConfigError
+from informer_nas.informer.config import (
+    format_validation_error,
+    read_config_literal,
+    validate_config,
+)
+from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.records import ConfigChange
+from informer_nas.nas_system.search_space import (
+    SearchSpace,
+    flatten,
+    search_space_for,
+    show_value,
+)
+from informer_nas.nas_system.state import IterationScratch
+from informer_nas.nas_system.workspace import key_comment, python_literal
+
+if TYPE_CHECKING:
+    from informer_nas.tools.context import ToolContext
+
+MAX_CHANGES = 32
+MAX_RATIONALE = 2000
+
+
+def edit_config(ctx: ToolContext, changes: Sequence[ConfigChange], rationale: str) -> str:
+    """Change the candidate config for this iteration's training; returns a unified diff.
+
+    Each change is ``{"key": "model.d_model", "value": 64}``: a tunable dotted key and a
+    plain value (number, string or boolean) inside the key's range or choices. The whole
+    config must stay valid (e.g. model.d_model divisible by model.n_heads). Edits
+    accumulate over the iteration on top of the incumbent; a refused edit changes nothing
+    and the message says what to fix. Not allowed after launch_training this iteration.
+
+    Args:
+        ctx: the tool context.
+        changes: the ``{key, value}`` changes to apply, in order.
+        rationale: why (recorded with the run).
+
+    Raises:
+        ConfigError: a bad key, value or combination, or the candidate was launched.
+    """
+    current = ctx.state.current
+    if current is not None and current.launched_run_id is not None:
+        raise ConfigError(
+            f"the candidate has already been launched this iteration (run "
+            f"{current.launched_run_id}); no more edits until the next iteration, which "
+            f"starts again from the incumbent"
+        )
+    paths = ctx.workspace.paths
+    base_text = paths.config.read_text(encoding="utf-8")
+    base = read_config_literal(paths.config)
+    space = search_space_for(ctx.state.preset, include=validate_config(base, str(paths.config)))
+    requested = validate_changes(changes, space)
+    recorded = merge_changes(current.changes if current else [], requested, base)
+    intended = apply_to_dict(base, recorded)
+    _check_whole_config(intended, requested)
+    candidate_text = apply_changes(base_text, recorded)
+    before = _candidate_before(paths.candidate, current, base_text)
+    atomic_write_text(paths.candidate, candidate_text,
+                      verify=lambda temp: verify_written(temp, intended))
+    ctx.state.current = IterationScratch(
+        iteration=current.iteration if current else ctx.state.iteration + 1,
+        changes=recorded,
+        rationale=_joined_rationale(current.rationale if current else "", rationale),
+    )
+    ctx.save()
+    return unified_diff(before, candidate_text) or (
+        "no change: the candidate already holds these values"
+    )
+
+
+def validate_changes(changes: object, space: SearchSpace) -> list[ConfigChange]:
+    """Check each change's key and value; return them with normalised values.
+
+    Raises:
+        ConfigError: the first bad change, naming the key, the value, the rule and an example.
+    """
+    if isinstance(changes, str | bytes | Mapping) or not isinstance(changes, Sequence):
+        raise ConfigError(
+            f"changes must be a list of {{\"key\", \"value\"}} objects, got "
+            f"{show_value(changes)}; e.g. [{{\"key\": \"model.d_model\", \"value\": 64}}]"
+        )
+    if not changes:
+        raise ConfigError(
+            "no changes given; pass at least one, e.g. [{\"key\": \"model.d_model\", "
+            "\"value\": 64}]"
+        )
+    if len(changes) > MAX_CHANGES:
+        raise ConfigError(f"{len(changes)} changes in one edit; send at most {MAX_CHANGES}")
+    result: list[ConfigChange] = []
+    for number, raw in enumerate(changes, start=1):
+        change = _as_change(raw, number)
+        if any(done.key == change.key for done in result):
+            raise ConfigError(
+                f"key {change.key} appears twice in one edit; send each key once"
+            )
+        result.append(ConfigChange.model_construct(
+            key=change.key, value=space.validate(change.key, change.value)
+        ))
+    return result
+
+
+def _as_change(raw: object, number: int) -> ConfigChange:
+    if isinstance(raw, ConfigChange):
+        return raw
+    if isinstance(raw, Mapping):
+        try:
+            return ConfigChange.model_validate(dict(raw))
+        except ValidationError as exc:
+            detail = format_validation_error(exc)
+    else:
+        detail = f"got {show_value(raw)}"
+    raise ConfigError(
+        f"change {number} must be {{\"key\": <dotted key>, \"value\": <number, string or "
+        f"boolean>}} ({show_value(detail, 200)}); e.g. {{\"key\": \"model.dropout\", "
+        f"\"value\": 0.1}}"
+    )
+
+
+def merge_changes(
+    previous: Sequence[ConfigChange], requested: Sequence[ConfigChange], base: dict[str, Any]
+) -> list[ConfigChange]:
+    """This iteration's changes so far plus the new ones: one per key, latest value wins,
+    and a change back to the incumbent's own value dropped."""
+    merged = {change.key: change for change in previous}
+    for change in requested:
+        merged.pop(change.key, None)
+        merged[change.key] = change
+    flat = flatten(base)
+    return [c for c in merged.values() if not _same_value(flat.get(c.key, _MISSING), c.value)]
+
+
+_MISSING = object()
+
+
+def _same_value(a: object, b: object) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def apply_to_dict(base: dict[str, Any], changes: Sequence[ConfigChange]) -> dict[str, Any]:
+    """A deep copy of ``base`` with each dotted key set (missing sections created)."""
+    result = copy.deepcopy(base)
+    for change in changes:
+        *sections, leaf = change.key.split(".")
+        node = result
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = change.value
+    return result
+
+
+def _check_whole_config(intended: dict[str, Any], requested: Sequence[ConfigChange]) -> None:
+    try:
+        validate_config(intended, source="candidate")
+    except ConfigError as exc:
+        shown = ", ".join(f"{c.key}={show_value(c.value)}" for c in requested)
+        reason = str(exc).removeprefix("candidate: ").removeprefix("CONFIG: ")
+        raise ConfigError(
+            f"edit [{shown}] refused, the resulting config breaks a rule: {reason}; "
+            f"the candidate is unchanged"
+        ) from None
+
+
+def apply_changes(source: str, changes: Sequence[ConfigChange]) -> str:
+    """Apply ``changes`` to config source text with libcst (pure; comments and layout kept).
+
+    Values must already be validated; a missing key is inserted into its section.
+
+    Raises:
+        ConfigError: the source has no ``CONFIG = {...}`` or cannot be parsed.
+    """
+    try:
+        module = cst.parse_module(source)
+    except cst.ParserSyntaxError as exc:
+        raise ConfigError(f"config source cannot be parsed ({exc.message}); fix it") from None
+    for change in changes:
+        module = set_key(module, change.key.split("."), value_node(change.value), key_comment)
+    return module.code
+
+
+def value_node(value: object) -> cst.BaseExpression:
+    """A libcst node for a scalar, built from the value (never by parsing user text)."""
+    text = python_literal(value)  # raises on NaN, inf and non-scalars
+    if value is None or isinstance(value, bool):
+        return cst.Name(text)
+    if isinstance(value, str):
+        return cst.SimpleString(text)
+    assert isinstance(value, int | float)
+    magnitude: cst.BaseExpression = (
+        cst.Integer(str(abs(value))) if isinstance(value, int) else cst.Float(repr(abs(value)))
+    )
+    if value < 0 or (isinstance(value, float) and math.copysign(1.0, value) < 0):
+        return cst.UnaryOperation(operator=cst.Minus(), expression=magnitude)
+    return magnitude
+
+
+def verify_written(path: Path, intended: dict[str, Any]) -> None:
+    """Check that ``path`` reads back (literally) as exactly ``intended``.
+
+    Raises:
+        ConfigError: it does not (a bug or a file layout the editor cannot handle).
+    """
+    written = read_config_literal(path)
+    if not _strict_equal(written, intended):
+        raise ConfigError(
+            "the edited candidate does not read back as intended (is a key repeated in "
+            "config.py?); the candidate is unchanged; check config.py"
+        )
+
+
+def _strict_equal(a: object, b: object) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_strict_equal(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
+
+
+def _candidate_before(candidate: Path, current: IterationScratch | None, base: str) -> str:
+    if current is not None and current.changes and candidate.is_file():
+        return candidate.read_text(encoding="utf-8")
+    return base
+
+
+def _joined_rationale(previous: str, rationale: object) -> str:
+    text = rationale if isinstance(rationale, str) else str(rationale)
+    joined = f"{previous} | {text}" if previous and text and text != previous else (
+        text or previous
+    )
+    return joined[-MAX_RATIONALE:]
+
+
+def unified_diff(before: str, after: str, name: str = "candidate.py") -> str:
+    """A unified diff with one line of context (compact for the planner)."""
+    return "".join(difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True),
+        fromfile=f"{name} (before)", tofile=name, n=1,
+    ))
+
+
+
+def set_key(
+    module: cst.Module,
+    parts: list[str],
+    value: cst.BaseExpression,
+    comment_for: Callable[[str], str] = lambda key: "",
+) -> cst.Module:
+    """Set ``CONFIG[parts[0]][parts[1]]...`` to ``value``; insert the key if missing.
+
+    Args:
+        module: the parsed config file.
+        parts: the dotted key, split.
+        value: the new value's node.
+        comment_for: the comment of an inserted line, from its dotted key.
+
+    Raises:
+        ConfigError: no ``CONFIG = {...}``, or a section in the path is not a dict.
+    """
+    config = _config_dict(module)
+    updated = _set_in_dict(config, parts, value, comment_for, "")
+    replaced = module.deep_replace(config, updated)
+    assert isinstance(replaced, cst.Module)
+    return replaced
+
+
+def _config_dict(module: cst.Module) -> cst.Dict:
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if (isinstance(small, cst.Assign) and len(small.targets) == 1
+                    and isinstance(small.targets[0].target, cst.Name)
+                    and small.targets[0].target.value == "CONFIG"
+                    and isinstance(small.value, cst.Dict)):
+                return small.value
+    raise ConfigError("no `CONFIG = {...}` dict in the config; recreate it with `nas init`")
+
+
+def _set_in_dict(
+    node: cst.Dict,
+    parts: list[str],
+    value: cst.BaseExpression,
+    comment_for: Callable[[str], str],
+    prefix: str,
+) -> cst.Dict:
+    key, rest = parts[0], parts[1:]
+    elements = list(node.elements)
+    # The last occurrence wins, as in literal evaluation.
+    for i in reversed(range(len(elements))):
+        element = elements[i]
+        if isinstance(element, cst.DictElement) and _key_of(element) == key:
+            if rest and not isinstance(element.value, cst.Dict):
+                raise ConfigError(
+                    f"{prefix}{key} in the config is not a dict, so {'.'.join(parts)} cannot "
+                    f"be set inside it; fix config.py"
+                )
+            new_value = (_set_in_dict(element.value, rest, value, comment_for, f"{prefix}{key}.")
+                         if rest and isinstance(element.value, cst.Dict) else value)
+            elements[i] = element.with_changes(value=new_value)
+            return node.with_changes(elements=elements)
+    inserted = value if not rest else _nested(rest, value)
+    element = cst.DictElement(_key_node(key), inserted)
+    return insert_element(node, element, comment_for(f"{prefix}{key}"))
+
+
+def _key_of(element: cst.DictElement) -> str | None:
+    if isinstance(element.key, cst.SimpleString):
+        evaluated = element.key.evaluated_value
+        return evaluated if isinstance(evaluated, str) else None
+    return None
+
+
+def _key_node(key: str) -> cst.SimpleString:
+    return cst.SimpleString(python_literal(key))
+
+
+def _nested(parts: list[str], value: cst.BaseExpression) -> cst.Dict:
+    inner = value if len(parts) == 1 else _nested(parts[1:], value)
+    return cst.Dict([cst.DictElement(_key_node(parts[0]), inner)])
+
+
+def insert_element(node: cst.Dict, element: cst.DictElement, comment: str) -> cst.Dict:
+    """Append ``element`` to a dict, matching its layout (one key per line or inline)."""
+    elements = list(node.elements)
+    opening = node.lbrace.whitespace_after
+    closing = node.rbrace.whitespace_before
+    if not elements:
+        return node.with_changes(elements=[element])
+    last = elements[-1]
+    last_comma = last.comma if isinstance(last.comma, cst.Comma) else None
+    if not (isinstance(opening, cst.ParenthesizedWhitespace)
+            and isinstance(closing, cst.ParenthesizedWhitespace)):
+        # Inline dict: `{"a": 1, "b": 2}` -> `{"a": 1, "b": 2, "c": 3}`.
+        space = cst.SimpleWhitespace(" ")
+        elements[-1] = last.with_changes(comma=cst.Comma(whitespace_after=space))
+        elements.append(element.with_changes(comma=last.comma))
+        return node.with_changes(elements=elements)
+    # One key per line: the old last line keeps its comment, the new line gets its own.
+    separator = cst.ParenthesizedWhitespace(
+        first_line=closing.first_line, indent=opening.indent, last_line=opening.last_line
+    )
+    elements[-1] = last.with_changes(comma=cst.Comma(
+        whitespace_before=last_comma.whitespace_before if last_comma else cst.SimpleWhitespace(""),
+        whitespace_after=separator,
+    ))
+    trailing = cst.Comma(whitespace_after=cst.SimpleWhitespace("")) if last_comma else None
+    elements.append(element.with_changes(comma=trailing or cst.MaybeSentinel.DEFAULT))
+    first_line = cst.TrailingWhitespace(
+        whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(f"# {_one_line(comment)}")
+    ) if comment else cst.TrailingWhitespace()
+    new_closing = closing.with_changes(first_line=first_line)
+    return node.with_changes(elements=elements,
+                             rbrace=node.rbrace.with_changes(whitespace_before=new_closing))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

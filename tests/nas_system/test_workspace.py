@@ -1,0 +1,95 @@
+"""Workspaces: creation from a preset, the commented config.py, opening and refusals."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from informer_nas.errors import ConfigError, DataError, NasError
+from informer_nas.informer.config import InformerConfig, load_config, read_config_literal
+from informer_nas.informer.presets import PRESETS, preset_config
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace, python_literal, render_config
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_create_writes_the_preset_as_a_commented_config(tmp_path: Path, preset: str) -> None:
+    workspace = Workspace.create(tmp_path / "ws", preset)
+    assert load_config(workspace.paths.config) == preset_config(preset)
+    text = workspace.paths.config.read_text()
+    assert text.startswith("# informer-nas config")
+    value_lines = [line for line in text.splitlines() if line.startswith("        \"")]
+    assert value_lines and all("  # " in line for line in value_lines)  # every key explained
+    assert '"d_model": ' in text and "tunable: one of" in text and "fixed (the task)" in text
+    state = load_state(workspace.paths)
+    assert (state.preset, state.iteration, state.runs) == (preset, 0, [])
+    assert workspace.paths.runs.is_dir() and workspace.paths.traces.is_dir()
+
+
+def test_the_layout_is_one_key_per_line_in_file_order(tmp_path: Path) -> None:
+    text = render_config(preset_config("tiny"))
+    lines = text.splitlines()
+    start = lines.index("CONFIG = {")
+    assert lines[start + 1].startswith('    "model": {')
+    assert lines[start + 2].startswith('        "d_model": 16,  # ')
+    assert lines[-1] == "}"
+
+
+def test_numbers_are_written_readably_and_ints_stay_ints() -> None:
+    assert python_literal(5e-05) == "5e-05"
+    assert python_literal(0.0001) == "0.0001"
+    assert python_literal(32) == "32"
+    assert python_literal(2.0) == "2.0"
+    assert python_literal('say "hi"\n') == '"say \\"hi\\"\\n"'
+    data = preset_config("tiny").to_dict()
+    data["training"]["optimizer_params"]["lr"] = 5e-05
+    text = render_config(InformerConfig.model_validate(data))
+    assert '"lr": 5e-05,' in text
+    assert ast.literal_eval(text.split("\nCONFIG = ", 1)[1]) == data
+
+
+def test_create_refuses_to_overwrite_a_workspace(tmp_path: Path) -> None:
+    workspace = Workspace.create(tmp_path, "tiny")
+    before = workspace.paths.config.read_bytes(), workspace.paths.state.read_bytes()
+    with pytest.raises(ConfigError, match="already holds a workspace.*nas resume"):
+        Workspace.create(tmp_path, "quick")
+    assert (workspace.paths.config.read_bytes(), workspace.paths.state.read_bytes()) == before
+
+
+def test_create_with_a_data_file(tmp_path: Path) -> None:
+    csv = tmp_path / "series.csv"
+    csv.write_text("date,OT\n")
+    workspace = Workspace.create(tmp_path / "ws", "tiny", data_path=csv)
+    assert read_config_literal(workspace.paths.config)["data"]["path"] == str(csv.resolve())
+    with pytest.raises(DataError, match="missing.csv not found"):
+        Workspace.create(tmp_path / "other", "tiny", data_path=tmp_path / "missing.csv")
+
+
+def test_unknown_preset_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        Workspace.create(tmp_path / "ws", "huge")
+    assert not (tmp_path / "ws").exists()
+
+
+def test_open_a_workspace(tmp_path: Path) -> None:
+    created = Workspace.create(tmp_path, "tiny")
+    assert Workspace.open(tmp_path) == created
+    assert Workspace.open(tmp_path).config() == preset_config("tiny")
+
+
+def test_open_refuses_a_directory_that_is_not_a_workspace(tmp_path: Path) -> None:
+    with pytest.raises(NasError, match=rf"{tmp_path} is not an informer-nas workspace.*nas init"):
+        Workspace.open(tmp_path)
+
+
+def test_open_refuses_a_hand_edited_config_that_is_not_a_literal(tmp_path: Path) -> None:
+    workspace = Workspace.create(tmp_path, "tiny")
+    text = workspace.paths.config.read_text().replace(
+        '"d_model": 16,', '"d_model": __import__("os").getpid(),'
+    )
+    workspace.paths.config.write_text(text)
+    with pytest.raises(ConfigError, match=r"config.py:\d+: `__import__\(.os.\).getpid\(\)` is not"):
+        Workspace.open(tmp_path)
+    Workspace.open(tmp_path, validate=False)  # `nas doctor` can still look at it

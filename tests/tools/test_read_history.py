@@ -1,0 +1,74 @@
+"""read_history: budget, incumbent and the last runs as compact JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from informer_nas.errors import ConfigError
+from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
+from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.context import ToolContext
+from informer_nas.tools.read_history import read_history
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> ToolContext:
+    workspace = Workspace.create(tmp_path, "tiny")
+    executor = CallableExecutor(lambda request: pytest.fail("no training here"))
+    state = load_state(workspace.paths)
+    state.max_iterations = 10
+    return ToolContext(workspace, state, SessionSettings(), executor)
+
+
+def two_trial_history(ctx: ToolContext) -> None:
+    state = ctx.state
+    state.runs = [
+        RunRecord(run_id="run_0000", iteration=1, status=RunStatus.OK, accepted=True,
+                  step_type="small", val_mse=0.51234567, test_mse=0.6, verdict="accept",
+                  verdict_reason="first successful run: baseline",
+                  history_summary={"best_epoch": 2, "epochs_run": 2}),
+        RunRecord(run_id="run_0001", iteration=2, status=RunStatus.DIVERGED,
+                  status_reason="loss became NaN at epoch 1", accepted=False,
+                  step_type="radical", verdict="reject", verdict_reason="the run failed",
+                  changes=[ConfigChange(key="training.optimizer_params.lr", value=0.01)]),
+    ]
+    state.incumbent_run_id = "run_0000"
+    state.iteration = 2
+
+
+def test_an_empty_history(ctx: ToolContext) -> None:
+    payload = json.loads(read_history(ctx))
+    assert payload == {"budget": {"iteration": 0, "max_iterations": 10, "remaining": 10},
+                       "n_runs": 0, "incumbent": None, "runs": []}
+
+
+def test_the_incumbent_and_the_last_runs(ctx: ToolContext) -> None:
+    two_trial_history(ctx)
+    text = read_history(ctx)
+    assert text == json.dumps(json.loads(text), separators=(",", ":"))  # compact
+    payload = json.loads(text)
+    assert payload["budget"] == {"iteration": 2, "max_iterations": 10, "remaining": 8}
+    assert payload["incumbent"] == {"run_id": "run_0000", "iteration": 1, "changes": {},
+                                    "val_mse": 0.51235, "test_mse": 0.6}
+    failed = payload["runs"][1]
+    assert failed["changes"] == {"training.optimizer_params.lr": 0.01}
+    assert failed["status"] == "diverged" and failed["verdict"] == "reject"
+    assert failed["status_reason"] == "loss became NaN at epoch 1"
+    assert payload["runs"][0]["history_summary"] == {"best_epoch": 2, "epochs_run": 2}
+    assert "status_reason" not in payload["runs"][0]  # nothing to say about a success
+    assert [run["run_id"] for run in json.loads(read_history(ctx, last_n=1))["runs"]] == [
+        "run_0001"
+    ]
+
+
+@pytest.mark.parametrize("last_n", [0, 51, -1, True, 2.5], ids=str)
+def test_a_bad_last_n_is_refused(ctx: ToolContext, last_n: Any) -> None:
+    with pytest.raises(ConfigError, match=r"last_n must be an integer in \[1, 50\]"):
+        read_history(ctx, last_n=last_n)
