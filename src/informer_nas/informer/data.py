@@ -1,0 +1,386 @@
+"""ETT data: loading, the reference split, scaling, time features and window batches.
+
+The split, scaler and time features follow the Informer reference implementation
+(zhouhaoyi/Informer2020, ``data/data_loader.py``). Windows are never materialised one by
+one: a split keeps its scaled rows as one tensor and a batch is an index gather.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from informer_nas.errors import DataError
+from informer_nas.informer.config import DataSection, EmbedKind, Frequency, SplitKind
+
+logger = logging.getLogger(__name__)
+
+HOURS_PER_MONTH = 30 * 24  # the reference's "month": 30 days
+ROWS_PER_HOUR: dict[str, int] = {"h": 1, "t": 4}  # freq t: one row every 15 minutes
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def bundled_csv_path() -> Path:
+    """The path of the ETTh1.csv shipped inside the package."""
+    return Path(str(resources.files("informer_nas.informer").joinpath("data/ETTh1.csv")))
+
+
+@dataclass(frozen=True)
+class RawSeries:
+    """A CSV's value columns (target last) and timestamps, validated."""
+
+    path: Path
+    columns: tuple[str, ...]
+    values: np.ndarray  # (rows, C) float64
+    dates: pd.DatetimeIndex
+
+
+def read_series(path: Path, target: str) -> RawSeries:
+    """Read a CSV with a ``date`` column and numeric columns; move ``target`` last.
+
+    Raises:
+        DataError: the file is missing or unreadable, has no ``date`` or ``target``
+            column, or holds a non-numeric or empty value.
+    """
+    stat = _stat_or_raise(path)
+    frame = _read_frame(str(path), stat.st_mtime_ns)
+    if "date" not in frame.columns:
+        raise DataError(
+            f"{path}: no 'date' column (columns: {', '.join(map(str, frame.columns))}); "
+            "the CSV needs a 'date' column of timestamps"
+        )
+    if target not in frame.columns or target == "date":
+        choices = ", ".join(str(c) for c in frame.columns if c != "date")
+        raise DataError(
+            f"{path}: target column {target!r} not found; set data.target to one of: {choices}"
+        )
+    columns = [str(c) for c in frame.columns if c not in ("date", target)] + [target]
+    values = np.stack([_numeric_column(frame, name, path) for name in columns], axis=1)
+    return RawSeries(path, tuple(columns), values, _parse_dates(frame["date"], path))
+
+
+def _stat_or_raise(path: Path) -> os.stat_result:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        raise DataError(
+            f"data file {path} not found; set data.path to an existing CSV "
+            "(or None for the bundled ETTh1.csv)"
+        ) from None
+
+
+@functools.lru_cache(maxsize=4)
+def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
+    # mtime_ns is part of the cache key so that an edited file is read again.
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot be read as CSV ({exc}); check the file") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; point data.path to a CSV") from None
+
+
+def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
+    text = frame[name].str.strip()
+    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        shown = frame[name].iloc[row]
+        what = "empty" if shown.strip() == "" or shown.strip().lower() == "nan" else "non-numeric"
+        raise DataError(
+            f"{path}: column {name!r} has {int(bad.sum())} {what} or non-finite value(s), "
+            f"first {shown!r} on line {row + 2}; fill or remove those rows"
+        )
+    return np.asarray(numbers, dtype=np.float64)
+
+
+def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
+    dates = pd.to_datetime(column, errors="coerce")
+    if dates.isna().any():
+        row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        raise DataError(
+            f"{path}: 'date' value {column.iloc[row]!r} on line {row + 2} is not a timestamp; "
+            "use the format YYYY-MM-DD HH:MM:SS"
+        )
+    return pd.DatetimeIndex(dates)
+
+
+def split_borders(
+    n_rows: int, seq_len: int, split: SplitKind, freq: Frequency
+) -> list[tuple[int, int]]:
+    """Row ranges ``[start, end)`` of train, val and test, inputs included.
+
+    ``ett``: 12/4/4 thirty-day months (ETTh: targets [0, 8640), [8640, 11520),
+    [11520, 14400); freq t four times that). ``ratio``: the reference's custom-CSV split,
+    70 % / 10 % / 20 %. Val and test start ``seq_len`` rows before their first target.
+    """
+    if split == "ett":
+        month = HOURS_PER_MONTH * ROWS_PER_HOUR[freq]
+        ends = [12 * month, 16 * month, 20 * month]
+    else:
+        n_train, n_test = int(n_rows * 0.7), int(n_rows * 0.2)
+        ends = [n_train, n_rows - n_test, n_rows]
+    starts = [0, ends[0] - seq_len, ends[1] - seq_len]
+    return list(zip(starts, ends, strict=True))
+
+
+def _check_lengths(raw: RawSeries, borders: list[tuple[int, int]], data: DataSection) -> None:
+    n_rows = len(raw.values)
+    if data.split == "ett" and n_rows < borders[2][1]:
+        raise DataError(
+            f"{raw.path} has {n_rows} rows; split 'ett' at freq {data.freq!r} needs "
+            f"{borders[2][1]} (20 thirty-day months); set data.split to 'ratio' for this file"
+        )
+    need = data.seq_len + data.pred_len
+    for name, (start, end) in zip(SPLIT_NAMES, borders, strict=True):
+        if start < 0 or end - start < need:
+            raise DataError(
+                f"{raw.path}: the {name} part has {max(0, end - max(start, 0))} rows "
+                f"(of {n_rows}), fewer than seq_len + pred_len = {need}; use a longer file "
+                "or a shorter data.seq_len / data.pred_len"
+            )
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-column standardisation fit on the train rows (population std, ddof 0)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> Scaler:
+        std = rows.std(axis=0)
+        # A constant column would divide by zero; leave it centred instead.
+        return cls(rows.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray((values - self.mean) / self.std)
+
+    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values * self.std + self.mean)
+
+
+def time_features(dates: pd.DatetimeIndex, freq: Frequency) -> np.ndarray:
+    """The reference's ``timeF`` encoding, each feature in [-0.5, 0.5].
+
+    Columns for freq h: hour, day of week, day of month, day of year; freq t puts minute
+    of hour first.
+    """
+    columns = [
+        dates.hour.to_numpy() / 23.0 - 0.5,
+        dates.day_of_week.to_numpy() / 6.0 - 0.5,
+        (dates.day.to_numpy() - 1) / 30.0 - 0.5,
+        (dates.day_of_year.to_numpy() - 1) / 365.0 - 0.5,
+    ]
+    if freq == "t":
+        columns.insert(0, dates.minute.to_numpy() / 59.0 - 0.5)
+    return np.stack(columns, axis=1).astype(np.float32)
+
+
+def calendar_features(dates: pd.DatetimeIndex, freq: Frequency) -> np.ndarray:
+    """Integer calendar columns for ``fixed`` / ``learned`` embeddings.
+
+    Columns: month, day, weekday, hour, and for freq t minute // 15.
+    """
+    columns = [dates.month, dates.day, dates.day_of_week, dates.hour]
+    if freq == "t":
+        columns.append(dates.minute // 15)
+    return np.stack([np.asarray(c) for c in columns], axis=1).astype(np.int64)
+
+
+@dataclass
+class Batch:
+    """Model inputs and targets of one batch (all on the split's device)."""
+
+    x_enc: torch.Tensor  # (B, seq_len, enc_in)
+    x_mark_enc: torch.Tensor  # (B, seq_len, n_marks)
+    x_dec: torch.Tensor  # (B, label_len + pred_len, dec_in); the last pred_len steps are 0
+    x_mark_dec: torch.Tensor  # (B, label_len + pred_len, n_marks)
+    y: torch.Tensor  # (B, pred_len, c_out)
+
+    def __len__(self) -> int:
+        return int(self.x_enc.shape[0])
+
+
+class WindowSet:
+    """The windows of one split: scaled rows plus window start rows, gathered per batch.
+
+    Args:
+        values: (rows, C) scaled values of the split's row range.
+        marks: (rows, n_marks) time features (float) or calendar columns (long).
+        starts: (n,) the first encoder row of each window.
+        seq_len, label_len, pred_len: window geometry.
+        target_only: predict only the last column (features MS).
+    """
+
+    def __init__(
+        self,
+        values: torch.Tensor,
+        marks: torch.Tensor,
+        starts: torch.Tensor,
+        seq_len: int,
+        label_len: int,
+        pred_len: int,
+        target_only: bool,
+    ) -> None:
+        self.values, self.marks, self.starts = values, marks, starts
+        self.seq_len, self.label_len, self.pred_len = seq_len, label_len, pred_len
+        self.target_only = target_only
+        device = values.device
+        self._enc_offsets = torch.arange(seq_len, device=device)
+        self._dec_offsets = torch.arange(
+            seq_len - label_len, seq_len + pred_len, device=device
+        )
+
+    def __len__(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def device(self) -> torch.device:
+        return self.values.device
+
+    def to(self, device: torch.device | str) -> WindowSet:
+        """A copy of this split on ``device``."""
+        return WindowSet(
+            self.values.to(device), self.marks.to(device), self.starts.to(device),
+            self.seq_len, self.label_len, self.pred_len, self.target_only,
+        )
+
+    def batch(self, positions: torch.Tensor) -> Batch:
+        """Gather the windows at ``positions`` (indices into this split's windows)."""
+        starts = self.starts[positions.to(self.device)].unsqueeze(1)  # (B, 1)
+        enc_rows = starts + self._enc_offsets  # (B, seq_len)
+        dec_rows = starts + self._dec_offsets  # (B, label_len + pred_len)
+        dec_values = self.values[dec_rows]
+        known = dec_values[:, : self.label_len]
+        x_dec = torch.cat([known, torch.zeros_like(dec_values[:, self.label_len :])], dim=1)
+        future = dec_values[:, self.label_len :]
+        y = future[..., -1:] if self.target_only else future
+        return Batch(self.values[enc_rows], self.marks[enc_rows], x_dec, self.marks[dec_rows], y)
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        generator: torch.Generator | None = None,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
+        """Yield batches in order or shuffled with ``generator``.
+
+        ``drop_last`` drops an incomplete last batch (as the reference's train loader),
+        but never the only batch.
+        """
+        count = len(self)
+        order = torch.randperm(count, generator=generator) if shuffle else torch.arange(count)
+        order = order.to(self.device)
+        stop = count - count % batch_size if drop_last and count >= batch_size else count
+        for begin in range(0, stop, batch_size):
+            yield self.batch(order[begin : min(begin + batch_size, stop)])
+
+    def steps(self, batch_size: int, drop_last: bool = False) -> int:
+        """How many batches :meth:`batches` yields."""
+        count = len(self)
+        if drop_last and count >= batch_size:
+            return count // batch_size
+        return -(-count // batch_size)
+
+
+@dataclass
+class ETTData:
+    """The three splits of a dataset with what the model needs to know about it."""
+
+    train: WindowSet
+    val: WindowSet
+    test: WindowSet
+    scaler: Scaler
+    columns: tuple[str, ...]
+    path: Path
+    enc_in: int
+    dec_in: int
+    c_out: int
+    borders: list[tuple[int, int]]
+
+    def to(self, device: torch.device | str) -> ETTData:
+        """A copy with every split on ``device``."""
+        return ETTData(
+            self.train.to(device), self.val.to(device), self.test.to(device), self.scaler,
+            self.columns, self.path, self.enc_in, self.dec_in, self.c_out, self.borders,
+        )
+
+
+def evenly_spaced(count: int, cap: int | None) -> np.ndarray:
+    """A deterministic, evenly spaced subset of ``range(count)`` of at most ``cap`` items."""
+    if cap is None or cap >= count:
+        return np.arange(count)
+    return (np.arange(cap) * count) // cap
+
+
+def load_dataset(
+    data: DataSection,
+    embed: EmbedKind = "timeF",
+    max_train_windows: int | None = None,
+    max_eval_windows: int | None = None,
+) -> ETTData:
+    """Load, split, scale and window a CSV as the config's data section says.
+
+    Args:
+        data: the config's data section (path None: the bundled ETTh1.csv).
+        embed: ``timeF`` gives float time features, ``fixed`` / ``learned`` calendar columns.
+        max_train_windows: keep an evenly spaced subset of the train windows.
+        max_eval_windows: the same for val and test.
+
+    Raises:
+        DataError: the file cannot serve the requested windows (the message says why).
+    """
+    path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
+    raw = read_series(path, data.target)
+    borders = split_borders(len(raw.values), data.seq_len, data.split, data.freq)
+    _check_lengths(raw, borders, data)
+    values = raw.values[:, -1:] if data.features == "S" else raw.values
+    columns = raw.columns[-1:] if data.features == "S" else raw.columns
+    scaler = Scaler.fit(values[borders[0][0] : borders[0][1]])
+    scaled = torch.from_numpy(scaler.transform(values).astype(np.float32))
+    if embed == "timeF":
+        marks = torch.from_numpy(time_features(raw.dates, data.freq))
+    else:
+        marks = torch.from_numpy(calendar_features(raw.dates, data.freq))
+    caps = (max_train_windows, max_eval_windows, max_eval_windows)
+    splits = [
+        _window_set(scaled, marks, border, cap, data)
+        for border, cap in zip(borders, caps, strict=True)
+    ]
+    n_in = len(columns)
+    c_out = 1 if data.features in ("S", "MS") else n_in
+    logger.info(
+        "data %s: %d rows, columns %s, windows train %d val %d test %d",
+        path, len(values), ",".join(columns), *(len(s) for s in splits),
+    )
+    train, val, test = splits
+    return ETTData(train, val, test, scaler, columns, path, n_in, n_in, c_out, borders)
+
+
+def _window_set(
+    scaled: torch.Tensor,
+    marks: torch.Tensor,
+    border: tuple[int, int],
+    cap: int | None,
+    data: DataSection,
+) -> WindowSet:
+    start, end = border
+    count = end - start - data.seq_len - data.pred_len + 1
+    starts = torch.from_numpy(evenly_spaced(count, cap))
+    return WindowSet(
+        scaled[start:end].contiguous(), marks[start:end].contiguous(), starts,
+        data.seq_len, data.label_len, data.pred_len, target_only=data.features == "MS",
+    )

@@ -1,0 +1,399 @@
+"""The epoch loop and evaluation, used in-process (tests, benchmarks) and by ``train.py``.
+
+``Trainer.fit`` trains with early stopping on the val loss (a tie is no improvement),
+scores val and test every epoch, then reloads the best checkpoint and scores it again.
+Divergence, interruption, pruning and OOM end a run with a status; bugs raise.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from informer_nas.errors import ConfigError
+from informer_nas.informer.config import InformerConfig, TrainingSection
+from informer_nas.informer.data import Batch, ETTData, WindowSet, load_dataset
+from informer_nas.informer.model import Informer
+from informer_nas.informer.run_files import (
+    EpochRecord,
+    EvalMetrics,
+    StateDict,
+    TrainResult,
+    TrainStatus,
+)
+
+logger = logging.getLogger(__name__)
+
+EVAL_BATCH_SIZE = 256
+STEP_EVENT_INTERVAL_S = 0.25  # at most ~4 step events per second
+
+EventSink = Callable[[dict[str, Any]], None]
+EpochCallback = Callable[[int, float], bool]  # (epoch, val_mse) -> prune?
+Scores = tuple[EvalMetrics, EvalMetrics]  # (val, test)
+
+
+@dataclass
+class TrainHooks:
+    """Optional callbacks: ``on_event`` gets the progress events (start, step, epoch);
+    ``epoch_callback(epoch, val_mse)`` returning True prunes the run; ``should_stop()``,
+    polled after every step and eval batch, True interrupts it; ``on_epoch_end(history,
+    new_best_state_or_None)`` e.g. writes history.json and best_model.pt.
+    """
+
+    on_event: EventSink | None = None
+    epoch_callback: EpochCallback | None = None
+    should_stop: Callable[[], bool] | None = None
+    on_epoch_end: Callable[[list[EpochRecord], StateDict | None], None] | None = None
+
+
+class StopTraining(Exception):
+    """Ends ``fit`` early with a status (diverged, interrupted, pruned)."""
+
+    def __init__(self, status: TrainStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status: TrainStatus = status
+        self.reason = reason
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for CUDA OOM, MemoryError and torch's CPU allocator failures."""
+    text = str(exc) if isinstance(exc, RuntimeError) else ""
+    return isinstance(exc, torch.cuda.OutOfMemoryError | MemoryError) or (
+        "out of memory" in text or "can't allocate memory" in text
+    )
+
+
+def resolve_device(training: TrainingSection) -> torch.device:
+    """``auto``: CUDA when present, else CPU. Raises ConfigError for missing CUDA."""
+    if training.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "training.device is 'cuda' but no CUDA device is available; set it to 'auto' or 'cpu'"
+        )
+    if training.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def default_num_threads() -> int:
+    """Physical cores available to this process (torch's default, capped by affinity)."""
+    has_affinity = hasattr(os, "sched_getaffinity")  # Linux only
+    available = len(os.sched_getaffinity(0)) if has_affinity else os.cpu_count() or 1
+    return max(1, min(torch.get_num_threads(), available))
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed torch and numpy; return the generator that shuffles the train windows."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD,
+    "RMSprop": torch.optim.RMSprop,
+}
+
+
+def build_optimizer(parameters: Any, training: TrainingSection) -> torch.optim.Optimizer:
+    """The configured optimizer; momentum is passed only to SGD and RMSprop."""
+    params, name = training.optimizer_params, training.optimizer_class
+    kwargs: dict[str, Any] = {"lr": params.lr, "weight_decay": params.weight_decay}
+    if name in ("SGD", "RMSprop"):
+        kwargs["momentum"] = params.momentum
+    return OPTIMIZERS[name](parameters, **kwargs)
+
+
+class EpochScheduler:
+    """Per-epoch learning-rate schedule, stepped after each epoch (1-based). ``type1`` is
+    the reference's: after epoch e the rate becomes lr0 * 0.5 ** (e - 1).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, training: TrainingSection) -> None:
+        self.optimizer = optimizer
+        self.name = training.scheduler_class
+        self.base_lr = training.optimizer_params.lr
+        schedulers, step = torch.optim.lr_scheduler, training.scheduler_params
+        self._torch: torch.optim.lr_scheduler.LRScheduler | None = None
+        if self.name == "CosineAnnealingLR":
+            self._torch = schedulers.CosineAnnealingLR(optimizer, T_max=training.max_epochs)
+        elif self.name == "StepLR":
+            self._torch = schedulers.StepLR(optimizer, step.step_size, gamma=step.gamma)
+        elif self.name not in ("type1", "none"):
+            raise ConfigError(f"training.scheduler_class {self.name!r} is unknown")
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, epoch: int) -> None:
+        if self._torch is not None:
+            self._torch.step()
+        elif self.name == "type1":
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.base_lr * 0.5 ** (epoch - 1)
+
+
+CRITERIA: dict[str, Callable[[], nn.Module]] = {
+    "MSELoss": nn.MSELoss, "L1Loss": nn.L1Loss, "SmoothL1Loss": nn.SmoothL1Loss,
+    "HuberLoss": nn.HuberLoss,
+}
+
+
+class Trainer:
+    """Model, optimizer and data of one run.
+
+    Args:
+        config: a validated config.
+        data: preloaded data (default: loaded from ``config.data`` with the caps).
+        hooks: optional callbacks.
+
+    Raises:
+        ConfigError: CUDA requested but absent (DataError: unusable data).
+    """
+
+    def __init__(
+        self, config: InformerConfig, data: ETTData | None = None, hooks: TrainHooks | None = None
+    ) -> None:
+        training = config.training
+        self.config, self.hooks = config, hooks or TrainHooks()
+        self.device = resolve_device(training)
+        torch.set_num_threads(training.num_threads or default_num_threads())
+        self.generator = seed_everything(training.seed)
+        if data is None:
+            data = load_dataset(
+                config.data, config.model.embed, training.max_train_windows,
+                training.max_eval_windows,
+            )
+        self.data = data.to(self.device)
+        self.model = Informer(
+            config.model, data.enc_in, data.dec_in, data.c_out, config.data.pred_len,
+            config.data.freq,
+        ).to(self.device)
+        self.optimizer = build_optimizer(self.model.parameters(), training)
+        self.scheduler = EpochScheduler(self.optimizer, training)
+        self.criterion = CRITERIA[training.criterion_class]()
+        self._setup_amp(training.amp)
+        self.history: list[EpochRecord] = []
+        self.best_state: StateDict | None = None
+        self.samples_trained, self.train_seconds = 0, 0.0
+        self.started = time.perf_counter()
+
+    def _setup_amp(self, amp: bool) -> None:
+        self.amp_dtype: torch.dtype | None = None
+        if amp and self.device.type == "cuda":
+            bf16 = torch.cuda.is_bf16_supported()
+            self.amp_dtype = torch.bfloat16 if bf16 else torch.float16
+        elif amp:
+            logger.info("training.amp is ignored on CPU")
+        use_scaler = self.amp_dtype is torch.float16
+        self.grad_scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+
+    @property
+    def n_params(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.data.train.steps(self.config.data.batch_size, drop_last=True)
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        if self.hooks.on_event is not None:
+            self.hooks.on_event(event)
+
+    def _check_stop(self) -> None:
+        if self.hooks.should_stop is not None and self.hooks.should_stop():
+            raise StopTraining("interrupted", "stopped by a signal")
+
+    def predict(self, batch: Batch) -> torch.Tensor:
+        """The model's forecast for a batch, (B, pred_len, c_out), under AMP if enabled."""
+        amp = self.amp_dtype is not None
+        with torch.autocast(self.device.type, self.amp_dtype) if amp else nullcontext():
+            forecast: torch.Tensor = self.model(
+                batch.x_enc, batch.x_mark_enc, batch.x_dec, batch.x_mark_dec
+            )
+        return forecast
+
+    def train_step(self, batch: Batch) -> torch.Tensor:
+        """One optimisation step; returns the detached loss (no device sync on CUDA)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss: torch.Tensor = self.criterion(self.predict(batch).float(), batch.y)
+        if self.device.type == "cpu" and not math.isfinite(loss.item()):
+            raise StopTraining("diverged", f"training loss became {loss.item()}")
+        scaled_loss: torch.Tensor = self.grad_scaler.scale(loss)
+        torch.autograd.backward(scaled_loss)
+        grad_clip = self.config.training.grad_clip
+        if grad_clip is not None:
+            self.grad_scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), grad_clip)
+        self.grad_scaler.step(self.optimizer)
+        self.grad_scaler.update()
+        return loss.detach()
+
+    def train_epoch(self, epoch: int, max_steps: int | None = None) -> float:
+        """Train one shuffled pass (or ``max_steps`` steps); return the mean batch loss."""
+        self.model.train()
+        batch_size = self.config.data.batch_size
+        steps = min(self.steps_per_epoch, max_steps or self.steps_per_epoch)
+        total = torch.zeros((), device=self.device)
+        last_event, started = 0.0, time.perf_counter()
+        batches = self.data.train.batches(batch_size, True, self.generator, drop_last=True)
+        for step, batch in enumerate(batches, start=1):
+            loss = self.train_step(batch)
+            total += loss
+            self.samples_trained += len(batch)
+            now = time.monotonic()
+            if now - last_event >= STEP_EVENT_INTERVAL_S or step == steps:
+                last_event, value = now, loss.item()  # the one sync per logged step
+                if not math.isfinite(value):
+                    raise StopTraining("diverged", f"training loss became {value} at step {step}")
+                self._emit({"event": "step", "epoch": epoch, "step": step, "steps": steps,
+                            "loss": value})
+            self._check_stop()
+            if step >= steps:
+                break
+        mean_loss = total.item() / steps
+        self.train_seconds += time.perf_counter() - started
+        if not math.isfinite(mean_loss):
+            raise StopTraining("diverged", f"training loss became {mean_loss} in epoch {epoch}")
+        return mean_loss
+
+    @torch.no_grad()
+    def evaluate(self, windows: WindowSet) -> EvalMetrics:
+        """Loss, MSE and MAE over every window of a split (standardised scale)."""
+        self.model.eval()
+        sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        count = 0
+        for batch in windows.batches(EVAL_BATCH_SIZE):
+            self._check_stop()
+            prediction = self.predict(batch).float()
+            error = prediction - batch.y
+            size = error.numel()
+            sums += torch.stack([
+                self.criterion(prediction, batch.y).double() * size,
+                error.square().sum(dtype=torch.float64),
+                error.abs().sum(dtype=torch.float64),
+            ])
+            count += size
+        loss, mse, mae = (sums / count).tolist()
+        return EvalMetrics(loss, mse, mae)
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        """Train one epoch, then score val and test."""
+        started, lr = time.perf_counter(), self.scheduler.lr
+        train_loss = self.train_epoch(epoch)
+        val, test = self.evaluate(self.data.val), self.evaluate(self.data.test)
+        if not math.isfinite(val.loss):
+            raise StopTraining("diverged", f"validation loss became {val.loss} in epoch {epoch}")
+        seconds = time.perf_counter() - started
+        return EpochRecord(
+            epoch, train_loss, val.loss, val.mse, val.mae, test.mse, test.mae, lr, seconds
+        )
+
+    def fit(self) -> TrainResult:
+        """Train with early stopping, then score the best checkpoint on val and test.
+
+        Raises whatever is not a run outcome (bugs); OOM ends with status ``oom``.
+        """
+        training, self.started = self.config.training, time.perf_counter()
+        self._emit({
+            "event": "start", "n_params": self.n_params, "device": str(self.device),
+            "max_epochs": training.max_epochs, "steps_per_epoch": self.steps_per_epoch,
+            "seed": training.seed,
+        })
+        logger.info("training %d parameters on %s", self.n_params, self.device)
+        status: TrainStatus = "ok"
+        scores = None
+        try:
+            reason = self._epoch_loop()
+            scores = self._score_best_checkpoint()
+        except StopTraining as stop:
+            status, reason = stop.status, stop.reason
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            status, reason = "oom", f"out of memory: {str(exc).splitlines()[0][:200]}"
+        logger.info("run ended: %s (%s)", status, reason)
+        return self.outcome(status, reason, scores)
+
+    def outcome(self, status: TrainStatus, reason: str, scores: Scores | None = None
+                ) -> TrainResult:
+        """The result of this run; without ``scores`` (val, test) the best epoch's numbers."""
+        val, test = scores or self.best_epoch_metrics()
+        return TrainResult(
+            status, reason, list(self.history), self.best_epoch, val, test, self.n_params,
+            time.perf_counter() - self.started, self._samples_per_second(), str(self.device),
+            self.config.training.seed, self.best_state,
+        )
+
+    @property
+    def best_epoch(self) -> int | None:
+        """The first epoch with the lowest val loss (None before any epoch)."""
+        best = min(self.history, key=lambda record: record.val_loss, default=None)
+        return best.epoch if best else None
+
+    def _epoch_loop(self) -> str:
+        training = self.config.training
+        best_loss, bad_epochs = math.inf, 0
+        for epoch in range(1, training.max_epochs + 1):
+            record = self.run_epoch(epoch)
+            self.history.append(record)
+            improved = record.val_loss < best_loss  # a tie is no improvement
+            bad_epochs = 0 if improved else bad_epochs + 1
+            if improved:
+                best_loss, state = record.val_loss, self.model.state_dict()
+                self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+            if self.hooks.on_epoch_end is not None:
+                self.hooks.on_epoch_end(self.history, self.best_state if improved else None)
+            self._emit({
+                "event": "epoch", "epoch": epoch, "max_epochs": training.max_epochs,
+                "train_loss": record.train_loss, "val_loss": record.val_loss,
+                "val_mse": record.val_mse, "test_mse": record.test_mse, "lr": record.lr,
+                "seconds": record.seconds,
+            })
+            logger.info("epoch %d: %s", epoch, record.to_dict())
+            callback = self.hooks.epoch_callback
+            if callback is not None and callback(epoch, record.val_mse):
+                raise StopTraining("pruned", f"pruned after epoch {epoch}")
+            if bad_epochs >= training.patience:
+                return f"early stopped after epoch {epoch} (patience {training.patience})"
+            self.scheduler.step(epoch)
+        return f"finished {training.max_epochs} epochs"
+
+    def _score_best_checkpoint(self) -> Scores:
+        """Score the best weights: reloaded, unless they are the last epoch's (scored)."""
+        val, test = self.best_epoch_metrics()
+        if self.best_epoch != len(self.history) or val is None or test is None:
+            assert self.best_state is not None, "at least one epoch ran"
+            self.model.load_state_dict(self.best_state)
+            val, test = self.evaluate(self.data.val), self.evaluate(self.data.test)
+        return val, test
+
+    def best_epoch_metrics(self) -> tuple[EvalMetrics | None, EvalMetrics | None]:
+        """A failed run reports the numbers its best completed epoch had (None if none)."""
+        best = min(self.history, key=lambda record: record.val_loss, default=None)
+        if best is None:
+            return None, None
+        return (
+            EvalMetrics(best.val_loss, best.val_mse, best.val_mae),
+            EvalMetrics(math.nan, best.test_mse, best.test_mae),
+        )
+
+    def _samples_per_second(self) -> float | None:
+        if self.train_seconds <= 0 or self.samples_trained == 0:
+            return None
+        return round(self.samples_trained / self.train_seconds, 2)
+
+
+def train_model(config: InformerConfig, hooks: TrainHooks | None = None) -> TrainResult:
+    """Train ``config`` in-process (no files written) and return the outcome."""
+    return Trainer(config, hooks=hooks).fit()

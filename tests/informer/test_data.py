@@ -1,0 +1,219 @@
+"""ETT data: the reference split, scaling, time features, batches and bad-input messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from informer_nas.errors import DataError
+from informer_nas.informer.config import DataSection
+from informer_nas.informer.data import (
+    ETTData,
+    Scaler,
+    calendar_features,
+    evenly_spaced,
+    load_dataset,
+    split_borders,
+    time_features,
+)
+
+SHARED_ETT = Path("/work/shared/data/ETT-small")
+
+
+@pytest.fixture(scope="module")
+def etth1() -> ETTData:
+    return load_dataset(DataSection())
+
+
+def test_bundled_etth1_split_and_window_counts(etth1: ETTData) -> None:
+    # The reference's 12/4/4 thirty-day months; 96 -> 24 gives 8521 / 2857 / 2857 windows.
+    assert etth1.borders == [(0, 8640), (8640 - 96, 11520), (11520 - 96, 14400)]
+    assert [len(etth1.train), len(etth1.val), len(etth1.test)] == [8521, 2857, 2857]
+
+
+def test_bundled_etth1_scaler_matches_train_statistics(etth1: ETTData) -> None:
+    # Published train-part statistics of ETTh1 (population std).
+    scaler = etth1.scaler
+    mean = [7.9377, 2.0210, 5.0798, 0.7462, 2.7818, 0.7885, 17.1283]
+    std = [5.8127, 2.0901, 5.5188, 1.9264, 1.0235, 0.6302, 9.1765]
+    np.testing.assert_allclose(scaler.mean, mean, atol=1e-4)
+    np.testing.assert_allclose(scaler.std, std, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "seq_len", "split", "freq", "expected"),
+    [
+        # ETTm: 15-minute rows, every border four times ETTh's
+        (69680, 96, "ett", "t", [(0, 34560), (34464, 46080), (45984, 57600)]),
+        # custom CSV: int(0.7 n) / rest / int(0.2 n), val and test start seq_len earlier
+        (1000, 96, "ratio", "h", [(0, 700), (604, 800), (704, 1000)]),
+    ],
+    ids=["ett-minute", "ratio"],
+)
+def test_split_borders(
+    n_rows: int, seq_len: int, split: str, freq: str, expected: list[tuple[int, int]]
+) -> None:
+    assert split_borders(n_rows, seq_len, split, freq) == expected  # type: ignore[arg-type]
+
+
+def test_scaler_is_fit_on_train_rows_only(tmp_path: Path, synthetic_csv: Path) -> None:
+    frame = pd.read_csv(synthetic_csv)
+    frame.loc[300:, ["HUFL", "HULL", "OT"]] += 1000.0  # only val / test rows move
+    path = tmp_path / "shifted.csv"
+    frame.to_csv(path, index=False)
+    section = DataSection(path=str(path), split="ratio", seq_len=24, label_len=12, pred_len=6)
+    data = load_dataset(section)
+    train_rows = frame[["HUFL", "HULL", "OT"]].to_numpy()[:280]  # int(0.7 * 400)
+    np.testing.assert_allclose(data.scaler.mean, train_rows.mean(axis=0))
+    np.testing.assert_allclose(data.scaler.std, train_rows.std(axis=0))  # ddof 0
+
+
+def test_time_features_for_a_known_timestamp() -> None:
+    # 2016-07-01 12:45 is a Friday (weekday 4), day of year 183 (leap year).
+    dates = pd.DatetimeIndex(["2016-07-01 12:45:00"])
+    hourly = [12 / 23 - 0.5, 4 / 6 - 0.5, 0 / 30 - 0.5, 182 / 365 - 0.5]
+    np.testing.assert_allclose(time_features(dates, "h")[0], hourly, rtol=1e-6)
+    np.testing.assert_allclose(time_features(dates, "t")[0], [45 / 59 - 0.5, *hourly], rtol=1e-6)
+    assert calendar_features(dates, "h")[0].tolist() == [7, 1, 4, 12]
+    assert calendar_features(dates, "t")[0].tolist() == [7, 1, 4, 12, 3]
+
+
+@pytest.mark.parametrize("embed", ["timeF", "fixed", "learned"])
+@pytest.mark.parametrize(
+    ("features", "n_in", "c_out"), [("M", 3, 3), ("S", 1, 1), ("MS", 3, 1)], ids=["M", "S", "MS"]
+)
+def test_batch_shapes(
+    synthetic_csv: Path, features: str, n_in: int, c_out: int, embed: str
+) -> None:
+    section = DataSection(
+        path=str(synthetic_csv), split="ratio", features=features,  # type: ignore[arg-type]
+        seq_len=24, label_len=12, pred_len=6,
+    )
+    data = load_dataset(section, embed=embed)  # type: ignore[arg-type]
+    assert (data.enc_in, data.dec_in, data.c_out) == (n_in, n_in, c_out)
+    batch = data.train.batch(torch.arange(5))
+    n_marks = 4
+    assert batch.x_enc.shape == (5, 24, n_in)
+    assert batch.x_mark_enc.shape == (5, 24, n_marks)
+    assert batch.x_dec.shape == (5, 18, n_in)
+    assert batch.x_mark_dec.shape == (5, 18, n_marks)
+    assert batch.y.shape == (5, 6, c_out)
+    assert batch.x_mark_enc.dtype == (torch.float32 if embed == "timeF" else torch.int64)
+
+
+def test_batch_content_follows_the_reference_windows(synthetic_csv: Path) -> None:
+    section = DataSection(path=str(synthetic_csv), split="ratio", features="MS",
+                          seq_len=24, label_len=12, pred_len=6)
+    data = load_dataset(section)
+    values = data.train.values
+    batch = data.train.batch(torch.tensor([3]))
+    torch.testing.assert_close(batch.x_enc[0], values[3:27])
+    torch.testing.assert_close(batch.x_dec[0, :12], values[15:27])  # the last label_len steps
+    assert torch.count_nonzero(batch.x_dec[0, 12:]) == 0  # then pred_len zeros
+    torch.testing.assert_close(batch.y[0], values[27:33, -1:])  # MS: the target, last column
+    torch.testing.assert_close(batch.x_mark_dec[0], data.train.marks[15:33])
+
+
+def test_caps_take_an_evenly_spaced_deterministic_subset() -> None:
+    assert evenly_spaced(10, 4).tolist() == [0, 2, 5, 7]
+    assert evenly_spaced(3, 10).tolist() == [0, 1, 2]
+    data = load_dataset(DataSection(), max_train_windows=100, max_eval_windows=50)
+    assert [len(data.train), len(data.val), len(data.test)] == [100, 50, 50]
+    assert data.train.starts[-1] < 8521 and data.train.starts[1] == 85
+
+
+def test_batches_cover_every_window_and_shuffle_reproducibly(synthetic_csv: Path) -> None:
+    section = DataSection(path=str(synthetic_csv), split="ratio", seq_len=24, label_len=12,
+                          pred_len=6, batch_size=8)
+    windows = load_dataset(section).train  # 280 - 30 + 1 = 251 windows
+    assert sum(len(b) for b in windows.batches(64)) == len(windows) == 251
+    assert windows.steps(64) == 4 and windows.steps(64, drop_last=True) == 3
+    first = [b.x_enc for b in windows.batches(8, True, torch.Generator().manual_seed(1))]
+    again = [b.x_enc for b in windows.batches(8, True, torch.Generator().manual_seed(1))]
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    # drop_last never drops the only batch
+    assert windows.steps(1000, drop_last=True) == 1
+
+
+def test_scaler_keeps_constant_columns_finite() -> None:
+    scaler = Scaler.fit(np.array([[1.0, 2.0], [1.0, 4.0]]))
+    assert np.isfinite(scaler.transform(np.array([[5.0, 3.0]]))).all()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("case", "phrases"),
+    [
+        # a missing file names the path and data.path
+        ("missing", ["not found", "data.path"]),
+        # a missing target names the column and the choices
+        ("target", ["'Power'", "data.target", "HUFL"]),
+        # a non-numeric value names the column, the value and its line
+        ("text", ["'OT'", "'abc'", "line 4"]),
+        # an empty (NaN) value names the column and the line
+        ("empty", ["'HULL'", "empty", "line 3"]),
+        # too few rows for the reference split names the length and the fix
+        ("short", ["400 rows", "14400", "data.split"]),
+        # too few rows for the requested windows names the lengths
+        ("windows", ["seq_len + pred_len", "val part has 136 rows"]),
+        # no date column
+        ("nodate", ["'date'"]),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_bad_input_raises_one_line_data_error(
+    tmp_path: Path, synthetic_csv: Path, case: str, phrases: list[str]
+) -> None:
+    lines = synthetic_csv.read_text(encoding="utf-8").splitlines()
+    kwargs: dict[str, object] = {"split": "ratio", "seq_len": 24, "label_len": 12, "pred_len": 6}
+    path = synthetic_csv
+    if case == "missing":
+        path = tmp_path / "nope.csv"
+    elif case == "target":
+        kwargs["target"] = "Power"
+    elif case == "text":
+        lines[3] = lines[3].rsplit(",", 1)[0] + ",abc"
+        path = _write(tmp_path / "bad.csv", "\n".join(lines))
+    elif case == "empty":
+        parts = lines[2].split(",")
+        parts[2] = ""
+        lines[2] = ",".join(parts)
+        path = _write(tmp_path / "bad.csv", "\n".join(lines))
+    elif case == "short":
+        kwargs["split"] = "ett"
+    elif case == "windows":
+        kwargs.update(seq_len=96, label_len=48, pred_len=48)
+    elif case == "nodate":
+        path = _write(tmp_path / "bad.csv", "\n".join(["when" + lines[0][4:], *lines[1:]]))
+    with pytest.raises(DataError) as caught:
+        load_dataset(DataSection(path=str(path), **kwargs))  # type: ignore[arg-type]
+    message = str(caught.value)
+    assert "\n" not in message
+    assert str(path) in message
+    for phrase in phrases:
+        assert phrase in message
+
+
+@pytest.mark.skipif(not SHARED_ETT.is_dir(), reason=f"{SHARED_ETT} (shared ETT data) is absent")
+@pytest.mark.parametrize(
+    ("name", "freq", "counts"),
+    [
+        ("ETTh2", "h", [8521, 2857, 2857]),
+        ("ETTm1", "t", [34441, 11497, 11497]),
+        ("ETTm2", "t", [34441, 11497, 11497]),
+    ],
+)
+def test_other_ett_files_load(name: str, freq: str, counts: list[int]) -> None:
+    section = DataSection(path=str(SHARED_ETT / f"{name}.csv"), freq=freq)  # type: ignore[arg-type]
+    data = load_dataset(section, embed="fixed")
+    assert [len(data.train), len(data.val), len(data.test)] == counts
+    assert data.train.marks.shape[1] == (5 if freq == "t" else 4)
+    assert data.columns[-1] == "OT"

@@ -1,0 +1,270 @@
+"""The trainer: the subprocess contract (files, JSON lines, exit codes, SIGTERM) and the
+in-process loop (seeding, divergence, pruning, early stopping, schedules).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from informer_nas.informer.config import InformerConfig, TrainingSection, load_config
+from informer_nas.informer.presets import preset_config
+from informer_nas.informer.run_files import EXIT_CODES, EpochRecord, config_used_text
+from informer_nas.informer.train import prune_callback_from_env
+from informer_nas.informer.training import (
+    EpochScheduler,
+    Trainer,
+    TrainHooks,
+    build_optimizer,
+)
+from informer_nas.nas_system.records import EXIT_CODES as RECORD_EXIT_CODES
+
+RUN_FILES = {"config_used.py", "metrics.json", "history.json", "learning_curve.png",
+             "best_model.pt", "train.log"}
+METRIC_KEYS = {"status", "reason", "val_mse", "val_mae", "test_mse", "test_mae", "best_epoch",
+               "epochs_run", "n_params", "train_seconds", "samples_per_second", "device", "seed"}
+EPOCH_KEYS = {"epoch", "train_loss", "val_loss", "val_mse", "val_mae", "test_mse", "test_mae",
+              "lr", "seconds"}
+ConfigFileFactory = Callable[..., Path]
+
+
+def _tiny(**training: Any) -> InformerConfig:
+    config = preset_config("tiny").to_dict()
+    config["training"].update(training)
+    return InformerConfig.model_validate(config)
+
+
+def _trainer_command(config: Path, run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "informer_nas.informer.train", "--config", str(config),
+            "--run-dir", str(run_dir), *extra]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_exit_codes_match_the_records() -> None:
+    assert {status.value: code for status, code in RECORD_EXIT_CODES.items()} == EXIT_CODES
+
+
+def test_subprocess_training_writes_every_run_file(
+    tmp_path: Path, config_file_factory: ConfigFileFactory
+) -> None:
+    config = config_file_factory("tiny", training={"max_epochs": 2, "max_train_windows": 64,
+                                                   "max_eval_windows": 64})
+    run_dir = tmp_path / "run"
+    done = subprocess.run(_trainer_command(config, run_dir, "--seed", "7"), env=_env(),
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert {p.name for p in run_dir.iterdir()} == RUN_FILES  # no temp files left behind
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    kinds = [event["event"] for event in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and kinds.count("epoch") == 2
+    assert {"step"} <= set(kinds)
+    assert events[0]["run_dir"] == str(run_dir) and events[0]["seed"] == 7
+    metrics = _read_json(run_dir / "metrics.json")
+    assert set(metrics) == METRIC_KEYS
+    assert metrics["status"] == "ok" and metrics["seed"] == 7 and metrics["epochs_run"] == 2
+    assert {key: events[-1][key] for key in METRIC_KEYS} == metrics
+    epochs = _read_json(run_dir / "history.json")["epochs"]
+    assert [set(epoch) for epoch in epochs] == [EPOCH_KEYS, EPOCH_KEYS]
+    assert load_config(run_dir / "config_used.py").training.seed == 7
+    assert "# test config" in (run_dir / "config_used.py").read_text(encoding="utf-8")
+    assert (run_dir / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(torch.load(run_dir / "best_model.pt")) == set(
+        Trainer(load_config(config)).model.state_dict()
+    )
+    assert "epoch 2" in (run_dir / "train.log").read_text(encoding="utf-8")
+
+
+def test_invalid_config_exits_2_without_training(
+    tmp_path: Path, config_file_factory: ConfigFileFactory
+) -> None:
+    config = config_file_factory("tiny", model={"d_model": 10, "n_heads": 3})
+    run_dir = tmp_path / "run"
+    done = subprocess.run(_trainer_command(config, run_dir), env=_env(), capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    failed = json.loads(done.stdout.splitlines()[-1])
+    assert failed["event"] == "failed" and failed["status"] == "invalid_config"
+    assert "divisible" in failed["reason"]
+    metrics = _read_json(run_dir / "metrics.json")
+    assert metrics["status"] == "invalid_config" and metrics["epochs_run"] == 0
+    assert _read_json(run_dir / "history.json") == {"epochs": []}
+    assert not (run_dir / "best_model.pt").exists()
+
+
+def test_sigterm_stops_cleanly_and_keeps_the_history(
+    tmp_path: Path, config_file_factory: ConfigFileFactory
+) -> None:
+    config = config_file_factory(
+        "tiny", training={"max_epochs": 6, "patience": 6, "max_train_windows": 400,
+                          "max_eval_windows": 32},
+        data={"batch_size": 8},
+    )
+    run_dir = tmp_path / "run"
+    process = subprocess.Popen(_trainer_command(config, run_dir), env=_env(),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert process.stdout is not None
+    try:
+        for line in process.stdout:  # wait for a step of the second epoch
+            event = json.loads(line)
+            if event["event"] == "step" and event["epoch"] == 2:
+                process.send_signal(signal.SIGTERM)
+                break
+        rest = process.stdout.read()
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert code == 130
+    assert json.loads(rest.splitlines()[-1])["status"] == "interrupted"
+    metrics = _read_json(run_dir / "metrics.json")
+    assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
+    assert 1 <= metrics["epochs_run"] < 6 and metrics["val_mse"] is not None
+    assert len(_read_json(run_dir / "history.json")["epochs"]) == metrics["epochs_run"]
+    assert (run_dir / "learning_curve.png").exists() and (run_dir / "best_model.pt").exists()
+
+
+def test_same_seed_gives_the_same_numbers() -> None:
+    first = Trainer(_tiny(max_epochs=1, max_train_windows=96, max_eval_windows=64)).fit()
+    second = Trainer(_tiny(max_epochs=1, max_train_windows=96, max_eval_windows=64)).fit()
+    other = Trainer(_tiny(max_epochs=1, max_train_windows=96, max_eval_windows=64,
+                          seed=5)).fit()
+    assert first.status == "ok"
+    assert first.history[0].train_loss == second.history[0].train_loss
+    assert (first.val, first.test) == (second.val, second.test)
+    assert other.history[0].train_loss != first.history[0].train_loss
+
+
+def test_nan_loss_stops_at_once_as_diverged() -> None:
+    trainer = Trainer(_tiny(max_train_windows=64, max_eval_windows=32))
+    with torch.no_grad():
+        next(trainer.model.parameters()).fill_(math.nan)
+    result = trainer.fit()
+    assert result.status == "diverged" and result.exit_code == 3
+    assert result.history == [] and result.samples_per_second is None
+    assert "nan" in result.reason and result.metrics()["val_mse"] is None
+
+
+def test_epoch_callback_prunes_the_run() -> None:
+    seen: list[tuple[int, float]] = []
+
+    def prune(epoch: int, val_mse: float) -> bool:
+        seen.append((epoch, val_mse))
+        return True
+
+    result = Trainer(_tiny(max_train_windows=64, max_eval_windows=32),
+                     hooks=TrainHooks(epoch_callback=prune)).fit()
+    assert result.status == "pruned" and result.exit_code == 5
+    assert len(result.history) == 1 and seen == [(1, result.history[0].val_mse)]
+
+
+def test_should_stop_interrupts_after_the_current_step() -> None:
+    steps: list[dict[str, Any]] = []
+    hooks = TrainHooks(on_event=steps.append, should_stop=lambda: True)
+    result = Trainer(_tiny(max_train_windows=256, max_eval_windows=32), hooks=hooks).fit()
+    assert result.status == "interrupted" and result.exit_code == 130
+    assert [e["step"] for e in steps if e["event"] == "step"] == [1]
+
+
+def test_prune_file_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    prune_file = tmp_path / "prune.json"
+    prune_file.write_text(json.dumps({"epoch_thresholds": {"1": 0.5}}), encoding="utf-8")
+    monkeypatch.setenv("NAS_PRUNE_FILE", str(prune_file))
+    should_prune = prune_callback_from_env()
+    assert should_prune is not None
+    assert should_prune(1, 0.6) and not should_prune(1, 0.5) and not should_prune(2, 9.0)
+    prune_file.write_text("not json", encoding="utf-8")  # unreadable: never prunes
+    assert not should_prune(1, 0.6)
+
+
+class ScriptedTrainer(Trainer):
+    """Replays given val losses instead of training (to test the loop's decisions)."""
+
+    def __init__(self, config: InformerConfig, val_losses: list[float]) -> None:
+        super().__init__(config)
+        self.val_losses = val_losses
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        loss = self.val_losses[epoch - 1]
+        return EpochRecord(epoch, 1.0, loss, loss, loss, loss, loss, self.scheduler.lr, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("val_losses", "patience", "epochs_run", "best_epoch"),
+    [
+        # a tie is no improvement: two equal epochs after the best exhaust patience 2
+        ([1.0, 1.0, 1.0, 0.5], 2, 3, 1),
+        # an improvement resets the patience counter
+        ([1.0, 1.1, 0.9, 1.0, 1.0], 2, 5, 3),
+    ],
+    ids=["tie", "reset"],
+)
+def test_early_stopping(
+    val_losses: list[float], patience: int, epochs_run: int, best_epoch: int
+) -> None:
+    config = _tiny(max_epochs=len(val_losses), patience=patience, max_train_windows=8,
+                   max_eval_windows=8)
+    result = ScriptedTrainer(config, val_losses).fit()
+    assert result.status == "ok"
+    assert (len(result.history), result.best_epoch) == (epochs_run, best_epoch)
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+@pytest.mark.parametrize(
+    ("scheduler", "expected"),
+    [
+        # the reference's type1: epochs 1 and 2 at lr0, then halved every epoch
+        ("type1", [1.0, 1.0, 0.5, 0.25]),
+        # StepLR with step_size 2, gamma 0.5
+        ("StepLR", [1.0, 1.0, 0.5, 0.5]),
+        ("none", [1.0, 1.0, 1.0, 1.0]),
+    ],
+)
+def test_learning_rate_schedules(scheduler: str, expected: list[float]) -> None:
+    training = TrainingSection(scheduler_class=scheduler,  # type: ignore[arg-type]
+                               optimizer_params={"lr": 1.0}, max_epochs=4)  # type: ignore[arg-type]
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], training)
+    schedule = EpochScheduler(optimizer, training)
+    rates = []
+    for epoch in range(1, 5):
+        rates.append(schedule.lr)
+        schedule.step(epoch)
+    assert rates == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD", "RMSprop"])
+def test_optimizers_get_momentum_only_where_it_exists(name: str) -> None:
+    training = TrainingSection(optimizer_class=name,  # type: ignore[arg-type]
+                               optimizer_params={"lr": 0.1, "momentum": 0.9})  # type: ignore[arg-type]
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], training)
+    assert ("momentum" in optimizer.defaults) == (name in ("SGD", "RMSprop"))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'CONFIG = {"training": {"seed": 1}}  # keep me\n',
+        "# defaults only\nCONFIG = {}\n",
+    ],
+    ids=["rewrite", "render"],
+)
+def test_config_used_records_the_seed(tmp_path: Path, source: str) -> None:
+    config = _tiny(seed=42)
+    path = tmp_path / "config_used.py"
+    path.write_text(config_used_text(source, config), encoding="utf-8")
+    assert load_config(path).training.seed == 42
