@@ -1,0 +1,121 @@
+"""LLM endpoint settings from the environment or a ``.env`` file (no dependency, no SDK).
+
+Variables: ``NAS_LLM_BASE_URL`` (any OpenAI-compatible endpoint: OpenAI, OpenRouter,
+Ollama, vLLM, llama.cpp), ``OPENAI_API_KEY`` or ``OPENROUTER_API_KEY``,
+``NAS_PLANNER_MODEL`` and ``NAS_EVALUATOR_MODEL`` (sent verbatim, slashes included),
+``NAS_LLM_MAX_RETRIES``, ``NAS_LLM_TIMEOUT``, ``NAS_LLM_PRICE_IN`` / ``NAS_LLM_PRICE_OUT``
+(USD per million tokens, for the cost estimate). The process environment wins over
+``.env``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from informer_nas.errors import ConfigError
+
+OPENROUTER_URL = "https://openrouter.ai/api/v1"
+DEFAULT_MODEL = "gpt-4o-mini"
+# USD per million (input, output) tokens of a few common models, for the estimate only.
+PRICES: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0), "gpt-4.1-mini": (0.4, 1.6),
+    "gpt-4.1": (2.0, 8.0), "anthropic/claude-3.5-sonnet": (3.0, 15.0),
+}
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``export`` prefix, quotes and ``#`` comments allowed)."""
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        value = value.strip()
+        if value[:1] in ("'", '"') and value.endswith(value[0]) and len(value) >= 2:
+            value = value[1:-1]
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key.strip()] = value
+    return values
+
+
+def llm_environment(environ: Mapping[str, str] | None = None,
+                    dotenv: Path | None = None) -> dict[str, str]:
+    """``.env`` (default ``./.env``) overlaid by the process environment."""
+    path = dotenv if dotenv is not None else Path.cwd() / ".env"
+    merged: dict[str, str] = {}
+    try:
+        merged.update(parse_dotenv(path.read_text(encoding="utf-8")))
+    except OSError:
+        pass
+    merged.update(os.environ if environ is None else environ)
+    return merged
+
+
+def llm_configured(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> bool:
+    """Whether an LLM endpoint is configured (a key, or a base URL such as Ollama's)."""
+    env = llm_environment(environ, dotenv)
+    return any(env.get(name) for name in ("OPENAI_API_KEY", "OPENROUTER_API_KEY",
+                                          "NAS_LLM_BASE_URL"))
+
+
+@dataclass(frozen=True)
+class LlmSettings:
+    """Where and how the LLM brain talks to its endpoint."""
+
+    base_url: str | None
+    api_key: str = field(repr=False)
+    planner_model: str
+    evaluator_model: str
+    max_retries: int = 5
+    timeout_s: float = 120.0
+    price_in: float | None = None
+    price_out: float | None = None
+
+    def price(self, model: str) -> tuple[float, float]:
+        """USD per million (input, output) tokens for ``model`` (0 when unknown)."""
+        known = PRICES.get(model, (0.0, 0.0))
+        return (self.price_in if self.price_in is not None else known[0],
+                self.price_out if self.price_out is not None else known[1])
+
+
+def _number(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+    value = env.get(name)
+    if not value:
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r} is not a number; e.g. {name}=5") from None
+
+
+def load_llm_settings(environ: Mapping[str, str] | None = None,
+                      dotenv: Path | None = None) -> LlmSettings:
+    """Read the settings.
+
+    Raises:
+        ConfigError: no endpoint configured, or a malformed number.
+    """
+    env = llm_environment(environ, dotenv)
+    if not llm_configured(env, Path("/nonexistent")):
+        raise ConfigError("no LLM endpoint configured; set OPENAI_API_KEY (or "
+                          "OPENROUTER_API_KEY, or NAS_LLM_BASE_URL for a local server) in the "
+                          "environment or .env, or use --planner tpe")
+    key = env.get("OPENAI_API_KEY") or env.get("OPENROUTER_API_KEY") or "not-needed"
+    base_url = env.get("NAS_LLM_BASE_URL") or (
+        OPENROUTER_URL if env.get("OPENROUTER_API_KEY") and not env.get("OPENAI_API_KEY")
+        else None)
+    planner_model = env.get("NAS_PLANNER_MODEL") or DEFAULT_MODEL
+    retries = _number(env, "NAS_LLM_MAX_RETRIES", 5.0)
+    timeout = _number(env, "NAS_LLM_TIMEOUT", 120.0)
+    return LlmSettings(
+        base_url=base_url, api_key=key, planner_model=planner_model,
+        evaluator_model=env.get("NAS_EVALUATOR_MODEL") or planner_model,
+        max_retries=int(retries or 0), timeout_s=float(timeout or 120.0),
+        price_in=_number(env, "NAS_LLM_PRICE_IN", None),
+        price_out=_number(env, "NAS_LLM_PRICE_OUT", None),
+    )

@@ -1,0 +1,264 @@
+"""The Optuna study of the offline brains (tpe, random, hybrid), driven by ask/tell.
+
+The study lives in the workspace (``study.journal``, a ``JournalStorage``). Every trial
+carries the iteration it was asked for (user attribute ``iteration``); results are told
+from the committed run records, never from memory, so ``sync`` can run at any time and
+repairs whatever a crash left:
+
+- a trial whose iteration was committed with a run is told the run's value (the mean over
+  confirmation seeds when there is one), ``PRUNED`` or ``FAIL``;
+- a trial whose iteration was committed without a run (a planning failure) is told FAIL;
+- a trial whose iteration is still to be done (the process died before the verdict) is
+  reused for that iteration, so the same config is proposed again.
+
+The sampler is created fresh for each ask with seed ``base_seed + trial.number``: with the
+same told history, a resumed session proposes exactly what an uninterrupted one would.
+Sampled configs that break a cross-field rule (``label_len > seq_len``) are told FAIL and
+a new trial is asked; FAIL trials do not shape TPE's densities.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import optuna
+from optuna.distributions import (
+    BaseDistribution,
+    CategoricalDistribution,
+    FloatDistribution,
+    IntDistribution,
+)
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import FrozenTrial, TrialState
+
+from informer_nas.errors import ConfigError
+from informer_nas.informer.config import read_config_literal, validate_config
+from informer_nas.nas_system.paths import WorkspacePaths
+from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
+from informer_nas.nas_system.search_space import SearchSpace, flatten
+from informer_nas.nas_system.state import AgentState
+
+logger = logging.getLogger(__name__)
+
+STUDY_NAME = "informer-nas"
+MAX_INVALID_ASKS = 50
+SamplerName = Literal["tpe", "random"]
+
+
+def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
+    """The Optuna distribution of every tunable key, in the space's order."""
+    result: dict[str, BaseDistribution] = {}
+    for param in space:
+        if param.kind == "bool":
+            result[param.name] = CategoricalDistribution((False, True))
+        elif param.kind == "categorical":
+            result[param.name] = CategoricalDistribution(param.choices)
+        elif param.kind == "int":
+            assert param.low is not None and param.high is not None
+            step = int(param.step) if param.step and not param.log else 1
+            result[param.name] = IntDistribution(int(param.low), int(param.high), log=param.log,
+                                                 step=step)
+        else:
+            assert param.low is not None and param.high is not None
+            result[param.name] = FloatDistribution(param.low, param.high, log=param.log,
+                                                   step=None if param.log else param.step)
+    return result
+
+
+def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
+    """A fresh sampler for one ask (TPE's defaults, or uniform random)."""
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a nested config with dotted-key values set."""
+    result = {section: dict(values) if isinstance(values, dict) else values
+              for section, values in base.items()}
+    for key, value in params.items():
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = dict(node.get(part, {}))
+            node[part] = child
+            node = child
+        node[leaf] = value
+    return result
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal, with floats compared to 1e-9 relative (configs round to 12 digits)."""
+    if isinstance(a, float) or isinstance(b, float):
+        if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
+            return a is b
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-15)
+    return type(a) is type(b) and a == b
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One trial's proposal: its number, sampled values and the changes to the incumbent."""
+
+    trial_number: int
+    params: dict[str, Any]
+    changes: list[ConfigChange]
+    sampler_seed: int
+    completed_trials: int
+
+
+class StudyBrain:
+    """Ask/tell over the workspace's study for one sampler.
+
+    Args:
+        paths: the workspace paths (``paths.study`` is the journal file).
+        sampler: ``tpe`` or ``random``.
+        base_seed: trial ``n`` is sampled with seed ``base_seed + n``.
+        space: the search space (the preset's, not widened, so it never changes).
+    """
+
+    def __init__(self, paths: WorkspacePaths, sampler: SamplerName, base_seed: int,
+                 space: SearchSpace) -> None:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.paths = paths
+        self.sampler_name: SamplerName = sampler
+        self.base_seed = base_seed
+        self.space = space
+        self.distributions = distributions(space)
+        self.storage = JournalStorage(JournalFileBackend(str(paths.study)))
+        self.current: Proposal | None = None
+        self._study: optuna.Study | None = None
+
+    def study(self, seed: int | None = None) -> optuna.Study:
+        """The study, with a fresh sampler seeded ``seed`` (default: the base seed)."""
+        sampler = make_sampler(self.sampler_name, self.base_seed if seed is None else seed)
+        if self._study is None:
+            try:
+                self._study = optuna.load_study(study_name=STUDY_NAME, storage=self.storage,
+                                                sampler=sampler)
+            except KeyError:
+                self._study = optuna.create_study(study_name=STUDY_NAME, storage=self.storage,
+                                                  sampler=sampler, direction="minimize")
+        self._study.sampler = sampler
+        return self._study
+
+    def sync(self, state: AgentState) -> None:
+        """Tell every trial whose iteration was committed (idempotent)."""
+        study = self.study()
+        committed = {run.iteration: run for run in state.runs if run.verdict is not None}
+        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            iteration = trial.user_attrs.get("iteration")
+            if not isinstance(iteration, int):
+                study.tell(trial.number, state=TrialState.FAIL)
+            elif iteration in committed:
+                self._tell_run(study, trial, committed[iteration])
+            elif iteration <= state.iteration:
+                study.tell(trial.number, state=TrialState.FAIL)  # planning failure
+
+    def _tell_run(self, study: optuna.Study, trial: FrozenTrial, run: RunRecord) -> None:
+        study._storage.set_trial_user_attr(trial._trial_id, "run_id", run.run_id)
+        actual = self._actual_params(run)
+        if actual is not None and not self._matches(trial.params, actual):
+            study._storage.set_trial_user_attr(trial._trial_id, "overridden", True)
+            study.tell(trial.number, state=TrialState.FAIL)
+            self._add_actual(study, run, actual)
+            return
+        value, state = run_value(run)
+        study.tell(trial.number, value, state=state)
+
+    def _actual_params(self, run: RunRecord) -> dict[str, Any] | None:
+        path = self.paths.run_dir(run.run_id) / "config_used.py"
+        try:
+            flat = flatten(read_config_literal(path))
+        except ConfigError:
+            return None
+        return {key: flat[key] for key in self.distributions if key in flat}
+
+    @staticmethod
+    def _matches(params: dict[str, Any], actual: dict[str, Any]) -> bool:
+        return all(same_value(value, actual.get(key)) for key, value in params.items())
+
+    def _add_actual(self, study: optuna.Study, run: RunRecord, actual: dict[str, Any]) -> None:
+        """Record an overridden proposal's real config as its own trial."""
+        value, state = run_value(run)
+        if any(not self.distributions[k]._contains(
+                self.distributions[k].to_internal_repr(v)) for k, v in actual.items()):
+            logger.info("%s: config outside the search space; not added to the study",
+                        run.run_id)
+            return
+        trial = optuna.trial.create_trial(
+            params=actual, distributions={k: self.distributions[k] for k in actual},
+            value=value if state == TrialState.COMPLETE else None, state=state,
+            user_attrs={"iteration": run.iteration, "run_id": run.run_id},
+        )
+        study.add_trial(trial)
+
+    def propose(self, state: AgentState, config: dict[str, Any]) -> Proposal:
+        """The proposal for the iteration in progress (a pending trial is reused).
+
+        Args:
+            state: the live state (``state.current.iteration`` is the iteration).
+            config: the incumbent config (nested), which the changes apply to.
+        """
+        assert state.current is not None, "propose is called during an iteration"
+        self.sync(state)
+        iteration = state.current.iteration
+        study = self.study()
+        pending = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.user_attrs.get("iteration") == iteration]
+        trial = pending[-1] if pending else self._ask_valid(iteration, config)
+        completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        flat = flatten(config)
+        changes = [ConfigChange(key=k, value=v) for k, v in trial.params.items()
+                   if not same_value(v, flat.get(k))]
+        self.current = Proposal(trial.number, dict(trial.params), changes,
+                                self.base_seed + trial.number, completed)
+        return self.current
+
+    def _ask_valid(self, iteration: int, config: dict[str, Any]) -> FrozenTrial:
+        for _ in range(MAX_INVALID_ASKS):
+            number = len(self.study().get_trials(deepcopy=False))
+            study = self.study(self.base_seed + number)
+            trial = study.ask(self.distributions)
+            trial.set_user_attr("iteration", iteration)
+            problem = config_problem(config, trial.params)
+            if not problem:
+                return study.get_trials(deepcopy=False)[trial.number]
+            trial.set_user_attr("invalid", problem)
+            study.tell(trial, state=TrialState.FAIL)
+        raise ConfigError(f"{MAX_INVALID_ASKS} sampled configs in a row broke a config rule; "
+                          "check the search space of the workspace's preset")
+
+    def reject_current(self, why: str) -> None:
+        """Tell the current proposal FAIL (its edit was refused); the next ask is new."""
+        if self.current is None:
+            return
+        study = self.study()
+        trial = study.get_trials(deepcopy=False)[self.current.trial_number]
+        if trial.state == TrialState.RUNNING:
+            study._storage.set_trial_user_attr(trial._trial_id, "invalid", why[:500])
+            study.tell(trial.number, state=TrialState.FAIL)
+        self.current = None
+
+
+def config_problem(config: dict[str, Any], params: dict[str, Any]) -> str:
+    """Why the config with ``params`` applied is invalid ("" when valid)."""
+    try:
+        validate_config(apply_params(config, params), source="sampled config")
+    except ConfigError as exc:
+        return str(exc)
+    return ""
+
+
+def run_value(run: RunRecord) -> tuple[float | None, TrialState]:
+    """What to tell the study about a committed run."""
+    if run.status is RunStatus.PRUNED:
+        return None, TrialState.PRUNED
+    value = run.mean_val_mse if run.mean_val_mse is not None else run.val_mse
+    if run.status is not RunStatus.OK or value is None or not math.isfinite(value):
+        return None, TrialState.FAIL
+    return value, TrialState.COMPLETE

@@ -1,0 +1,190 @@
+"""The plain tools exposed to the agents as SDK function tools.
+
+Each wrapper is ``async`` on purpose: it runs the plain tool in the event loop's (main)
+thread, where the training executor can install its SIGINT/SIGTERM forwarding (the SDK
+would run a sync tool in a worker thread). Each call is recorded in the trace with its
+arguments and result. A ``NasError`` (or bad arguments) reaches the model as
+``ERROR: <message>`` so that it can correct a bad edit; our own bugs still raise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from agents import FunctionTool, RunContextWrapper, function_tool
+from agents.exceptions import ModelBehaviorError
+from pydantic import ValidationError
+
+from informer_nas.agents.provider import Binding
+from informer_nas.errors import NasError, ReplayDivergence
+from informer_nas.nas_system.records import ConfigChange
+from informer_nas.tools.context import ToolContext
+
+TOOL_ERROR_PREFIX = "ERROR: "
+
+
+def tool_error_message(ctx: RunContextWrapper[Any], error: Exception) -> str:
+    """The failure message a model sees: the exception's own (actionable) message."""
+    if isinstance(error, ReplayDivergence):
+        raise error  # a replay stops at its first divergence; the model must not see it
+    if isinstance(error, NasError | ModelBehaviorError | ValidationError):
+        return f"{TOOL_ERROR_PREFIX}{error}"
+    raise error
+
+
+async def _call(binding: Binding, role: str, name: str, args: dict[str, Any],
+                run: Callable[[], str]) -> str:
+    started = time.monotonic()
+    recorder = binding.recorder
+    try:
+        result = run()
+    except Exception as exc:
+        if recorder is not None:
+            recorder.write("tool", role=role, name=name, args=args, result=str(exc),
+                           is_error=True, seconds=round(time.monotonic() - started, 4))
+        raise
+    if recorder is not None:
+        recorder.write("tool", role=role, name=name, args=args, result=result, is_error=False,
+                       seconds=round(time.monotonic() - started, 4))
+    return result
+
+
+ToolFactory = Callable[[Binding, str], FunctionTool]
+
+
+def _make(function: Callable[..., Awaitable[str]], name: str) -> FunctionTool:
+    return function_tool(function, name_override=name, failure_error_function=tool_error_message)
+
+
+def read_history_tool(binding: Binding, role: str) -> FunctionTool:
+    from informer_nas.tools.read_history import read_history
+
+    async def read_history_(wrapper: RunContextWrapper[ToolContext], last_n: int) -> str:
+        """Read the incumbent and the last runs: changes, metrics, verdicts, curve summaries.
+
+        Args:
+            last_n: how many recent runs to include (e.g. 5).
+        """
+        return await _call(binding, role, "read_history", {"last_n": last_n},
+                           lambda: read_history(wrapper.context, last_n=last_n))
+
+    return _make(read_history_, "read_history")
+
+
+def get_config_tool(binding: Binding, role: str) -> FunctionTool:
+    from informer_nas.tools.get_config import get_config
+
+    async def get_config_(wrapper: RunContextWrapper[ToolContext]) -> str:
+        """Read the current config as JSON (the candidate if an edit is in progress)."""
+        return await _call(binding, role, "get_config", {}, lambda: get_config(wrapper.context))
+
+    return _make(get_config_, "get_config")
+
+
+def edit_config_tool(binding: Binding, role: str) -> FunctionTool:
+    from informer_nas.tools.edit_config import edit_config
+
+    async def edit_config_(wrapper: RunContextWrapper[ToolContext], changes: list[ConfigChange],
+                           rationale: str) -> str:
+        """Change the candidate config; returns a unified diff, or an error saying what to fix.
+
+        Args:
+            changes: a list of {key, value} edits; keys are dotted (e.g. "model.d_model").
+            rationale: why these changes should improve validation MSE.
+        """
+        args = {"changes": [c.model_dump() for c in changes], "rationale": rationale}
+        return await _call(binding, role, "edit_config", args,
+                           lambda: edit_config(wrapper.context, changes, rationale))
+
+    return _make(edit_config_, "edit_config")
+
+
+def launch_training_tool(binding: Binding, role: str) -> FunctionTool:
+    from informer_nas.tools.launch_training import launch_training
+
+    async def launch_training_(wrapper: RunContextWrapper[ToolContext], seed: int | None) -> str:
+        """Train the candidate config (once per iteration) and return its metrics as JSON.
+
+        Args:
+            seed: the training seed; null for the session's seed.
+        """
+        return await _call(binding, role, "launch_training", {"seed": seed},
+                           lambda: launch_training(wrapper.context, seed=seed))
+
+    return _make(launch_training_, "launch_training")
+
+
+def summarize_curve_tool(binding: Binding, role: str) -> FunctionTool:
+    from informer_nas.tools.summarize_curve import summarize_curve
+
+    async def summarize_curve_(wrapper: RunContextWrapper[ToolContext], run_id: str) -> str:
+        """Learning dynamics of a run: best epoch, train/val gap and trend, plateau, noise.
+
+        Args:
+            run_id: the run, e.g. "run_0003".
+        """
+        return await _call(binding, role, "summarize_curve", {"run_id": run_id},
+                           lambda: summarize_curve(wrapper.context, run_id))
+
+    return _make(summarize_curve_, "summarize_curve")
+
+
+def run_metrics_tool(binding: Binding, role: str) -> FunctionTool:
+    from informer_nas.nas_system.state import find_run
+
+    async def run_metrics_(wrapper: RunContextWrapper[ToolContext], run_id: str) -> str:
+        """A run's metrics: status, val/test MSE and MAE, every seed's results.
+
+        Args:
+            run_id: the run, e.g. "run_0003".
+        """
+        def read() -> str:
+            record = find_run(wrapper.context.state, run_id)
+            fields = ("run_id", "status", "status_reason", "val_mse", "val_mae", "test_mse",
+                      "test_mae", "mean_val_mse", "seed", "seeds", "changes")
+            return json.dumps(record.model_dump(mode="json", include=set(fields)))
+
+        return await _call(binding, role, "run_metrics", {"run_id": run_id}, read)
+
+    return _make(run_metrics_, "run_metrics")
+
+
+def rule_tool(binding: Binding, role: str, rule: str) -> FunctionTool:
+    """``check_failure`` / ``check_improvement`` / ``check_overfitting`` of tools/rules.py."""
+    from informer_nas.tools import rules
+
+    function = getattr(rules, rule)
+
+    async def check_(wrapper: RunContextWrapper[ToolContext], run_id: str) -> str:
+        """Apply one gate rule to a run.
+
+        Args:
+            run_id: the run, e.g. "run_0003".
+        """
+        return await _call(binding, role, rule, {"run_id": run_id},
+                           lambda: str(function(wrapper.context, run_id)))
+
+    doc = (function.__doc__ or "").strip().splitlines()
+    tool = _make(check_, rule)
+    tool.description = doc[0] if doc else f"Apply the gate rule {rule} to a run."
+    return tool
+
+
+def planner_tools(binding: Binding) -> list[FunctionTool]:
+    """read_history, get_config, summarize_curve, edit_config, launch_training."""
+    role = "planner"
+    return [read_history_tool(binding, role), get_config_tool(binding, role),
+            summarize_curve_tool(binding, role), edit_config_tool(binding, role),
+            launch_training_tool(binding, role)]
+
+
+def evaluator_tools(binding: Binding) -> list[FunctionTool]:
+    """The rule tools, summarize_curve and the run's metrics."""
+    role = "evaluator"
+    return [rule_tool(binding, role, "check_failure"),
+            rule_tool(binding, role, "check_improvement"),
+            rule_tool(binding, role, "check_overfitting"),
+            summarize_curve_tool(binding, role), run_metrics_tool(binding, role)]

@@ -1,0 +1,188 @@
+"""The planner agent and ``AgentPlanner``, the session's ``Planner`` built on it.
+
+The agent drives one iteration through the tools: read the history, edit the candidate,
+launch one training, then answer with a ``PlannerDecision``. Whatever brain sits behind
+the ``planner`` role (an LLM, TPE, a recorded trace), the agent, its tools and its turn
+limit are the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from agents import Agent, RunConfig, RunContextWrapper, Runner
+from agents.exceptions import AgentsException, MaxTurnsExceeded
+from agents.run_config import ToolErrorFormatterArgs
+from pydantic import BaseModel
+
+from informer_nas.agents.function_tools import TOOL_ERROR_PREFIX, planner_tools
+from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
+from informer_nas.nas_system.records import RunRecord
+from informer_nas.nas_system.search_space import describe_space
+from informer_nas.nas_system.session import BrainUnavailable, Budget, PlannerOutcome
+from informer_nas.tools.context import ToolContext
+
+logger = logging.getLogger(__name__)
+
+PLANNER_INSTRUCTIONS = """\
+You tune an Informer model that forecasts the ETT electricity-transformer series
+(multivariate, hourly). The goal is the lowest validation MSE. Each iteration you propose
+one candidate config, train it once, and a rule gate compares it with the incumbent.
+
+Each iteration:
+1. Call read_history (and summarize_curve on interesting runs) to see what was tried.
+2. Call edit_config with a list of {{key, value}} changes and a rationale. If it returns
+   an ERROR, read the message, fix the change and call it again.
+3. Call launch_training once (seed null). It can be called only once per iteration.
+4. Answer with the decision: step_type, plan (what you changed and what you expect) and
+   reason (the evidence behind it).
+
+Step types: "small" (hyper-parameters: lr, dropout, weight decay, batch size, epochs,
+patience), "medium" (architecture: layers, widths, heads, attention, distilling, look-back),
+"radical" (optimizer, loss, scheduler or normalisation switch), "stop" (nothing left worth
+trying: answer stop without launching).
+
+{space}
+
+The gate: a candidate is accepted when its val MSE beats the incumbent's by more than
+{accept:.1%}; rejected when it is worse by more than {reject:.1%}, when it overfits (val loss
+rising for {overfit_epochs} epochs while the train loss falls) or when its run failed;
+in between it is borderline and judged separately. Differences of a few percent are
+often seed noise. {confirm}
+
+Budget: iteration {iteration} of {max_iterations}; {remaining} left including this one.
+"""
+
+
+class PlannerDecision(BaseModel):
+    """The planner's answer at the end of an iteration (a JSON object, not wrapped)."""
+
+    step_type: Literal["small", "medium", "radical", "stop"]
+    plan: str
+    reason: str
+
+
+def planner_instructions(wrapper: RunContextWrapper[ToolContext], agent: Any) -> str:
+    """The instructions with the workspace's space, thresholds and budget filled in."""
+    ctx = wrapper.context
+    state = ctx.state
+    thresholds = ctx.settings.thresholds
+    iteration = state.current.iteration if state.current else state.iteration + 1
+    confirm = (f"Accepting or borderline candidates are retrained with "
+               f"{ctx.settings.confirm_seeds} more seeds." if ctx.settings.confirm_seeds else "")
+    return PLANNER_INSTRUCTIONS.format(
+        space=describe_space(ctx.workspace.search_space(state.preset)),
+        accept=thresholds.accept_improvement, reject=thresholds.reject_degradation,
+        overfit_epochs=thresholds.overfit_epochs, confirm=confirm, iteration=iteration,
+        max_iterations=state.max_iterations, remaining=state.max_iterations - iteration + 1,
+    )
+
+
+def build_planner_agent(binding: Binding) -> Agent[ToolContext]:
+    """The planner ``Agent`` (model name ``planner``, resolved by the role provider)."""
+    return Agent[ToolContext](
+        name="planner",
+        instructions=planner_instructions,
+        model="planner",
+        tools=list(planner_tools(binding)),
+        output_type=PlannerDecision,
+    )
+
+
+def format_tool_error(args: ToolErrorFormatterArgs[Any]) -> str | None:
+    """Model-visible text for an unknown tool name (other errors keep their own)."""
+    if args.kind == "tool_not_found":
+        return (f"{TOOL_ERROR_PREFIX}there is no tool {args.tool_name!r}; use read_history, "
+                "get_config, summarize_curve, edit_config or launch_training")
+    return None
+
+
+def run_config(provider: RoleModelProvider, tracing: bool = False) -> RunConfig:
+    """The run settings both agents share: our provider, unknown tools reported back."""
+    return RunConfig(
+        model_provider=provider,
+        tracing_disabled=not tracing,
+        trace_include_sensitive_data=False,
+        workflow_name="informer-nas",
+        tool_not_found_behavior="return_error_to_model",
+        tool_error_formatter=format_tool_error,
+    )
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """A transport failure left after the client's retries (not a model mistake)."""
+    import openai
+
+    return isinstance(error, openai.APIConnectionError | openai.APITimeoutError
+                      | openai.RateLimitError | openai.InternalServerError
+                      | openai.AuthenticationError | openai.PermissionDeniedError
+                      | openai.NotFoundError)
+
+
+PromptBuilder = Callable[[ToolContext, Budget], str]
+IterationHook = Callable[[ToolContext, RunRecord | None], None]
+
+
+def default_prompt(ctx: ToolContext, budget: Budget) -> str:
+    return (f"Iteration {budget.iteration} of {budget.max_iterations}: propose, edit and "
+            f"launch the next candidate, then answer with your decision.")
+
+
+class AgentPlanner:
+    """A session ``Planner`` that runs the planner agent once per iteration.
+
+    Args:
+        name: the brain's name (``tpe``, ``llm``, ...), stored in the state.
+        provider: maps the roles to the brain's models (already recording).
+        binding: shared with the models; ``ctx`` is set here before each run.
+        tracing: export traces to OpenAI (off unless the user opts in).
+        prompt: builds the iteration's input message (hybrid adds its proposal).
+        before: called before each run (offline brains sync their study).
+        after: called once an iteration is committed.
+    """
+
+    def __init__(self, name: str, provider: RoleModelProvider, binding: Binding,
+                 tracing: bool = False, prompt: PromptBuilder = default_prompt,
+                 before: Callable[[ToolContext, Budget], None] | None = None,
+                 after: IterationHook | None = None) -> None:
+        self.name = name
+        self.binding = binding
+        self.agent = build_planner_agent(binding)
+        self.run_config = run_config(provider, tracing)
+        self.prompt = prompt
+        self.before = before
+        self.after = after
+
+    def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
+        self.binding.ctx = ctx
+        if self.before is not None:
+            self.before(ctx, budget)
+        try:
+            result = run_async(Runner.run(
+                self.agent, self.prompt(ctx, budget), context=ctx,
+                max_turns=ctx.settings.max_turns, run_config=self.run_config,
+            ))
+        except MaxTurnsExceeded:
+            why = f"planning failure: turn limit of {ctx.settings.max_turns} reached"
+            logger.warning(why)
+            return PlannerOutcome.failed(why)
+        except AgentsException as exc:
+            logger.warning("planning failure: %s", exc)
+            return PlannerOutcome.failed(f"planning failure: {exc}")
+        except Exception as exc:
+            if is_unreachable(exc):
+                raise BrainUnavailable(f"the planner's model is unreachable: {exc}") from exc
+            raise
+        return _outcome(result.final_output)
+
+    def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
+        if self.after is not None:
+            self.after(ctx, record)
+
+
+def _outcome(output: Any) -> PlannerOutcome:
+    if not isinstance(output, PlannerDecision):
+        return PlannerOutcome.failed(f"planning failure: unusable final output {output!r:.200}")
+    return PlannerOutcome(output.step_type, output.plan, output.reason)

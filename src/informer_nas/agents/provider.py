@@ -1,0 +1,207 @@
+"""One ModelProvider for both roles, and the recording wrapper every model goes through.
+
+Agents name their role as their model (``Agent(model="planner")``); ``RoleModelProvider``
+maps the role to the brain's ``Model``. A provider per role is preferred over
+``RunConfig(model=...)``, which would also override the evaluator nested under a tool.
+
+``RecordingModel`` wraps a brain's model: it appends each response to the trace with the
+digest of its request, and adds the tokens and estimated cost to ``AgentState.usage``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from agents.agent_output import AgentOutputSchemaBase
+from agents.exceptions import UserError
+from agents.handoffs import Handoff
+from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model, ModelProvider, ModelTracing
+from agents.tool import Tool
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from informer_nas.agents.trace import TraceRecorder, combined_digest, request_parts
+from informer_nas.nas_system.records import RoleUsage
+from informer_nas.tools.context import ToolContext
+
+logger = logging.getLogger(__name__)
+ROLES: tuple[str, ...] = ("planner", "evaluator")
+T = TypeVar("T")
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def run_async(coroutine: Awaitable[T]) -> T:
+    """Run an agent coroutine on one event loop kept for the process.
+
+    One loop (not ``asyncio.run`` per call) keeps the HTTP client's connections valid
+    across iterations, and leaves SIGINT to Python's default: Ctrl+C raises
+    ``KeyboardInterrupt`` where the program is, which the session turns into a clean stop.
+    """
+    global _LOOP
+    if _LOOP is None or _LOOP.is_closed():
+        _LOOP = asyncio.new_event_loop()
+    loop = _LOOP
+    try:
+        return loop.run_until_complete(coroutine)
+    except BaseException:
+        # Ctrl+C (or an error) left tasks mid-flight: cancel them as asyncio.run would.
+        _LOOP = None
+        _close_loop(loop)
+        raise
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    # Tasks that died with the interrupt would each print a traceback when collected.
+    loop.set_exception_handler(lambda _, context: logger.debug("%s", context.get("message")))
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.close()
+
+
+@dataclass
+class Binding:
+    """What the brains' models need beyond the request: the live tool context.
+
+    The planner and evaluator set ``ctx`` before each agent run; offline brains read the
+    workspace and state through it, and usage is added to ``ctx.state``.
+    """
+
+    ctx: ToolContext | None = None
+    recorder: TraceRecorder | None = None
+    session_usage: dict[str, RoleUsage] = field(default_factory=dict)
+
+    def require(self) -> ToolContext:
+        if self.ctx is None:
+            raise RuntimeError("brain model called outside an iteration (no ToolContext bound)")
+        return self.ctx
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per million input and output tokens."""
+
+    input_per_m: float = 0.0
+    output_per_m: float = 0.0
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1e6
+
+
+class NonStreamingModel(Model):
+    """A ``Model`` for agents that are never streamed (ours never are)."""
+
+    def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        raise UserError("informer-nas runs its agents without streaming")
+
+
+class RecordingModel(NonStreamingModel):
+    """Wraps a model: traces each response and meters its usage under ``role``."""
+
+    def __init__(self, inner: Model, role: str, binding: Binding, price: Price = Price()) -> None:
+        self.inner = inner
+        self.role = role
+        self.binding = binding
+        self.price = price
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        recorder = self.binding.recorder
+        root = recorder.root if recorder else ""
+        parts = request_parts(system_instructions, input, tools, output_schema, root)
+        started = time.monotonic()
+        response = await self.inner.get_response(
+            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing,
+            previous_response_id=previous_response_id, conversation_id=conversation_id,
+            prompt=prompt,
+        )
+        self._meter(response)
+        if recorder is not None:
+            usage = response.usage
+            recorder.write(
+                "model", role=self.role, step=recorder.next_step(self.role),
+                digest=combined_digest(parts), parts=parts, output=list(response.output),
+                response_id=response.response_id,
+                usage={"requests": usage.requests, "input_tokens": usage.input_tokens,
+                       "output_tokens": usage.output_tokens},
+                seconds=round(time.monotonic() - started, 4),
+            )
+        return response
+
+    def _meter(self, response: ModelResponse) -> None:
+        usage = response.usage
+        requests = max(usage.requests, 1)
+        cost = self.price.cost(usage.input_tokens, usage.output_tokens)
+        ctx = self.binding.ctx
+        targets = [self.binding.session_usage]
+        if ctx is not None:
+            targets.append(ctx.state.usage)
+        for table in targets:
+            role_usage = table.setdefault(self.role, RoleUsage())
+            role_usage.requests += requests
+            role_usage.input_tokens += usage.input_tokens
+            role_usage.output_tokens += usage.output_tokens
+            role_usage.cost_usd = round(role_usage.cost_usd + cost, 8)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class RoleModelProvider(ModelProvider):
+    """Maps the model names ``planner`` and ``evaluator`` to the brains' models."""
+
+    def __init__(self, models: Mapping[str, Model]) -> None:
+        self.models = dict(models)
+
+    def get_model(self, model_name: str | None) -> Model:
+        if model_name not in self.models:
+            raise UserError(f"no model for role {model_name!r}; roles: {sorted(self.models)}")
+        return self.models[model_name]
+
+
+def recording_provider(models: Mapping[str, Model], binding: Binding,
+                       prices: Mapping[str, Price] | None = None) -> RoleModelProvider:
+    """A provider whose models record into ``binding.recorder`` and meter usage."""
+    prices = prices or {}
+    return RoleModelProvider({
+        role: RecordingModel(model, role, binding, prices.get(role, Price()))
+        for role, model in models.items()
+    })
+
+
+def usage_dict(usage: Mapping[str, RoleUsage]) -> dict[str, Any]:
+    """Usage per role as plain JSON."""
+    return {role: value.model_dump() for role, value in usage.items()}

@@ -1,0 +1,160 @@
+"""``replay_trace``: feed a recorded session back through the same agents and tools.
+
+The replay starts a fresh workspace from the trace's header (the starting config and
+state), answers every model request with the recorded response (checking its digest) and,
+unless ``retrain`` is asked, every training with the recorded outcome. It then compares
+the decisions (each verdict) and the final ``config.py`` with the recorded ones and
+reports identical or the first divergence.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from informer_nas.agents.brains.replay import ReplayExecutor, ReplayModel
+from informer_nas.agents.policy import PolicyEvaluator
+from informer_nas.agents.provider import Binding
+from informer_nas.agents.trace import read_trace
+from informer_nas.agents.wiring import BrainSpec, build_brain
+from informer_nas.errors import ConfigError, ReplayDivergence
+from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
+from informer_nas.nas_system.gate import GateThresholds
+from informer_nas.nas_system.session import run_session
+from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.state import AgentState, compact_state
+from informer_nas.nas_system.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+# The fields of a verdict event that must match for a replay to be identical.
+VERDICT_FIELDS = ("iteration", "run_id", "verdict", "accepted", "decided_by", "val_mse",
+                  "changes", "step_type")
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """The outcome of a replay."""
+
+    trace: Path
+    workspace: Path
+    identical: bool
+    divergence: str | None
+    iterations: int
+
+    def summary(self) -> str:
+        if self.identical:
+            return f"replay identical: {self.iterations} iteration(s) matched {self.trace.name}"
+        return f"replay diverged: {self.divergence}"
+
+
+def _settings(header: dict[str, Any]) -> SessionSettings:
+    recorded = dict(header.get("settings", {}))
+    thresholds = GateThresholds(**recorded.pop("thresholds", {}))
+    return SessionSettings(thresholds=thresholds, **recorded)
+
+
+def _fresh_workspace(root: Path, header: dict[str, Any]) -> Workspace:
+    state = AgentState.model_validate(header["state"])
+    workspace = Workspace.create(root, state.preset)
+    atomic_write_text(workspace.paths.config, header["config"])
+    compact_state(workspace.paths, state)
+    return workspace
+
+
+def _target_iterations(header: dict[str, Any], records: list[dict[str, Any]]) -> int:
+    """How far to replay: the recorded budget, or what was committed before a stop."""
+    events = [r for r in records if r.get("kind") == "event"]
+    end = next((e for e in events if e.get("name") == "session_end"), None)
+    if end is not None and end.get("stopped_by") in ("budget", "planner"):
+        return int(end["max_iterations"])
+    committed = sum(1 for e in events if e.get("name") == "verdict" or (
+        e.get("name") == "planning_failure" and e.get("committed")))
+    return int(header["state"].get("iteration", 0)) + committed
+
+
+def _verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{f: r.get(f) for f in VERDICT_FIELDS} for r in records
+            if r.get("kind") == "event" and r.get("name") == "verdict"]
+
+
+def _compare(recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> str | None:
+    for index, (old, new) in enumerate(zip(recorded, replayed, strict=False)):
+        different = [f for f in VERDICT_FIELDS if old.get(f) != new.get(f)]
+        if different:
+            return (f"verdict {index} (iteration {old.get('iteration')}): {different[0]} "
+                    f"recorded {old.get(different[0])!r}, replayed {new.get(different[0])!r}")
+    if len(recorded) != len(replayed):
+        return f"{len(replayed)} verdicts replayed, {len(recorded)} recorded"
+    return None
+
+
+def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
+                 executor: TrainingExecutor | None = None) -> ReplayReport:
+    """Replay ``trace_path`` into the fresh directory ``workspace``.
+
+    Args:
+        trace_path: a session trace (``traces/<session>.jsonl``).
+        workspace: a directory that does not hold a workspace yet.
+        retrain: run the trainer again instead of using the recorded results.
+        executor: the executor when retraining (default: a local subprocess).
+
+    Raises:
+        HistoryCorrupt: the trace is unreadable.
+        ConfigError: ``workspace`` already holds a workspace.
+    """
+    records = read_trace(Path(trace_path))
+    header = records[0]
+    if (Path(workspace) / "agent_state.json").exists():
+        raise ConfigError(f"{workspace} already holds a workspace; replay into a new directory")
+    target = _target_iterations(header, records)
+    space = _fresh_workspace(Path(workspace), header)
+    root = str(space.paths.root)
+    models = {role: ReplayModel(role, [r for r in records if r.get("kind") == "model"
+                                       and r.get("role") == role], root)
+              for role in ("planner", "evaluator")}
+    trainings = ReplayExecutor([r for r in records if r.get("kind") == "train"])
+    replay_executor = (executor or LocalSubprocessExecutor()) if retrain else trainings
+    replayed: list[dict[str, Any]] = []
+    settings = _settings(header)
+    spec = BrainSpec(space, settings, AgentState.model_validate(header["state"]).preset,
+                     Binding(), models=models)
+    planner, evaluator = build_brain(str(header.get("planner", "tpe")), spec)
+    if not models["evaluator"].records:
+        evaluator = PolicyEvaluator()
+    divergence: str | None = None
+    try:
+        run_session(space, planner, evaluator, settings, replay_executor, target,
+                    lambda event: replayed.append(event))
+    except ReplayDivergence as exc:
+        divergence = str(exc)
+    verdicts = [{f: e.get(f) for f in VERDICT_FIELDS} for e in replayed
+                if e.get("event") == "verdict"]
+    divergence = divergence or _compare(_verdicts(records), verdicts)
+    divergence = divergence or _leftovers(models, trainings, retrain)
+    divergence = divergence or _final_config(records, space)
+    return ReplayReport(Path(trace_path), space.paths.root, divergence is None, divergence,
+                        len(verdicts))
+
+
+def _leftovers(models: dict[str, ReplayModel], trainings: ReplayExecutor,
+               retrain: bool) -> str | None:
+    for role, model in models.items():
+        if model.remaining:
+            return f"{role}: {model.remaining} recorded response(s) were never asked for"
+    if not retrain and trainings.remaining:
+        return f"{trainings.remaining} recorded training(s) were never launched"
+    return None
+
+
+def _final_config(records: list[dict[str, Any]], workspace: Workspace) -> str | None:
+    end = next((r for r in records if r.get("kind") == "event"
+                and r.get("name") == "session_end"), None)
+    if end is None or end.get("config") is None:
+        return None
+    if workspace.paths.config.read_text(encoding="utf-8") != end["config"]:
+        return "the final config.py differs from the recorded session's"
+    return None

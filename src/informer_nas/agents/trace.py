@@ -1,0 +1,271 @@
+"""Session traces: ``traces/<session>.jsonl``, one JSON object per line, flushed per line.
+
+A trace holds a header (settings, the starting config and state), every model response
+per role with a digest of the request that produced it, every tool call with its
+arguments and result, every training outcome, and the session events. Secrets never
+reach it: every string is scrubbed of the values of the API-key variables.
+
+Digests are computed on a canonical form of the request: the workspace path is replaced
+by ``<workspace>`` and volatile fields (timings, timestamps, the device) are dropped from
+JSON tool outputs, so that a replay into another directory, on another day, digests the
+same when it asks the same thing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from informer_nas.errors import HistoryCorrupt
+from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
+
+logger = logging.getLogger(__name__)
+
+TRACE_VERSION = 1
+SECRET_ENV_NAMES: tuple[str, ...] = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
+REDACTED = "[REDACTED]"
+# JSON keys whose values change from run to run without changing what was decided.
+VOLATILE_KEYS = frozenset({
+    "seconds", "train_seconds", "samples_per_second", "started_at", "finished_at",
+    "timestamp", "time", "device", "elapsed", "elapsed_s", "wall_s",
+})
+WORKSPACE_TOKEN = "<workspace>"
+
+
+def secret_values(environ: Mapping[str, str] | None = None,
+                  extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """Values never to record: API keys and any ``NAS_*`` variable that names a key/secret.
+
+    Short values (< 8 characters) are ignored: scrubbing them would mangle ordinary text.
+    """
+    environ = os.environ if environ is None else environ
+    names = [n for n in environ if n in SECRET_ENV_NAMES or _is_secret_name(n)]
+    values = {environ[n] for n in names} | set(extra)
+    return tuple(sorted((v for v in values if len(v) >= 8), key=len, reverse=True))
+
+
+def _is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith("API_KEY") or (
+        upper.startswith("NAS_") and any(w in upper for w in ("KEY", "TOKEN", "SECRET"))
+    )
+
+
+def scrub(value: Any, secrets: Sequence[str]) -> Any:
+    """Replace every secret inside strings of a JSON-like value by ``[REDACTED]``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-compatible copy of SDK items (pydantic models, dataclasses, dicts)."""
+    if hasattr(value, "model_dump"):
+        return to_jsonable(value.model_dump(mode="json", exclude_none=True))
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def canonical(value: Any, root: str) -> Any:
+    """The digest form of a value: workspace path replaced, volatile keys dropped.
+
+    Strings holding JSON objects (tool outputs) are parsed and canonicalised too.
+    """
+    if isinstance(value, str):
+        text = value.replace(root, WORKSPACE_TOKEN) if root else value
+        stripped = text.strip()
+        if stripped[:1] in ("{", "[") and len(stripped) > 1:
+            try:
+                return canonical(json.loads(stripped), "")
+            except ValueError:
+                return text
+        return text
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v, root) for k, v in sorted(value.items())
+                if k not in VOLATILE_KEYS}
+    if isinstance(value, list | tuple):
+        return [canonical(v, root) for v in value]
+    return value
+
+
+def digest(value: Any, root: str = "") -> str:
+    """A short SHA-256 of the canonical JSON of ``value``."""
+    text = json.dumps(canonical(to_jsonable(value), root), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def item_label(item: Any) -> str:
+    """A short human name of an input item, for divergence messages."""
+    data = to_jsonable(item)
+    if not isinstance(data, dict):
+        return type(item).__name__
+    kind = str(data.get("type") or data.get("role") or "item")
+    if kind == "function_call":
+        return f"function_call {data.get('name')} ({data.get('call_id')})"
+    if kind == "function_call_output":
+        return f"function_call_output ({data.get('call_id')})"
+    return f"{kind} {data.get('role', '')}".strip()
+
+
+def request_parts(instructions: str | None, input_items: str | list[Any], tools: Sequence[Any],
+                  output_schema: Any, root: str) -> dict[str, Any]:
+    """Digests of each part of a model request (what a replay compares)."""
+    items = [input_items] if isinstance(input_items, str) else list(input_items)
+    tool_specs = sorted(
+        (getattr(t, "name", str(t)), to_jsonable(getattr(t, "params_json_schema", {})))
+        for t in tools
+    )
+    schema = output_schema.json_schema() if output_schema is not None else None
+    return {
+        "instructions": digest(instructions or "", root),
+        "tools": digest(tool_specs, root),
+        "output_schema": digest(schema, root),
+        "items": [digest(item, root) for item in items],
+        "labels": [item_label(item) for item in items],
+    }
+
+
+def combined_digest(parts: Mapping[str, Any]) -> str:
+    """One digest over the parts (labels excluded)."""
+    return digest({k: v for k, v in parts.items() if k != "labels"})
+
+
+class TraceRecorder:
+    """Appends JSON lines to a trace file, scrubbing secrets, flushing after each line.
+
+    Args:
+        path: the trace file (``traces/<session>.jsonl``); its directory is created.
+        root: the workspace root, recorded so that digests can replace it.
+        secrets: values to scrub (default: from the environment).
+    """
+
+    def __init__(self, path: Path, root: Path, secrets: Sequence[str] | None = None) -> None:
+        self.path = path
+        self.root = str(root.resolve())
+        self.secrets = tuple(secrets) if secrets is not None else secret_values()
+        self._started = time.monotonic()
+        self._steps: dict[str, int] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] | None = open(path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def write(self, kind: str, **fields: Any) -> None:
+        """Append one record ``{"kind": kind, "t": seconds since start, **fields}``."""
+        if self._file is None:
+            return
+        record = {"kind": kind, "t": round(time.monotonic() - self._started, 4), **fields}
+        line = json.dumps(scrub(to_jsonable(record), self.secrets), ensure_ascii=False)
+        self._file.write(line + "\n")
+        self._file.flush()
+
+    def next_step(self, role: str) -> int:
+        """The 0-based index of the next model call of ``role`` in this trace."""
+        step = self._steps.get(role, 0)
+        self._steps[role] = step + 1
+        return step
+
+    def event(self, event: Mapping[str, Any]) -> None:
+        """Record a session event (progress events are too many and are skipped)."""
+        if event.get("event") != "progress":
+            self.write("event", **{k: v for k, v in event.items() if k != "event"},
+                       name=event.get("event"))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def read_trace(path: Path) -> list[dict[str, Any]]:
+    """Read a trace; a truncated last line (a crash while writing) is dropped.
+
+    Raises:
+        HistoryCorrupt: the file is missing, has no header, or a line before the last
+            is not JSON.
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise HistoryCorrupt(f"trace {path} not found; list the traces/ folder of the "
+                             "workspace for the session files") from None
+    records: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            if number == len(lines):
+                logger.warning("%s: last line truncated (crash while writing); ignored", path)
+                break
+            raise HistoryCorrupt(f"{path}:{number}: not a JSON line; the trace is corrupt "
+                                 "and cannot be replayed") from None
+    if not records or records[0].get("kind") != "header":
+        raise HistoryCorrupt(f"{path}: no header line; it is not a session trace")
+    return records
+
+
+class RecordingExecutor(TrainingExecutor):
+    """Wraps an executor: each finished training goes into the trace for replay.
+
+    What is recorded is what the session and the tools read back: the outcome, the epochs
+    of ``history.json`` and the text of ``config_used.py``. An interrupted training is not
+    recorded: its iteration is redone.
+    """
+
+    def __init__(self, inner: TrainingExecutor, recorder: TraceRecorder) -> None:
+        self.inner = inner
+        self.recorder = recorder
+
+    def run(self, config_path: Path, run_dir: Path, seed: int, timeout_s: float | None,
+            on_event: EventCallback | None = None,
+            prune_thresholds: Mapping[int, float] | None = None) -> TrainOutcome:
+        config_text = config_path.read_text(encoding="utf-8")
+        outcome = self.inner.run(config_path, run_dir, seed, timeout_s, on_event,
+                                 prune_thresholds)
+        self.recorder.write(
+            "train", run_dir=_relative(run_dir, self.recorder.root), seed=seed,
+            config_digest=digest(config_text),
+            outcome={"status": outcome.status.value, "reason": outcome.reason,
+                     "metrics": outcome.metrics, "seconds": outcome.seconds,
+                     "exit_code": outcome.exit_code},
+            history=_read_json(run_dir / "history.json"),
+            config_used=_read_text(run_dir / "config_used.py"),
+        )
+        return outcome
+
+
+def _relative(path: Path, root: str) -> str:
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None

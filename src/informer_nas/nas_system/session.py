@@ -1,0 +1,438 @@
+"""The session loop: plan -> launch -> gate -> evaluate -> record, in the style of ask/tell.
+
+The planner and the evaluator arrive as objects implementing two small protocols (as an
+Optuna study receives a sampler), so this module never imports the Agents SDK. The planner
+drives the tools through the ``ToolContext`` (one training per iteration, enforced by
+``launch_training``); the rest is code: gate, confirmation seeds, the evaluator for a
+borderline only, and the state update.
+
+Crash safety (``kill -9`` at any instant) rests on the order of writes: the run record is
+saved ``running`` before training; the planner's decision is saved into it before the
+gate; on accept ``config.py`` becomes the run's ``config_used.py``; then one state save
+commits verdict, incumbent, iteration counter and clears the scratch (the commit point);
+last ``candidate.py`` is removed. ``repair_workspace`` fixes whatever a crash left between
+these steps: a ``running`` run is marked interrupted (its iteration is redone), a finished
+run without a verdict is evaluated instead of retrained, ``config.py`` is restored from
+the incumbent's ``config_used.py`` and a stale ``candidate.py`` is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from informer_nas.errors import ConfigError, NasError
+from informer_nas.informer.config import load_config
+from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.executor import TrainingExecutor
+from informer_nas.nas_system.gate import (
+    CandidateEvidence,
+    GateVerdict,
+    IncumbentEvidence,
+    evaluate_gate,
+)
+from informer_nas.nas_system.records import RunRecord, RunStatus, StepType
+from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.state import (
+    IterationScratch,
+    SessionInfo,
+    load_state,
+    mark_interrupted,
+    workspace_lock,
+)
+from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.context import ToolContext
+
+logger = logging.getLogger(__name__)
+
+SessionObserver = Callable[[dict[str, Any]], None]
+StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable"]
+
+
+class BrainUnavailable(NasError):
+    """The planner's model could not be reached (after its retries); the session stops."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The budget as the planner sees it: iteration (1-based) of max_iterations."""
+
+    iteration: int
+    max_iterations: int
+
+    @property
+    def remaining(self) -> int:
+        """Iterations left, this one included."""
+        return self.max_iterations - self.iteration + 1
+
+
+@dataclass(frozen=True)
+class PlannerOutcome:
+    """The planner's decision for one iteration, or why planning failed."""
+
+    step_type: StepType | None
+    plan: str = ""
+    reason: str = ""
+    failure: str | None = None  # a planning failure: turn limit, unusable model output
+
+    @classmethod
+    def failed(cls, why: str) -> PlannerOutcome:
+        return cls(step_type=None, failure=why)
+
+
+@dataclass(frozen=True)
+class EvaluatorOutcome:
+    """The evaluator's judgement of a borderline candidate."""
+
+    accept: bool
+    reason: str
+    feedback: str = ""
+    decided_by: Literal["evaluator", "policy"] = "evaluator"
+
+
+class Planner(Protocol):
+    """A brain that drives one iteration through the tools in ``ctx``."""
+
+    name: str
+
+    def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
+        """Plan (and usually launch) one candidate; return the decision or a failure."""
+        ...
+
+    def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
+        """Called after an iteration was committed (``record`` None: no run was made)."""
+        ...
+
+
+class Evaluator(Protocol):
+    """Judges a candidate the gate left borderline (never a decisive one)."""
+
+    def judge(self, ctx: ToolContext, run_id: str, verdict: GateVerdict) -> EvaluatorOutcome:
+        """Accept or reject ``run_id``."""
+        ...
+
+
+@dataclass(frozen=True)
+class SessionResult:
+    """How a session ended."""
+
+    stopped_by: StopReason
+    iterations_run: int
+    iteration: int
+    max_iterations: int
+    incumbent_run_id: str | None
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The final verdict on a candidate."""
+
+    verdict: Literal["accept", "reject", "borderline"]
+    accepted: bool
+    decided_by: Literal["rules", "evaluator", "policy"]
+    reason: str
+
+
+@dataclass
+class _Loop:
+    ctx: ToolContext
+    planner: Planner
+    evaluator: Evaluator
+    observer: SessionObserver
+    iterations_run: int = 0
+    announced: set[str] = field(default_factory=set)
+
+    def emit(self, event: str, **data: Any) -> None:
+        try:
+            self.observer({"event": event, **data})
+        except Exception:  # a display bug must not stop a search
+            logger.exception("session observer failed on %s", event)
+
+    def on_progress(self, trainer_event: dict[str, Any]) -> None:
+        current = self.ctx.state.current
+        run_id = current.launched_run_id if current else None
+        if run_id and run_id not in self.announced:
+            self.announced.add(run_id)
+            changes = [c.model_dump() for c in current.changes] if current else []
+            self.emit("candidate", run_id=run_id, changes=changes,
+                      rationale=current.rationale if current else "")
+        self.emit("progress", run_id=run_id, trainer_event=trainer_event)
+
+    def run(self, pending: RunRecord | None) -> SessionResult:
+        state = self.ctx.state
+        if pending is not None:
+            self.emit("resume_evaluation", run_id=pending.run_id)
+            self.finish_run(pending, None)
+        while state.iteration < state.max_iterations:
+            stop = self.iteration()
+            if stop is not None:
+                return self.result(stop)
+        return self.result("budget")
+
+    def iteration(self) -> StopReason | None:
+        state = self.ctx.state
+        budget = Budget(state.iteration + 1, state.max_iterations)
+        state.current = IterationScratch(iteration=budget.iteration)
+        self.ctx.save()
+        self.emit("iteration_start", iteration=budget.iteration,
+                  max_iterations=budget.max_iterations)
+        try:
+            outcome = self.planner.plan_iteration(self.ctx, budget)
+        except BrainUnavailable as exc:
+            logger.error("planner unavailable: %s", exc)
+            self.emit("planning_failure", iteration=budget.iteration, reason=str(exc),
+                      committed=False)
+            record = self.launched_record()
+            if record is not None and record.status.is_finished:
+                self.finish_run(record, PlannerOutcome.failed(str(exc)))
+            else:
+                discard_scratch(self.ctx)
+            return "brain_unavailable"
+        self.emit("plan", iteration=budget.iteration, step_type=outcome.step_type,
+                  plan=outcome.plan, reason=outcome.reason, failure=outcome.failure)
+        return self.after_planning(outcome)
+
+    def after_planning(self, outcome: PlannerOutcome) -> StopReason | None:
+        record = self.launched_record()
+        if record is not None and record.status.is_finished:
+            self.finish_run(record, outcome)
+        elif outcome.step_type == "stop" and outcome.failure is None:
+            discard_scratch(self.ctx)
+            return "planner"
+        else:
+            self.commit_without_run(outcome, record)
+        return "planner" if outcome.step_type == "stop" else None
+
+    def launched_record(self) -> RunRecord | None:
+        current = self.ctx.state.current
+        if current is None or current.launched_run_id is None:
+            return None
+        return find_run(self.ctx, current.launched_run_id)
+
+    def commit_without_run(self, outcome: PlannerOutcome, record: RunRecord | None) -> None:
+        """A planning failure (or a run that never finished): the iteration is spent."""
+        why = outcome.failure or (f"run {record.run_id} {record.status.value}" if record
+                                  else "the planner launched no training")
+        logger.warning("iteration %d: no candidate to evaluate: %s", self.ctx.state.iteration + 1,
+                       why)
+        self.emit("planning_failure", iteration=self.ctx.state.iteration + 1, reason=why,
+                  committed=True)
+        state = self.ctx.state
+        state.iteration += 1
+        state.current = None
+        self.ctx.save()
+        remove_candidate(self.ctx)
+        self.iterations_run += 1
+        self.planner.finish_iteration(self.ctx, None)
+
+    def finish_run(self, record: RunRecord, outcome: PlannerOutcome | None) -> None:
+        if outcome is not None:
+            record.step_type = outcome.step_type
+            record.plan = outcome.plan
+            record.reason = outcome.reason or (outcome.failure or "")
+            self.ctx.save()
+        decision = decide(self.ctx, record, self.evaluator)
+        # Confirmation seeds may have replaced the record object in the state.
+        record = find_run(self.ctx, record.run_id) or record
+        commit(self.ctx, record, decision)
+        self.iterations_run += 1
+        incumbent = find_run(self.ctx, self.ctx.state.incumbent_run_id)
+        self.emit("verdict", iteration=record.iteration, run_id=record.run_id,
+                  verdict=decision.verdict, accepted=decision.accepted,
+                  decided_by=decision.decided_by, reason=decision.reason,
+                  val_mse=record.val_mse, mean_val_mse=record.mean_val_mse,
+                  changes=[change.model_dump() for change in record.changes],
+                  step_type=record.step_type,
+                  incumbent_run_id=incumbent.run_id if incumbent else None,
+                  incumbent_val_mse=incumbent.val_mse if incumbent else None)
+        self.planner.finish_iteration(self.ctx, record)
+
+    def result(self, stopped_by: StopReason, message: str = "") -> SessionResult:
+        state = self.ctx.state
+        return SessionResult(stopped_by, self.iterations_run, state.iteration,
+                             state.max_iterations, state.incumbent_run_id, message)
+
+
+def _is_evaluable(record: RunRecord) -> bool:
+    """A run found at start-up that the gate can judge (an interrupted one is redone)."""
+    return record.status.is_finished and record.status is not RunStatus.INTERRUPTED
+
+
+def find_run(ctx: ToolContext, run_id: str | None) -> RunRecord | None:
+    """The run record with this id, or None."""
+    if run_id is None:
+        return None
+    return next((run for run in ctx.state.runs if run.run_id == run_id), None)
+
+
+def read_history(ctx: ToolContext, record: RunRecord) -> list[dict[str, Any]]:
+    """The epochs of a run's ``history.json`` ([] when missing or unreadable)."""
+    path = ctx.workspace.paths.run_dir(record.run_id) / "history.json"
+    try:
+        epochs = json.loads(path.read_text(encoding="utf-8")).get("epochs", [])
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [epoch for epoch in epochs if isinstance(epoch, dict)]
+
+
+def gate(ctx: ToolContext, record: RunRecord) -> GateVerdict:
+    """The rule gate's verdict on ``record`` against the current incumbent."""
+    incumbent = find_run(ctx, ctx.state.incumbent_run_id)
+    evidence = CandidateEvidence.from_record(record, read_history(ctx, record))
+    base = IncumbentEvidence.from_record(incumbent) if incumbent is not None else None
+    return evaluate_gate(evidence, base, ctx.settings.thresholds)
+
+
+def decide(ctx: ToolContext, record: RunRecord, evaluator: Evaluator) -> Decision:
+    """Gate, confirmation seeds for accept/borderline, then the evaluator for a borderline."""
+    verdict = gate(ctx, record)
+    incumbent = find_run(ctx, ctx.state.incumbent_run_id)
+    if ctx.settings.confirm_seeds > 0 and incumbent is not None and verdict.verdict != "reject":
+        from informer_nas.tools.launch_training import ensure_seeds
+
+        ensure_seeds(ctx, record.run_id, ctx.settings.confirm_seeds)
+        ensure_seeds(ctx, incumbent.run_id, ctx.settings.confirm_seeds)
+        verdict = gate(ctx, find_run(ctx, record.run_id) or record)
+    reason = "; ".join(verdict.reasons)
+    if verdict.is_decisive:
+        return Decision(verdict.verdict, verdict.verdict == "accept", "rules", reason)
+    judged = evaluator.judge(ctx, record.run_id, verdict)
+    text = f"{reason}; {judged.decided_by}: {judged.reason}"
+    if judged.feedback:
+        text += f" (feedback: {judged.feedback})"
+    return Decision("borderline", judged.accept, judged.decided_by, text)
+
+
+def commit(ctx: ToolContext, record: RunRecord, decision: Decision) -> None:
+    """Record the decision: config.py first (on accept), then one state save (the commit)."""
+    paths = ctx.workspace.paths
+    if decision.accepted:
+        atomic_write_text(paths.config, accepted_config_text(ctx, record))
+        ctx.state.incumbent_run_id = record.run_id
+    record.verdict = decision.verdict
+    record.accepted = decision.accepted
+    record.decided_by = decision.decided_by
+    record.verdict_reason = decision.reason
+    ctx.state.iteration += 1
+    ctx.state.current = None
+    ctx.save()
+    remove_candidate(ctx)
+    logger.info("%s: %s (%s, by %s)", record.run_id, "accepted" if decision.accepted
+                else "rejected", decision.verdict, decision.decided_by)
+
+
+def accepted_config_text(ctx: ToolContext, record: RunRecord) -> str:
+    """The config an accepted run trained: its ``config_used.py`` (else candidate.py)."""
+    paths = ctx.workspace.paths
+    for path in (paths.run_dir(record.run_id) / "config_used.py", paths.candidate):
+        if path.is_file():
+            return path.read_text(encoding="utf-8")
+    raise ConfigError(f"{record.run_id} was accepted but neither its config_used.py nor "
+                      f"{paths.candidate} exists; run `nas doctor --repair`")
+
+
+def remove_candidate(ctx: ToolContext) -> None:
+    """Delete ``candidate.py`` (a rejected or abandoned candidate never stays)."""
+    ctx.workspace.paths.candidate.unlink(missing_ok=True)
+
+
+def discard_scratch(ctx: ToolContext) -> None:
+    """Abandon the iteration in progress: it will be planned again."""
+    ctx.state.current = None
+    ctx.save()
+    remove_candidate(ctx)
+
+
+def restore_config(ctx: ToolContext, pending: RunRecord) -> None:
+    """Undo a torn accept: ``config.py`` already holds the pending run's config, but the
+    commit did not happen; put the incumbent's ``config_used.py`` back until it does.
+
+    (Any other difference is a hand edit of ``config.py``, which is kept.)
+    """
+    paths = ctx.workspace.paths
+    written = paths.run_dir(pending.run_id) / "config_used.py"
+    incumbent = find_run(ctx, ctx.state.incumbent_run_id)
+    if incumbent is None or not written.is_file():
+        return  # without an incumbent the baseline is accepted again anyway
+    if paths.config.read_text(encoding="utf-8") != written.read_text(encoding="utf-8"):
+        return
+    used = paths.run_dir(incumbent.run_id) / "config_used.py"
+    if used.is_file():
+        logger.warning("config.py held %s before its verdict was saved: restored %s",
+                       pending.run_id, incumbent.run_id)
+        atomic_write_text(paths.config, used.read_text(encoding="utf-8"))
+
+
+def repair_workspace(ctx: ToolContext) -> RunRecord | None:
+    """Repair what a crash left; return a finished run still waiting for its verdict."""
+    mark_interrupted(ctx.state)
+    current = ctx.state.current
+    record = find_run(ctx, current.launched_run_id) if current else None
+    if record is not None and record.verdict is None and _is_evaluable(record):
+        restore_config(ctx, record)
+        ctx.save()
+        return record
+    if current is not None:
+        logger.warning("iteration %d was interrupted before its verdict; it will be redone",
+                       current.iteration)
+    discard_scratch(ctx)
+    return None
+
+
+def run_session(
+    workspace: Workspace,
+    planner: Planner,
+    evaluator: Evaluator,
+    settings: SessionSettings,
+    executor: TrainingExecutor,
+    iters: int | None = None,
+    observer: SessionObserver | None = None,
+    session: SessionInfo | None = None,
+) -> SessionResult:
+    """Run iterations until the workspace's budget is spent, the planner stops, or Ctrl+C.
+
+    Args:
+        workspace: an opened workspace (its lock is held for the whole session).
+        planner: the brain that proposes and launches candidates.
+        evaluator: judges borderline candidates.
+        settings: timeout, confirmation seeds, gate thresholds, seed, pruning, turn limit.
+        executor: where trainings run.
+        iters: the workspace's total iteration budget (None keeps the stored one).
+        observer: receives events ``iteration_start``, ``candidate``, ``progress``,
+            ``plan``, ``verdict``, ``planning_failure``, ``resume_evaluation``,
+            ``session_end`` (dicts with an ``event`` key).
+        session: this session's entry for ``state.sessions`` (id, trace file).
+
+    Raises:
+        ConfigError: ``iters`` below 1.
+        WorkspaceLocked: another live process holds the workspace.
+    """
+    if iters is not None and iters < 1:
+        raise ConfigError(f"iters must be >= 1, got {iters}; pass --iters 20")
+    with workspace_lock(workspace.paths):
+        load_config(workspace.paths.config)  # a bad hand edit stops here, before training
+        state = load_state(workspace.paths)
+        if iters is not None:
+            state.max_iterations = iters
+        state.planner = planner.name
+        if session is not None:
+            state.sessions.append(session)
+        loop = _Loop(ToolContext(workspace, state, settings, executor), planner, evaluator,
+                     observer or (lambda event: None))
+        loop.ctx.on_progress = loop.on_progress
+        pending = repair_workspace(loop.ctx)
+        loop.ctx.save()
+        try:
+            result = loop.run(pending)
+        except KeyboardInterrupt:
+            logger.warning("interrupted: state saved; continue with `nas resume`")
+            repair_workspace(loop.ctx)
+            result = loop.result("interrupted", "interrupted by the user; state saved")
+        loop.emit("session_end", stopped_by=result.stopped_by, iteration=result.iteration,
+                  max_iterations=result.max_iterations, incumbent_run_id=result.incumbent_run_id,
+                  config=workspace.paths.config.read_text(encoding="utf-8"))
+        return result

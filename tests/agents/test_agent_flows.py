@@ -1,0 +1,150 @@
+"""Planner and evaluator flows with scripted models (agents.testing.ScriptedModel)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from agents.testing import ScriptedModel, assistant_message, function_call
+from conftest import fake_train
+
+from informer_nas.agents.evaluator import AgentEvaluator
+from informer_nas.agents.planner import AgentPlanner
+from informer_nas.agents.policy import PolicyEvaluator
+from informer_nas.agents.provider import Binding, recording_provider
+from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.gate import GateThresholds
+from informer_nas.nas_system.records import ConfigChange
+from informer_nas.nas_system.session import Budget, PlannerOutcome, run_session
+from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.context import ToolContext
+from informer_nas.tools.edit_config import edit_config
+from informer_nas.tools.launch_training import launch_training
+
+DECISION = json.dumps({"step_type": "small", "plan": "lower dropout", "reason": "test"})
+
+
+def call(name: str, arguments: Any, number: int) -> Any:
+    return function_call(name, arguments, call_id=f"call_{number}")
+
+
+def valid_steps(start: int = 0) -> list[Any]:
+    """read_history -> edit_config -> launch_training -> decision."""
+    return [
+        [call("read_history", {"last_n": 5}, start)],
+        [call("edit_config", {"changes": [{"key": "model.dropout", "value": 0.2}],
+                              "rationale": "regularise"}, start + 1)],
+        [call("launch_training", {"seed": None}, start + 2)],
+        [assistant_message(DECISION)],
+    ]
+
+
+def run_planner(workspace: Workspace, model: ScriptedModel, iters: int = 1,
+                max_turns: int = 12) -> Any:
+    binding = Binding()
+    planner = AgentPlanner("llm", recording_provider({"planner": model}, binding), binding)
+    return run_session(workspace, planner, PolicyEvaluator(), SessionSettings(max_turns=max_turns),
+                       CallableExecutor(fake_train), iters)
+
+
+def tool_output(model: ScriptedModel, call_index: int) -> str:
+    """The last tool output the model saw in call ``call_index``."""
+    last = model.calls[call_index].input[-1]
+    assert last["type"] == "function_call_output"
+    return str(last["output"])
+
+
+def test_valid_run_records_the_decision(workspace: Workspace) -> None:
+    model = ScriptedModel(valid_steps())
+    run_planner(workspace, model)
+    record = load_state(workspace.paths).runs[0]
+    assert (record.step_type, record.plan, record.accepted) == ("small", "lower dropout", True)
+    assert record.changes == [ConfigChange(key="model.dropout", value=0.2)]
+    assert len(model.calls) == 4 and model.remaining_steps == 0
+
+
+@pytest.mark.parametrize(("bad_call", "expected"), [
+    # invalid arguments: a string where a list of changes belongs
+    ({"changes": "model.dropout=0.2", "rationale": "x"}, "ERROR: Invalid JSON input"),
+    # unknown key: the message names the key and suggests the right one
+    ({"changes": [{"key": "model.d_modle", "value": 32}], "rationale": "x"}, "model.d_model"),
+    # out of range value: the message gives the rule
+    ({"changes": [{"key": "model.dropout", "value": 3.0}], "rationale": "x"}, "out of range"),
+], ids=["invalid-arguments", "unknown-key", "out-of-range"])
+def test_tool_errors_reach_the_model(workspace: Workspace, bad_call: dict[str, Any],
+                                     expected: str) -> None:
+    model = ScriptedModel([[call("edit_config", bad_call, 90)], *valid_steps()])
+    run_planner(workspace, model)
+    seen = tool_output(model, 1)
+    assert seen.startswith("ERROR: ") and expected in seen
+    assert model.remaining_steps == 0 and load_state(workspace.paths).runs[0].accepted
+
+
+def test_unknown_tool_name_is_reported_to_the_model(workspace: Workspace) -> None:
+    model = ScriptedModel([[call("delete_workspace", {}, 90)], *valid_steps()])
+    run_planner(workspace, model)
+    assert "there is no tool 'delete_workspace'" in tool_output(model, 1)
+    assert model.remaining_steps == 0
+
+
+def test_turn_limit_is_a_planning_failure_and_the_session_goes_on(
+        workspace: Workspace) -> None:
+    looping = [[call("read_history", {"last_n": 1}, n)] for n in range(4)]
+    model = ScriptedModel([*looping, *valid_steps(10)])
+    result = run_planner(workspace, model, iters=2, max_turns=4)
+    state = load_state(workspace.paths)
+    assert result.stopped_by == "budget" and state.iteration == 2
+    assert len(state.runs) == 1 and state.runs[0].iteration == 2  # the first made no run
+    assert model.remaining_steps == 0
+
+
+class ScriptPlanner:
+    """A planner without a model: baseline dropout 0.1, then a near-identical candidate."""
+
+    name = "script"
+
+    def __init__(self) -> None:
+        self.dropouts = [0.1, 0.09]
+
+    def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
+        edit_config(ctx, [ConfigChange(key="model.dropout", value=self.dropouts.pop(0))], "t")
+        launch_training(ctx)
+        return PlannerOutcome("small", "p", "r")
+
+    def finish_iteration(self, ctx: ToolContext, record: object) -> None:
+        return None
+
+
+def run_evaluator(workspace: Workspace, model: ScriptedModel, max_turns: int = 8) -> Any:
+    binding = Binding()
+    evaluator = AgentEvaluator(recording_provider({"evaluator": model}, binding), binding,
+                               max_turns=max_turns)
+    # A wide borderline band: any change within +-50 % goes to the evaluator.
+    settings = SessionSettings(thresholds=GateThresholds(accept_improvement=0.5,
+                                                         reject_degradation=0.5))
+    run_session(workspace, ScriptPlanner(), evaluator, settings, CallableExecutor(fake_train), 2)
+    return load_state(workspace.paths).runs[1]
+
+
+def test_evaluator_judges_a_borderline_through_its_tools(workspace: Workspace) -> None:
+    verdict = {"accept": True, "reason": "better on every seed", "feedback": "try less"}
+    model = ScriptedModel([
+        [call("run_metrics", {"run_id": "run_0001"}, 1)],
+        [call("check_improvement", {"run_id": "run_0001"}, 2)],
+        [assistant_message(json.dumps(verdict))],
+    ])
+    record = run_evaluator(workspace, model)
+    assert (record.verdict, record.accepted, record.decided_by) == (
+        "borderline", True, "evaluator")
+    assert "better on every seed" in record.verdict_reason
+    assert json.loads(tool_output(model, 1))["run_id"] == "run_0001"
+    assert model.remaining_steps == 0
+
+
+def test_evaluator_turn_limit_falls_back_to_the_policy(workspace: Workspace) -> None:
+    model = ScriptedModel([[call("run_metrics", {"run_id": "run_0001"}, n)] for n in range(2)])
+    record = run_evaluator(workspace, model, max_turns=2)
+    assert record.decided_by == "policy" and "evaluator failed" in record.verdict_reason

@@ -1,0 +1,86 @@
+"""Record then replay: identical decisions, state and config; a changed prompt diverges."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import fake_train
+
+import informer_nas.agents.planner as planner_module
+from informer_nas.agents.replay import replay_trace
+from informer_nas.agents.trace import read_trace
+from informer_nas.api import run_nas_optimization
+from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+
+
+@pytest.fixture
+def recorded(tmp_path: Path) -> Path:
+    """A 3-iteration tpe session with confirmation seeds; returns its trace."""
+    root = tmp_path / "recorded"
+    run_nas_optimization(root, iters=3, planner="tpe", preset="tiny", confirm_seeds=1,
+                         executor=CallableExecutor(fake_train), quiet=True)
+    return next((root / "traces").glob("*.jsonl"))
+
+
+def decisions(root: Path) -> list[tuple[str, str | None, bool | None, float | None]]:
+    state = load_state(Workspace.open(root).paths)
+    return [(r.run_id, r.verdict, r.accepted, r.val_mse) for r in state.runs]
+
+
+def test_replay_is_identical(recorded: Path, tmp_path: Path) -> None:
+    report = replay_trace(recorded, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert report.iterations == 3 and "identical" in report.summary()
+    original = recorded.parent.parent
+    assert decisions(tmp_path / "replayed") == decisions(original)
+    assert (tmp_path / "replayed" / "config.py").read_text() == (original / "config.py").read_text()
+
+
+def test_replay_with_retraining_is_identical(recorded: Path, tmp_path: Path) -> None:
+    executor = CallableExecutor(fake_train)
+    report = replay_trace(recorded, tmp_path / "retrained", retrain=True, executor=executor)
+    assert report.identical, report.divergence
+    assert executor.requests  # the trainer really ran again
+
+
+def test_changed_prompt_is_reported_as_divergence(recorded: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    changed = planner_module.PLANNER_INSTRUCTIONS + "\nPrefer wide models."
+    monkeypatch.setattr(planner_module, "PLANNER_INSTRUCTIONS", changed)
+    report = replay_trace(recorded, tmp_path / "diverged")
+    assert not report.identical
+    assert report.divergence == (
+        "planner step 0: the system instructions (prompt) differ from the recorded session")
+
+
+def test_trace_holds_every_step_and_no_secret(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    root = tmp_path / "ws"
+    (tmp_path / "ws").mkdir()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("OPENROUTER_API_KEY='or-secret-abcdefgh'\n")
+    run_nas_optimization(root, iters=1, planner="tpe", preset="tiny",
+                         executor=CallableExecutor(fake_train), quiet=True)
+    trace = next((root / "traces").glob("*.jsonl"))
+    records = read_trace(trace)
+    kinds = [r["kind"] for r in records]
+    assert kinds[0] == "header" and kinds.count("model") == 4 and kinds.count("train") == 1
+    assert [r["name"] for r in records if r["kind"] == "tool"] == [
+        "read_history", "edit_config", "launch_training"]
+    for path in root.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes()
+            assert secret.encode() not in text and b"or-secret-abcdefgh" not in text, path
+    assert json.loads(trace.read_text().splitlines()[-1])["kind"] == "usage"
+
+
+def test_truncated_last_line_is_tolerated(recorded: Path) -> None:
+    text = recorded.read_text()
+    recorded.write_text(text + '{"kind": "model", "tru')
+    assert read_trace(recorded)[-1]["kind"] == "usage"

@@ -1,0 +1,118 @@
+"""The tpe brain: an interrupted and resumed session proposes what an uninterrupted one does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from conftest import fake_train, fake_val_mse
+from optuna.trial import TrialState
+
+from informer_nas.agents.brains.study import (
+    STUDY_NAME,
+    config_problem,
+    distributions,
+    make_sampler,
+)
+from informer_nas.api import run_nas_optimization
+from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
+from informer_nas.nas_system.search_space import flatten, readable_float, search_space_for
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+
+ITERS = 6
+
+
+def run(root: Path, iters: int, executor: CallableExecutor | None = None) -> str:
+    result = run_nas_optimization(root, iters=iters, planner="tpe", preset="tiny", seed=7,
+                                  executor=executor or CallableExecutor(fake_train), quiet=True)
+    return str(result.stopped_by)
+
+
+def trained_configs(root: Path) -> list[dict[str, Any]]:
+    """The tunable values each committed run trained, in order."""
+    keys = set(search_space_for("tiny").keys)
+    state = load_state(Workspace.open(root).paths)
+    configs = []
+    for run in state.runs:
+        if run.verdict is None:
+            continue
+        flat = flatten(read_config_literal(root / "runs" / run.run_id / "config_used.py"))
+        configs.append({k: v for k, v in flat.items() if k in keys})
+    return configs
+
+
+def test_resumed_session_proposes_the_same_configs(tmp_path: Path) -> None:
+    run(tmp_path / "whole", ITERS)
+    run(tmp_path / "split", 2)
+    run(tmp_path / "split", ITERS)  # resume extends the budget
+    whole = trained_configs(tmp_path / "whole")
+    assert len(whole) == ITERS and len({str(c) for c in whole}) > 1
+    assert trained_configs(tmp_path / "split") == whole
+
+
+def test_crash_mid_iteration_reproposes_the_pending_trial(tmp_path: Path) -> None:
+    calls = {"n": 0}
+
+    def interrupt_third(request: TrainRequest) -> TrainOutcome:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # Ctrl+C during the third training
+        return fake_train(request)
+
+    run(tmp_path / "whole", ITERS)
+    assert run(tmp_path / "cut", ITERS, CallableExecutor(interrupt_third)) == "interrupted"
+    run(tmp_path / "cut", ITERS)
+    assert trained_configs(tmp_path / "cut") == trained_configs(tmp_path / "whole")
+    state = load_state(Workspace.open(tmp_path / "cut").paths)
+    assert [r.status.value for r in state.runs].count("interrupted") == 1
+
+
+def test_study_agrees_with_the_runs(tmp_path: Path) -> None:
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    run(tmp_path / "ws", 3)
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "ws" / "study.journal")))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    state = load_state(Workspace.open(tmp_path / "ws").paths)
+    assert [t.user_attrs["run_id"] for t in complete] == [r.run_id for r in state.runs]
+    assert [t.value for t in complete] == [r.val_mse for r in state.runs]
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+
+
+def test_optuna_driven_directly_proposes_the_same_sequence(tmp_path: Path) -> None:
+    """The agent layer does not change the optimizer (issue 7's equivalence)."""
+    import optuna
+
+    run(tmp_path / "ws", 4)
+    space = search_space_for("tiny")
+    base = read_config_literal(Workspace.create(tmp_path / "fresh", "tiny").paths.config)
+    study = optuna.create_study(direction="minimize")
+    direct: list[dict[str, Any]] = []
+    while len(direct) < 4:
+        study.sampler = make_sampler("tpe", 7 + len(study.trials))
+        trial = study.ask(distributions(space))
+        if config_problem(base, trial.params):
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        direct.append(trial.params)
+        written = {k: readable_float(v) if isinstance(v, float) else v
+                   for k, v in trial.params.items()}  # as edit_config writes them
+        study.tell(trial, fake_val_mse({**flatten(base), **written}))
+    assert [rounded(c) for c in trained_configs(tmp_path / "ws")] == [rounded(c) for c in direct]
+
+
+def rounded(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: float(f"{v:.9g}") if isinstance(v, float) else v for k, v in sorted(config.items())}
+
+
+def test_resume_without_a_seed_keeps_the_sessions_seed(tmp_path: Path) -> None:
+    run(tmp_path / "whole", 4)  # seed 7 throughout
+    run(tmp_path / "split", 2)
+    run_nas_optimization(tmp_path / "split", iters=4, executor=CallableExecutor(fake_train),
+                         planner="tpe", quiet=True)  # like `nas resume`: no seed given
+    assert trained_configs(tmp_path / "split") == trained_configs(tmp_path / "whole")

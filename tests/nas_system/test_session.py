@@ -1,0 +1,210 @@
+"""The session loop with a stub planner and evaluator (no agents, no torch)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
+from informer_nas.nas_system.gate import GateVerdict
+from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
+from informer_nas.nas_system.session import (
+    Budget,
+    EvaluatorOutcome,
+    PlannerOutcome,
+    run_session,
+)
+from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.context import ToolContext
+from informer_nas.tools.edit_config import apply_changes, edit_config
+from informer_nas.tools.launch_training import launch_training
+
+
+def train_by_dropout(request: TrainRequest) -> TrainOutcome:
+    """A stub trainer: val MSE = 1 + dropout (so the planner picks the outcome)."""
+    request.run_dir.mkdir(parents=True, exist_ok=True)
+    text = apply_changes(request.config_path.read_text(encoding="utf-8"),
+                         [ConfigChange(key="training.seed", value=request.seed)])
+    (request.run_dir / "config_used.py").write_text(text, encoding="utf-8")
+    val = 1.0 + float(read_config_literal(request.config_path)["model"]["dropout"])
+    epochs = [{"epoch": 1, "train_loss": 2.0, "val_loss": val + 0.5},
+              {"epoch": 2, "train_loss": 1.5, "val_loss": val}]
+    metrics = {"status": "ok", "reason": "", "val_mse": val, "val_mae": val, "test_mse": val,
+               "test_mae": val, "best_epoch": 2, "epochs_run": 2}
+    (request.run_dir / "history.json").write_text(json.dumps({"epochs": epochs}))
+    (request.run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return TrainOutcome(RunStatus.OK, "", metrics, 0.01, 0)
+
+
+@dataclass
+class ScriptPlanner:
+    """Plays one dropout value per iteration (None: answer stop without launching)."""
+
+    dropouts: list[float | None]
+    name: str = "script"
+    calls: int = 0
+    finished: list[str | None] = field(default_factory=list)
+    crash_after_launch: bool = False
+
+    def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
+        dropout = self.dropouts[self.calls]
+        self.calls += 1
+        if dropout is None:
+            return PlannerOutcome("stop", "nothing left", "budget")
+        edit_config(ctx, [ConfigChange(key="model.dropout", value=dropout)], "try it")
+        launch_training(ctx)
+        if self.crash_after_launch:
+            raise RuntimeError("simulated crash after the training")
+        return PlannerOutcome("small", f"dropout {dropout}", "test")
+
+    def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
+        self.finished.append(record.run_id if record else None)
+
+
+@dataclass
+class RecordingEvaluator:
+    accept: bool = True
+    judged: list[str] = field(default_factory=list)
+
+    def judge(self, ctx: ToolContext, run_id: str, verdict: GateVerdict) -> EvaluatorOutcome:
+        assert verdict.verdict == "borderline"
+        self.judged.append(run_id)
+        return EvaluatorOutcome(self.accept, "stub", decided_by="evaluator")
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace.create(tmp_path / "ws", "tiny")
+
+
+Run = Callable[..., object]
+
+
+def session(workspace: Workspace, planner: ScriptPlanner, iters: int | None,
+            evaluator: RecordingEvaluator | None = None,
+            executor: CallableExecutor | None = None) -> object:
+    return run_session(workspace, planner, evaluator or RecordingEvaluator(), SessionSettings(),
+                       executor or CallableExecutor(train_by_dropout), iters)
+
+
+def test_budget_is_spent_then_stops(workspace: Workspace) -> None:
+    result = session(workspace, ScriptPlanner([0.1, 0.2, 0.3]), iters=3)
+    state = load_state(workspace.paths)
+    assert result.stopped_by == "budget" and result.iterations_run == 3  # type: ignore[attr-defined]
+    assert state.iteration == 3 and [r.run_id for r in state.runs] == [
+        "run_0000", "run_0001", "run_0002"]
+    assert all(r.verdict is not None for r in state.runs) and state.current is None
+
+
+def test_planner_stop_ends_early_without_spending(workspace: Workspace) -> None:
+    result = session(workspace, ScriptPlanner([0.1, None]), iters=5)
+    state = load_state(workspace.paths)
+    assert result.stopped_by == "planner"  # type: ignore[attr-defined]
+    assert state.iteration == 1 and len(state.runs) == 1
+
+
+def test_resume_extends_the_budget(workspace: Workspace) -> None:
+    session(workspace, ScriptPlanner([0.1, 0.2]), iters=2)
+    planner = ScriptPlanner([0.3, 0.05])
+    session(workspace, planner, iters=4)
+    assert load_state(workspace.paths).iteration == 4 and planner.calls == 2
+    idle = ScriptPlanner([])
+    result = session(workspace, idle, iters=None)  # the stored budget is spent
+    assert idle.calls == 0 and result.iterations_run == 0  # type: ignore[attr-defined]
+
+
+def test_rejected_candidate_never_stays_in_config(workspace: Workspace) -> None:
+    session(workspace, ScriptPlanner([0.1, 0.4]), iters=2)
+    state = load_state(workspace.paths)
+    assert [r.accepted for r in state.runs] == [True, False]
+    used = workspace.paths.run_dir("run_0000") / "config_used.py"
+    assert workspace.paths.config.read_text() == used.read_text()
+    assert not workspace.paths.candidate.exists()
+
+
+@pytest.mark.parametrize(("second", "verdict", "judged"), [
+    (0.09, "borderline", 1),  # -0.9 %: between the thresholds -> the evaluator
+    (0.0, "accept", 0),       # -9 %: decisive accept, never sent to the evaluator
+    (0.3, "reject", 0),       # +18 %: decisive reject, never sent to the evaluator
+], ids=["borderline", "accept", "reject"])
+def test_only_borderline_reaches_the_evaluator(workspace: Workspace, second: float,
+                                               verdict: str, judged: int) -> None:
+    evaluator = RecordingEvaluator(accept=False)
+    session(workspace, ScriptPlanner([0.1, second]), iters=2, evaluator=evaluator)
+    record = load_state(workspace.paths).runs[1]
+    assert record.verdict == verdict and len(evaluator.judged) == judged
+    assert record.decided_by == ("evaluator" if judged else "rules")
+
+
+def test_finished_run_without_verdict_is_evaluated_not_retrained(workspace: Workspace) -> None:
+    executor = CallableExecutor(train_by_dropout)
+    with pytest.raises(RuntimeError):
+        session(workspace, ScriptPlanner([0.1], crash_after_launch=True), 3, executor=executor)
+    assert load_state(workspace.paths).runs[0].verdict is None
+    planner = ScriptPlanner([0.2, 0.3])
+    session(workspace, planner, iters=3, executor=executor)
+    state = load_state(workspace.paths)
+    assert len(executor.requests) == 3 and state.runs[0].accepted is True
+    assert planner.finished == ["run_0000", "run_0001", "run_0002"]
+
+
+def test_ctrl_c_during_training_stops_cleanly_and_iteration_is_redone(
+        workspace: Workspace) -> None:
+    def interrupted(request: TrainRequest) -> TrainOutcome:
+        raise KeyboardInterrupt
+
+    result = session(workspace, ScriptPlanner([0.1]), 2, executor=CallableExecutor(interrupted))
+    state = load_state(workspace.paths)
+    assert result.stopped_by == "interrupted"  # type: ignore[attr-defined]
+    assert state.iteration == 0 and state.current is None
+    assert state.runs[0].status is RunStatus.INTERRUPTED
+    session(workspace, ScriptPlanner([0.1, 0.2]), iters=2)
+    state = load_state(workspace.paths)
+    assert state.iteration == 2 and [r.run_id for r in state.runs if r.verdict] == [
+        "run_0001", "run_0002"]
+
+
+def test_torn_accept_is_repaired(workspace: Workspace) -> None:
+    session(workspace, ScriptPlanner([0.3]), iters=1)
+    with pytest.raises(RuntimeError):  # the process dies after training run_0001
+        session(workspace, ScriptPlanner([0.1], crash_after_launch=True), iters=3)
+    better = (workspace.paths.run_dir("run_0001") / "config_used.py").read_text()
+    workspace.paths.config.write_text(better)  # ... and after writing config.py
+    executor = CallableExecutor(train_by_dropout)
+    session(workspace, ScriptPlanner([0.2]), iters=3, executor=executor)
+    state = load_state(workspace.paths)
+    assert [r.accepted for r in state.runs] == [True, True, False]
+    assert len(executor.requests) == 1  # run_0001 was judged, not retrained
+    assert workspace.paths.config.read_text() == better
+    assert not workspace.paths.candidate.exists()
+
+
+def test_hand_edited_config_is_kept_and_a_bad_one_refused(workspace: Workspace) -> None:
+    from informer_nas.errors import ConfigError
+
+    session(workspace, ScriptPlanner([0.1]), iters=1)
+    edited = workspace.paths.config.read_text() + "# my note\n"
+    workspace.paths.config.write_text(edited)
+    workspace.paths.candidate.write_text(edited)  # a stale candidate
+    session(workspace, ScriptPlanner([0.4]), iters=2)
+    assert workspace.paths.config.read_text() == edited
+    assert not workspace.paths.candidate.exists()
+    workspace.paths.config.write_text(edited + "import os\n")
+    executor = CallableExecutor(train_by_dropout)
+    with pytest.raises(ConfigError, match="import os"):
+        session(workspace, ScriptPlanner([0.2]), iters=3, executor=executor)
+    assert not executor.requests
+
+
+def test_iters_below_one_is_refused(workspace: Workspace) -> None:
+    from informer_nas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--iters"):
+        session(workspace, ScriptPlanner([]), iters=0)
