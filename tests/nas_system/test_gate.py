@@ -16,6 +16,7 @@ from informer_nas.nas_system.gate import (
     RuleResult,
     check_overfitting,
     evaluate_gate,
+    guarded_policy_decision,
     policy_decision,
 )
 from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
@@ -262,3 +263,26 @@ def test_noise_t_threshold(noise_t: float, expected: str) -> None:
     evidence = seeded({0: 0.9, 1: 0.95, 2: 0.97, 3: 0.96})
     verdict = evaluate_gate(evidence, incumbent, GateThresholds(noise_t=noise_t))
     assert verdict.verdict == expected
+
+
+@pytest.mark.parametrize(
+    ("cand", "expected", "words"),
+    [
+        # noisy gains (+20 %, +20 %, -31 %): mean 3 % better, paired t 0.18 -> rejected
+        ({0: 0.5, 1: 0.80, 2: 0.80, 3: 1.31}, False, "within seed noise (paired t 0.18 < 3)"),
+        # consistent 1 % gain: t far above 3 -> accepted
+        ({0: 0.99, 1: 0.99, 2: 0.989, 3: 0.991}, True, "beats incumbent 1"),
+        # mean worse: rejected whatever the t
+        ({0: 0.9, 1: 1.01, 2: 1.0, 3: 1.0}, False, "does not beat"),
+    ],
+    ids=["noisy-gain", "consistent-gain", "worse"],
+)
+def test_guarded_policy(cand: dict[int, float], expected: bool, words: str) -> None:
+    incumbent = IncumbentEvidence("run_0000", 1.0, {9: 1.0, 1: 1.0, 2: 1.0, 3: 1.0})
+    accept, reason = guarded_policy_decision(seeded(cand), incumbent, GateThresholds())
+    assert accept is expected and words in reason
+
+
+def test_guarded_policy_single_seed_is_plain_policy() -> None:
+    assert guarded_policy_decision(candidate(0.99), INCUMBENT, GateThresholds())[0]
+    assert not guarded_policy_decision(candidate(1.0), INCUMBENT, GateThresholds())[0]

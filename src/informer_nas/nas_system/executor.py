@@ -31,6 +31,7 @@ from typing import IO, Any
 
 from informer_nas.errors import LaunchError
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.pruning import PruneFileRefresher
 from informer_nas.nas_system.records import RunStatus, status_from_exit_code
 
 logger = logging.getLogger(__name__)
@@ -95,8 +96,9 @@ class TrainingExecutor(ABC):
             seed: the training seed (overrides training.seed).
             timeout_s: wall-clock limit; None for none.
             on_event: receives each progress event (a dict with an ``event`` key).
-            prune_thresholds: epoch (1-based) -> max val_mse; above it the trainer stops
-                with status pruned.
+            prune_thresholds: epoch (1-based) -> max val_mse: the run stops with status
+                pruned at the first such epoch where its best val_mse so far is above
+                the threshold (``nas_system/pruning.py``).
         """
 
 
@@ -150,6 +152,19 @@ def write_prune_file(run_dir: Path, thresholds: Mapping[int, float]) -> Path:
     by_epoch = {str(epoch): float(value) for epoch, value in sorted(thresholds.items())}
     atomic_write_text(path, json.dumps({"epoch_thresholds": by_epoch}))
     return path
+
+
+def _refreshing(on_event: EventCallback | None, run_dir: Path,
+                thresholds: Mapping[int, float]) -> EventCallback:
+    """``on_event`` that also keeps the prune file on the best-so-far rule."""
+    refresher = PruneFileRefresher(thresholds, lambda left: write_prune_file(run_dir, left))
+
+    def forward(event: dict[str, Any]) -> None:
+        refresher.on_event(event)
+        if on_event is not None:
+            on_event(event)
+
+    return forward
 
 
 def _stderr_tail(path: Path, limit: int = 300) -> str:
@@ -256,6 +271,8 @@ class LocalSubprocessExecutor(TrainingExecutor):
         command = [sys.executable, *self.python_args, "--config", str(config_path),
                    "--run-dir", str(run_dir), "--seed", str(seed)]
         env = self._child_env(run_dir, prune_thresholds)
+        if prune_thresholds:
+            on_event = _refreshing(on_event, run_dir, prune_thresholds)
         started = time.monotonic()
         with open(run_dir / STDERR_FILE, "wb") as stderr:
             with _SignalForwarder() as forwarder:

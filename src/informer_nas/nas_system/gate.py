@@ -362,3 +362,24 @@ def policy_decision(candidate_mean: float, incumbent_mean: float, margin: float 
         margin: relative improvement required on top (0 = strictly better).
     """
     return relative_change(candidate_mean, incumbent_mean) < -margin - _TOLERANCE
+
+
+def guarded_policy_decision(evidence: CandidateEvidence, incumbent: IncumbentEvidence,
+                            thresholds: GateThresholds) -> tuple[bool, str]:
+    """A noise-aware offline evaluator for a borderline: (accept, reason).
+
+    It accepts only a candidate that beats the incumbent (``policy_decision``) and, when
+    two or more shared seeds are compared, whose paired improvement has a t-statistic of
+    at least ``noise_t``. Plain ``policy_decision`` accepts about half of the borderlines
+    of an A/A test (the same config with new seeds), including accepts the noise check
+    downgraded; see ``benchmarks/gate_calibration.py``.
+    """
+    candidate, base, seeds = compared_values(evidence, incumbent)
+    over = f"mean over seeds {list(seeds)}" if seeds else "single seed"
+    if not policy_decision(candidate, base):
+        return False, f"{candidate:.6g} does not beat incumbent {base:.6g} ({over})"
+    t_value = paired_t(evidence, incumbent, seeds)
+    if t_value is not None and t_value < thresholds.noise_t:
+        return False, (f"{candidate:.6g} beats incumbent {base:.6g} ({over}) but within seed "
+                       f"noise (paired t {t_value:.2f} < {thresholds.noise_t:g})")
+    return True, f"{candidate:.6g} beats incumbent {base:.6g} ({over})"

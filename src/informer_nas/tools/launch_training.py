@@ -8,10 +8,16 @@ Seeds: the main seed of a run is derived from the session's base seed and the ru
 (``run_seed``), so resubmitting a config gives a fresh sample of the seed noise. The
 confirmation seeds (``confirmation_seeds``) are the same list for every run, so a
 candidate and the incumbent can be compared on their means over the same seeds.
+
+Pruning (``nas_system/pruning.py``): a main-seed launch gets per-epoch val-MSE thresholds
+from the earlier runs that finished ok (unless ``settings.prune`` is off); a pruned run is
+recorded with status ``pruned`` and a reason naming the epoch and the threshold, and the
+gate rejects it. Confirmation-seed runs are never pruned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -25,7 +31,15 @@ from informer_nas.errors import LaunchError, NasError
 from informer_nas.informer.config import load_config
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import EventCallback, RunInterrupted, TrainOutcome
+from informer_nas.nas_system.pruning import (
+    PrunePlan,
+    PruningSettings,
+    plan_for_runs,
+    prune_decision,
+    read_val_curve,
+)
 from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
+from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
     HOT_RUNS,
     IterationScratch,
@@ -120,9 +134,41 @@ def _fresh_dir(run_dir: Path) -> Path:
 
 
 def _train(ctx: ToolContext, config: Path, run_dir: Path, seed: int,
-           on_event: EventCallback | None) -> TrainOutcome:
+           on_event: EventCallback | None, plan: PrunePlan | None = None) -> TrainOutcome:
     """Run the executor with the session's timeout (RunInterrupted propagates)."""
-    return ctx.executor.run(config, run_dir, seed, ctx.settings.timeout_s, on_event)
+    thresholds = plan.thresholds if plan is not None and plan.thresholds else None
+    return ctx.executor.run(config, run_dir, seed, ctx.settings.timeout_s, on_event, thresholds)
+
+
+def pruning_settings(settings: SessionSettings) -> PruningSettings | None:
+    """The session's pruning policy; None when ``prune`` is off (``--no-prune``).
+
+    ``settings.pruning`` when SessionSettings carries one, else ``PruningSettings()``.
+    """
+    if not settings.prune:
+        return None
+    configured = getattr(settings, "pruning", None)
+    return configured if isinstance(configured, PruningSettings) else PruningSettings()
+
+
+def prune_plan(ctx: ToolContext) -> PrunePlan | None:
+    """The thresholds for the next main-seed launch (None: nothing can be pruned)."""
+    pruning = pruning_settings(ctx.settings)
+    if pruning is None or not pruning.enabled:
+        return None
+    plan = plan_for_runs(ctx.state.runs, ctx.workspace.paths, pruning)
+    return plan if plan.thresholds else None
+
+
+def _explain_pruning(outcome: TrainOutcome, run_dir: Path, plan: PrunePlan | None
+                     ) -> TrainOutcome:
+    """A pruned outcome whose reason names the epoch, the best val MSE and the threshold."""
+    if plan is None:
+        return outcome
+    decision = prune_decision(read_val_curve(run_dir), plan.thresholds)
+    if decision is None:
+        return outcome
+    return dataclasses.replace(outcome, reason=decision.reason(plan))
 
 
 def _finish_record(ctx: ToolContext, record: RunRecord, outcome: TrainOutcome) -> None:
@@ -143,19 +189,24 @@ def _finish_record(ctx: ToolContext, record: RunRecord, outcome: TrainOutcome) -
 def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     """Train the candidate config (the incumbent if it was not edited) and report the result.
 
-    At most one training per iteration. Returns JSON: run_id, status, reason, val_mse,
-    test_mse, best_epoch, epochs_run, seconds and a one-paragraph learning-curve summary.
+    At most one training per iteration. With pruning on, the run stops early (status
+    pruned) when it is clearly worse than the earlier runs at the same epoch. Returns
+    JSON: run_id, status, reason, val_mse, test_mse, best_epoch, epochs_run, seconds and
+    a one-paragraph learning-curve summary.
 
     Args:
         seed: training seed; omit it to use the session's deterministic per-run seed.
     """
     current = _scratch(ctx)
     config = _candidate_path(ctx)
+    plan = prune_plan(ctx)
     record = _start_record(ctx, current, seed)
     run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
     on_event = _tagged(ctx.on_progress, run_id=record.run_id)
     try:
-        outcome = _train(ctx, config, run_dir, record.seed, on_event)
+        outcome = _train(ctx, config, run_dir, record.seed, on_event, plan)
+        if outcome.status is RunStatus.PRUNED:
+            outcome = _explain_pruning(outcome, run_dir, plan)
     except RunInterrupted as interrupted:
         _finish_record(ctx, record, interrupted.outcome)
         raise
