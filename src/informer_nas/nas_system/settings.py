@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.gate import GateThresholds
+from informer_nas.nas_system.pruning import PruningSettings
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,8 @@ class SessionSettings:
         confirm_seeds: extra seeds a borderline or accepting candidate is retrained with.
         thresholds: the rule gate's thresholds.
         seed: the base training seed.
-        prune: stop hopeless trainings early (issue 7).
+        prune: stop hopeless trainings early (``--no-prune`` turns it off).
+        pruning: the pruning rule (median by default) when ``prune`` is on.
         max_turns: the planner's turn limit per iteration.
     """
 
@@ -27,6 +29,7 @@ class SessionSettings:
     thresholds: GateThresholds = field(default_factory=GateThresholds)
     seed: int = 0
     prune: bool = True
+    pruning: PruningSettings = field(default_factory=PruningSettings)
     max_turns: int = 12
 
     def __post_init__(self) -> None:

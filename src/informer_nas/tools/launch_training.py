@@ -141,14 +141,8 @@ def _train(ctx: ToolContext, config: Path, run_dir: Path, seed: int,
 
 
 def pruning_settings(settings: SessionSettings) -> PruningSettings | None:
-    """The session's pruning policy; None when ``prune`` is off (``--no-prune``).
-
-    ``settings.pruning`` when SessionSettings carries one, else ``PruningSettings()``.
-    """
-    if not settings.prune:
-        return None
-    configured = getattr(settings, "pruning", None)
-    return configured if isinstance(configured, PruningSettings) else PruningSettings()
+    """The session's pruning policy; None when ``prune`` is off (``--no-prune``)."""
+    return settings.pruning if settings.prune else None
 
 
 def prune_plan(ctx: ToolContext) -> PrunePlan | None:
