@@ -73,6 +73,28 @@ def workspace_lock(paths: WorkspacePaths) -> Iterator[LockHolder]:
         os.close(fd)
 
 
+def lock_status(paths: WorkspacePaths) -> tuple[LockHolder | None, bool]:
+    """Who last wrote the lock file, and whether a live process holds the lock now.
+
+    Read-only: a missing lock file is not created. A holder named in a lock that nobody
+    holds is a process that died without releasing it (harmless: it is taken over).
+    """
+    try:
+        fd = os.open(paths.lock, os.O_RDONLY)
+    except FileNotFoundError:
+        return None, False
+    try:
+        holder = _read_holder(fd)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return holder, True
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return holder, False
+    finally:
+        os.close(fd)
+
+
 def _read_holder(fd: int) -> LockHolder | None:
     try:
         data = json.loads(os.pread(fd, 4096, 0) or b"null")

@@ -12,8 +12,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from informer_nas.errors import ConfigError, DataError, NasError
-from informer_nas.informer.config import InformerConfig, load_config
+from informer_nas.informer.config import (
+    InformerConfig,
+    format_validation_error,
+    read_config_literal,
+    validate_config,
+)
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.paths import WorkspacePaths
@@ -23,7 +30,7 @@ from informer_nas.nas_system.search_space import (
     SearchSpace,
     search_space_for,
 )
-from informer_nas.nas_system.state import AgentState, compact_state
+from informer_nas.nas_system.state import AgentState, compact_state, doctor_hint
 
 _HEADER = """\
 # informer-nas config: the incumbent training config of this workspace.
@@ -180,23 +187,72 @@ class Workspace:
         paths = WorkspacePaths(Path(root).resolve())
         for needed in (paths.config, paths.state):
             if not needed.is_file():
-                raise NasError(
-                    f"{paths.root} is not an informer-nas workspace ({needed.name} is "
-                    f"missing); create one with `nas init {root}`"
-                )
+                raise NasError(_missing_message(paths, needed, root))
         paths.runs.mkdir(exist_ok=True)
         paths.traces.mkdir(exist_ok=True)
         if validate:
-            load_config(paths.config)
+            try:
+                check_config_file(paths.config)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{exc}; no training was started; fix that line, or {doctor_hint(paths)} "
+                    f"(`--repair` restores the incumbent run's config)"
+                ) from None
         return cls(paths)
 
     def config(self) -> InformerConfig:
         """The incumbent config (``config.py``), validated."""
-        return load_config(self.paths.config)
+        return check_config_file(self.paths.config)
 
     def search_space(self, preset: str | None) -> SearchSpace:
         """The space of ``preset``, widened to hold the incumbent's current values."""
         return search_space_for(preset, include=self.config())
+
+
+def check_config_file(path: Path) -> InformerConfig:
+    """Read a config file by literal evaluation and validate it; every error names a line.
+
+    Raises:
+        ConfigError: ``path:line: reason``: not a pure literal (the offending expression),
+            or a schema failure (the line of the first offending key).
+    """
+    raw = read_config_literal(path)
+    if not isinstance(raw, dict):
+        return validate_config(raw, str(path))
+    try:
+        return InformerConfig.model_validate(raw)
+    except ValidationError as exc:
+        line = _line_of_key(path, exc.errors()[0]["loc"])
+        raise ConfigError(f"{path}:{line}: {format_validation_error(exc)}") from None
+
+
+def _line_of_key(path: Path, loc: tuple[int | str, ...]) -> int:
+    """The line of ``CONFIG[loc[0]][loc[1]]...`` (or of its deepest existing section)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    node: ast.expr | None = next(
+        (s.value for s in tree.body if isinstance(s, ast.Assign)
+         and any(isinstance(t, ast.Name) and t.id == "CONFIG" for t in s.targets)), None)
+    line = node.lineno if node is not None else 1
+    for part in loc:
+        if not isinstance(node, ast.Dict):
+            break
+        keys = [(k, v) for k, v in zip(node.keys, node.values, strict=True)
+                if isinstance(k, ast.Constant) and k.value == part]
+        if not keys:
+            break
+        key, node = keys[-1]  # the last occurrence wins, as in literal evaluation
+        line = key.lineno
+    return line
+
+
+def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
+    """Not a workspace, or one that lost a file (then `nas doctor` can rebuild it)."""
+    others = (paths.config, paths.state, paths.runs)
+    if any(path.exists() for path in others if path != missing):
+        return (f"{paths.root} is a damaged informer-nas workspace ({missing.name} is "
+                f"missing); {doctor_hint(paths)}")
+    return (f"{paths.root} is not an informer-nas workspace ({missing.name} is missing); "
+            f"create one with `nas init {root}`")
 
 
 def _initial_config(preset: str, data_path: Path | None) -> InformerConfig:
