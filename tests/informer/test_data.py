@@ -89,10 +89,10 @@ def test_time_features_for_a_known_timestamp() -> None:
 def test_batch_shapes(
     synthetic_csv: Path, features: str, n_in: int, c_out: int, embed: str
 ) -> None:
-    section = DataSection(
-        path=str(synthetic_csv), split="ratio", features=features,  # type: ignore[arg-type]
-        seq_len=24, label_len=12, pred_len=6,
-    )
+    section = DataSection.model_validate({
+        "path": str(synthetic_csv), "split": "ratio", "features": features,
+        "seq_len": 24, "label_len": 12, "pred_len": 6,
+    })
     data = load_dataset(section, embed=embed)  # type: ignore[arg-type]
     assert (data.enc_in, data.dec_in, data.c_out) == (n_in, n_in, c_out)
     batch = data.train.batch(torch.arange(5))
@@ -194,7 +194,7 @@ def test_bad_input_raises_one_line_data_error(
     elif case == "nodate":
         path = _write(tmp_path / "bad.csv", "\n".join(["when" + lines[0][4:], *lines[1:]]))
     with pytest.raises(DataError) as caught:
-        load_dataset(DataSection(path=str(path), **kwargs))  # type: ignore[arg-type]
+        load_dataset(DataSection.model_validate({"path": str(path), **kwargs}))
     message = str(caught.value)
     assert "\n" not in message
     assert str(path) in message
@@ -212,7 +212,7 @@ def test_bad_input_raises_one_line_data_error(
     ],
 )
 def test_other_ett_files_load(name: str, freq: str, counts: list[int]) -> None:
-    section = DataSection(path=str(SHARED_ETT / f"{name}.csv"), freq=freq)  # type: ignore[arg-type]
+    section = DataSection.model_validate({"path": str(SHARED_ETT / f"{name}.csv"), "freq": freq})
     data = load_dataset(section, embed="fixed")
     assert [len(data.train), len(data.val), len(data.test)] == counts
     assert data.train.marks.shape[1] == (5 if freq == "t" else 4)

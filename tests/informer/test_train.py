@@ -20,13 +20,14 @@ import torch
 from informer_nas.informer.config import InformerConfig, TrainingSection, load_config
 from informer_nas.informer.presets import preset_config
 from informer_nas.informer.run_files import EXIT_CODES, EpochRecord, config_used_text
-from informer_nas.informer.train import prune_callback_from_env
+from informer_nas.informer.train import BestSoFarPruner, prune_callback_from_env
 from informer_nas.informer.training import (
     EpochScheduler,
     Trainer,
     TrainHooks,
     build_optimizer,
 )
+from informer_nas.nas_system.pruning import prune_decision
 from informer_nas.nas_system.records import EXIT_CODES as RECORD_EXIT_CODES
 
 RUN_FILES = {"config_used.py", "metrics.json", "history.json", "learning_curve.png",
@@ -170,6 +171,7 @@ def test_epoch_callback_prunes_the_run() -> None:
     result = Trainer(_tiny(max_train_windows=64, max_eval_windows=32),
                      hooks=TrainHooks(epoch_callback=prune)).fit()
     assert result.status == "pruned" and result.exit_code == 5
+    assert result.reason == "pruned after epoch 1"  # a str return would be the reason
     assert len(result.history) == 1 and seen == [(1, result.history[0].val_mse)]
 
 
@@ -181,15 +183,55 @@ def test_should_stop_interrupts_after_the_current_step() -> None:
     assert [e["step"] for e in steps if e["event"] == "step"] == [1]
 
 
-def test_prune_file_thresholds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prune_file_compares_the_best_val_mse_so_far(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     prune_file = tmp_path / "prune.json"
-    prune_file.write_text(json.dumps({"epoch_thresholds": {"1": 0.5}}), encoding="utf-8")
+    prune_file.write_text(json.dumps({"epoch_thresholds": {"2": 0.5, "3": 0.5}}), encoding="utf-8")
     monkeypatch.setenv("NAS_PRUNE_FILE", str(prune_file))
-    should_prune = prune_callback_from_env()
-    assert should_prune is not None
-    assert should_prune(1, 0.6) and not should_prune(1, 0.5) and not should_prune(2, 9.0)
+    recovered = prune_callback_from_env()
+    assert recovered is not None
+    # epoch 2 is above its threshold, but epoch 1 already did better: not pruned
+    assert recovered(1, 0.4) is None and recovered(2, 0.6) is None and recovered(3, 0.7) is None
+    hopeless = prune_callback_from_env()
+    assert hopeless is not None and hopeless(1, 0.6) is None  # no threshold at epoch 1
+    assert hopeless(2, 0.55) == "pruned at epoch 2: best val_mse so far 0.55 > threshold 0.5"
     prune_file.write_text("not json", encoding="utf-8")  # unreadable: never prunes
-    assert not should_prune(1, 0.6)
+    unreadable = prune_callback_from_env()
+    assert unreadable is not None and unreadable(2, 0.9) is None
+
+
+@pytest.mark.parametrize("curve", [
+    [0.4, 0.7, 0.48], [0.9, 0.8, 0.7], [0.7, 0.55, 0.45], [math.nan, 0.6, 0.3],
+    [math.nan, math.nan, 0.1], [0.3, math.inf, 0.9], [0.6, 0.6, 0.5],
+])
+def test_pruner_agrees_with_the_planned_rule(curve: list[float]) -> None:
+    thresholds = {2: 0.6, 3: 0.5}
+    expected = prune_decision(dict(enumerate(curve, start=1)), thresholds)
+    pruner = BestSoFarPruner(lambda: {str(e): t for e, t in thresholds.items()})
+    reasons = [pruner(epoch, value) for epoch, value in enumerate(curve, start=1)]
+    pruned_at = next((e for e, r in enumerate(reasons, start=1) if r is not None), None)
+    assert pruned_at == (expected.epoch if expected else None)
+
+
+def test_pruned_run_explains_itself_in_metrics(
+    tmp_path: Path, config_file_factory: ConfigFileFactory
+) -> None:
+    config = config_file_factory("tiny", training={"max_epochs": 3, "max_train_windows": 32,
+                                                   "max_eval_windows": 32})
+    prune_file = tmp_path / "prune.json"
+    prune_file.write_text(json.dumps({"epoch_thresholds": {"1": 1e-9}}), encoding="utf-8")
+    run_dir = tmp_path / "run"
+    done = subprocess.run(_trainer_command(config, run_dir),
+                          env={**_env(), "NAS_PRUNE_FILE": str(prune_file)},
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == EXIT_CODES["pruned"], done.stderr
+    metrics = _read_json(run_dir / "metrics.json")
+    epochs = _read_json(run_dir / "history.json")["epochs"]
+    assert metrics["status"] == "pruned" and metrics["epochs_run"] == len(epochs) == 1
+    assert metrics["reason"] == (f"pruned at epoch 1: best val_mse so far "
+                                 f"{epochs[0]['val_mse']:.6g} > threshold 1e-09")
+    assert json.loads(done.stdout.splitlines()[-1])["reason"] == metrics["reason"]
 
 
 class ScriptedTrainer(Trainer):
@@ -236,8 +278,8 @@ def test_early_stopping(
     ],
 )
 def test_learning_rate_schedules(scheduler: str, expected: list[float]) -> None:
-    training = TrainingSection(scheduler_class=scheduler,  # type: ignore[arg-type]
-                               optimizer_params={"lr": 1.0}, max_epochs=4)  # type: ignore[arg-type]
+    training = TrainingSection.model_validate(
+        {"scheduler_class": scheduler, "optimizer_params": {"lr": 1.0}, "max_epochs": 4})
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], training)
     schedule = EpochScheduler(optimizer, training)
     rates = []
@@ -249,8 +291,8 @@ def test_learning_rate_schedules(scheduler: str, expected: list[float]) -> None:
 
 @pytest.mark.parametrize("name", ["Adam", "AdamW", "SGD", "RMSprop"])
 def test_optimizers_get_momentum_only_where_it_exists(name: str) -> None:
-    training = TrainingSection(optimizer_class=name,  # type: ignore[arg-type]
-                               optimizer_params={"lr": 0.1, "momentum": 0.9})  # type: ignore[arg-type]
+    training = TrainingSection.model_validate(
+        {"optimizer_class": name, "optimizer_params": {"lr": 0.1, "momentum": 0.9}})
     optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], training)
     assert ("momentum" in optimizer.defaults) == (name in ("SGD", "RMSprop"))
 

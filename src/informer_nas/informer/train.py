@@ -6,8 +6,9 @@ directory (``config_used.py``, ``metrics.json``, ``history.json``,
 atomically. Progress goes to stdout as one JSON object per line; the exit code says how
 the run ended (``run_files.EXIT_CODES``). SIGTERM or SIGINT stop it after the current
 step (a second signal stops it at once). With ``NAS_PRUNE_FILE`` pointing to a JSON file
-``{"epoch_thresholds": {"1": 0.9, ...}}``, a run whose val MSE at such an epoch is above
-the threshold stops as pruned.
+``{"epoch_thresholds": {"2": 0.9, ...}}``, a run whose best val MSE so far is above the
+threshold of the epoch just finished stops as pruned (Optuna's ``PercentilePruner`` rule,
+as ``nas_system/pruning.py`` plans it).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TextIO
@@ -44,7 +47,7 @@ from informer_nas.informer.run_files import (
 )
 
 if TYPE_CHECKING:
-    from informer_nas.informer.training import EpochCallback, Trainer
+    from informer_nas.informer.training import Trainer
 
 logger = logging.getLogger(__name__)
 
@@ -96,24 +99,46 @@ class SignalStopper:
         return self.signal_name is not None
 
 
-def prune_callback_from_env() -> EpochCallback | None:
+class BestSoFarPruner:
+    """Prunes when the best val MSE so far is above the threshold of the current epoch.
+
+    The best is the minimum over the finite val MSEs up to and including this epoch; a
+    run with none yet is pruned at any threshold. This is Optuna's ``PercentilePruner``
+    decision (``nas_system.pruning.prune_decision``); in-process callers may use it as
+    ``TrainHooks.epoch_callback``.
+
+    Args:
+        thresholds: returns ``{"<epoch>": max_best_val_mse}``, asked after every epoch.
+    """
+
+    def __init__(self, thresholds: Callable[[], Mapping[str, float]]) -> None:
+        self.thresholds = thresholds
+        self.best = math.nan
+
+    def __call__(self, epoch: int, val_mse: float) -> str | None:
+        """The prune reason after ``epoch``, or None to go on."""
+        if math.isfinite(val_mse):
+            self.best = val_mse if math.isnan(self.best) else min(self.best, val_mse)
+        threshold = self.thresholds().get(str(epoch))
+        if threshold is None or math.isnan(threshold) or self.best <= threshold:
+            return None  # (a NaN best, no finite value yet, is above every threshold)
+        best = "none finite" if math.isnan(self.best) else f"{self.best:.6g}"
+        reason = f"pruned at epoch {epoch}: best val_mse so far {best} > threshold {threshold:.6g}"
+        logger.info("%s", reason)
+        return reason
+
+
+def prune_callback_from_env() -> BestSoFarPruner | None:
     """The pruning callback configured by ``NAS_PRUNE_FILE`` (None when unset).
 
-    The file is read after every epoch, so the parent may update the thresholds.
+    The file is read after every epoch, so the parent may update the thresholds (the
+    executor drops those the best val MSE already meets; harmless under this rule).
     """
     name = os.environ.get(PRUNE_FILE_ENV)
     if not name:
         return None
     path = Path(name)
-
-    def should_prune(epoch: int, val_mse: float) -> bool:
-        threshold = _read_thresholds(path).get(str(epoch))
-        if threshold is None or not val_mse > threshold:
-            return False
-        logger.info("pruned: val_mse %.6g > threshold %.6g at epoch %d", val_mse, threshold, epoch)
-        return True
-
-    return should_prune
+    return BestSoFarPruner(lambda: _read_thresholds(path))
 
 
 def _read_thresholds(path: Path) -> dict[str, float]:

@@ -38,16 +38,17 @@ EVAL_BATCH_SIZE = 256
 STEP_EVENT_INTERVAL_S = 0.25  # at most ~4 step events per second
 
 EventSink = Callable[[dict[str, Any]], None]
-EpochCallback = Callable[[int, float], bool]  # (epoch, val_mse) -> prune?
+EpochCallback = Callable[[int, float], bool | str | None]  # (epoch, val_mse) -> prune?
 Scores = tuple[EvalMetrics, EvalMetrics]  # (val, test)
 
 
 @dataclass
 class TrainHooks:
     """Optional callbacks: ``on_event`` gets the progress events (start, step, epoch);
-    ``epoch_callback(epoch, val_mse)`` returning True prunes the run; ``should_stop()``,
-    polled after every step and eval batch, True interrupts it; ``on_epoch_end(history,
-    new_best_state_or_None)`` e.g. writes history.json and best_model.pt.
+    ``epoch_callback(epoch, val_mse)`` returning True or a reason (str) prunes the run
+    (e.g. ``train.BestSoFarPruner``); ``should_stop()``, polled after every step and eval
+    batch, True interrupts it; ``on_epoch_end(history, new_best_state_or_None)`` e.g.
+    writes history.json and best_model.pt.
     """
 
     on_event: EventSink | None = None
@@ -170,10 +171,8 @@ class Trainer:
         torch.set_num_threads(training.num_threads or default_num_threads())
         self.generator = seed_everything(training.seed)
         if data is None:
-            data = load_dataset(
-                config.data, config.model.embed, training.max_train_windows,
-                training.max_eval_windows,
-            )
+            data = load_dataset(config.data, config.model.embed, training.max_train_windows,
+                                training.max_eval_windows)
         self.data = data.to(self.device)
         self.model = Informer(
             config.model, data.enc_in, data.dec_in, data.c_out, config.data.pred_len,
@@ -361,9 +360,10 @@ class Trainer:
                 "seconds": record.seconds,
             })
             logger.info("epoch %d: %s", epoch, record.to_dict())
-            callback = self.hooks.epoch_callback
-            if callback is not None and callback(epoch, record.val_mse):
-                raise StopTraining("pruned", f"pruned after epoch {epoch}")
+            prune = self.hooks.epoch_callback and self.hooks.epoch_callback(epoch, record.val_mse)
+            if prune:  # True, or the reason
+                reason = prune if isinstance(prune, str) else f"pruned after epoch {epoch}"
+                raise StopTraining("pruned", reason)
             if bad_epochs >= training.patience:
                 return f"early stopped after epoch {epoch} (patience {training.patience})"
             self.scheduler.step(epoch)

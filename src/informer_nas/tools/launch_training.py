@@ -4,8 +4,10 @@ Crash safety: the run record is saved with status ``running`` before the trainer
 so a ``kill -9`` at any instant leaves either no record (nothing was trained) or a
 ``running`` one that the next start marks interrupted. A run id is never reused.
 
-Seeds: the main seed of a run is derived from the session's base seed and the run number
-(``run_seed``), so resubmitting a config gives a fresh sample of the seed noise. The
+Seeds: the main seed of a run is derived from the session's base seed and the iteration
+number (``run_seed``), so resubmitting a config gives a fresh sample of the seed noise, and
+an iteration redone after a crash trains with the seed it had (a resumed session
+reproduces an uninterrupted one; the run id, never reused, would not). The
 confirmation seeds (``confirmation_seeds``) are the same list for every run, so a
 candidate and the incumbent can be compared on their means over the same seeds.
 
@@ -59,9 +61,9 @@ CONFIRMATION_SEED_OFFSET = 100_000
 _METRIC_KEYS = ("val_mse", "val_mae", "test_mse", "test_mae")
 
 
-def run_seed(base_seed: int, run_id: str) -> int:
-    """The main seed of a run: the base seed plus the run number."""
-    return (base_seed + int(run_id.rsplit("_", 1)[-1])) % _SEED_LIMIT
+def run_seed(base_seed: int, iteration: int) -> int:
+    """The main seed of the run of ``iteration``: the base seed plus the iteration number."""
+    return (base_seed + iteration) % _SEED_LIMIT
 
 
 def confirmation_seeds(base_seed: int, count: int) -> list[int]:
@@ -99,8 +101,8 @@ def _candidate_path(ctx: ToolContext) -> Path:
 
 def _scratch(ctx: ToolContext) -> IterationScratch:
     current = ctx.state.current
-    if current is None:  # a tool called outside the session loop
-        current = IterationScratch(iteration=ctx.state.iteration)
+    if current is None:  # a tool called outside the session loop: numbered as the session does
+        current = IterationScratch(iteration=ctx.state.iteration + 1)
         ctx.state.current = current
     if current.launched_run_id is not None:
         raise LaunchError(
@@ -116,7 +118,7 @@ def _start_record(ctx: ToolContext, current: IterationScratch, seed: int | None)
     record = RunRecord(
         run_id=run_id, iteration=current.iteration, status=RunStatus.RUNNING,
         changes=list(current.changes), rationale=current.rationale,
-        seed=seed if seed is not None else run_seed(ctx.settings.seed, run_id),
+        seed=seed if seed is not None else run_seed(ctx.settings.seed, current.iteration),
         started_at=now_iso(),
     )
     ctx.state.runs.append(record)
@@ -189,7 +191,7 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     a one-paragraph learning-curve summary.
 
     Args:
-        seed: training seed; omit it to use the session's deterministic per-run seed.
+        seed: training seed; omit it to use the session's deterministic per-iteration seed.
     """
     current = _scratch(ctx)
     config = _candidate_path(ctx)
