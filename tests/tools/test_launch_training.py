@@ -248,3 +248,18 @@ def test_real_trainer_end_to_end(tmp_path: Path) -> None:
     assert summary["val_mse"] > 0 and summary["epochs_run"] >= 1
     assert {"start", "epoch", "done"} <= {event["event"] for event in events}
     assert load_state(workspace.paths).runs[0].history_summary is not None
+
+
+def test_a_redone_iteration_keeps_its_seed(tmp_path: Path) -> None:
+    # An iteration redone after a crash gets a new run id but the same seed, so a resumed
+    # session trains exactly what an uninterrupted one would.
+    from informer_nas.nas_system.state import IterationScratch
+
+    ctx = make_context(tmp_path, lambda r: fake_training(r, 0.5), seed=10)
+    ctx.state.current = None
+    launch_training(ctx)
+    assert ctx.state.runs[0].iteration == 1 and ctx.state.runs[0].seed == 11
+    ctx.state.current = IterationScratch(iteration=1)
+    launch_training(ctx)
+    assert [r.run_id for r in ctx.state.runs] == ["run_0000", "run_0001"]
+    assert [q.seed for q in executor_of(ctx).requests] == [11, 11]
