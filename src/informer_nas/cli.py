@@ -1,0 +1,393 @@
+"""``nas``: the command line of informer-nas (Typer).
+
+Each command parses typed options, calls one ``nas_system`` / ``api`` function and prints.
+A ``NasError`` ends as one line ``error: ...`` on stderr with exit code 1; bad options exit
+2 (Typer's default). Everything heavy (torch, the Agents SDK, optuna, pandas, matplotlib,
+pydantic models) is imported inside the commands so that ``nas --help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from informer_nas.display import SessionDisplay, Verbosity
+    from informer_nas.nas_system.session import SessionResult
+    from informer_nas.nas_system.workspace import Workspace
+
+app = typer.Typer(
+    name="nas",
+    help="Autonomous architecture and hyper-parameter search for Informer on ETT.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEFAULT_WORKSPACE = Path("nas-workspace")
+INTERRUPTED_EXIT = 130
+# Records go only where a command sends them (nas.log), never to Python's last-resort
+# stderr handler: a user error is printed once, by _fail.
+logging.getLogger("informer_nas").addHandler(logging.NullHandler())
+logger = logging.getLogger("informer_nas.cli")  # also under `python -m informer_nas.cli`
+_SHOWN_BY_DISPLAY = frozenset({"informer_nas.api", "informer_nas.cli"})
+
+
+class Preset(str, Enum):
+    tiny = "tiny"
+    quick = "quick"
+    paper = "paper"
+
+
+class PlannerName(str, Enum):
+    tpe = "tpe"
+    random = "random"
+    llm = "llm"
+    hybrid = "hybrid"
+
+
+class FallbackName(str, Enum):
+    tpe = "tpe"
+
+
+WorkspaceOption = Annotated[
+    Path, typer.Option("--workspace", "-w", help="Workspace directory.", file_okay=False)
+]
+PresetOption = Annotated[Preset, typer.Option(help="Starting config for a new workspace.")]
+
+
+# Shared plumbing --------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn a NasError into one line on stderr and exit code 1 (no traceback)."""
+    from informer_nas.errors import NasError
+
+    try:
+        yield
+    except NasError as exc:
+        logger.error("%s", exc)
+        _fail(" ".join(str(exc).split()) or type(exc).__name__)
+
+
+def _console(quiet: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(quiet=quiet, highlight=False)
+
+
+@contextmanager
+def _workspace_log(root: Path, verbosity: Verbosity = "normal") -> Iterator[None]:
+    """Send the package's log records to ``<workspace>/nas.log`` (and stderr when verbose)."""
+    package_logger = logging.getLogger("informer_nas")
+    package_logger.setLevel(logging.DEBUG if verbosity == "verbose" else logging.INFO)
+    root.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(root / "nas.log", encoding="utf-8")]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if verbosity == "verbose":
+        from rich.logging import RichHandler
+
+        console_handler = RichHandler(console=_console(), show_path=False, level=logging.INFO)
+        # The display already shows session events and the CLI its own errors.
+        console_handler.addFilter(lambda record: record.name not in _SHOWN_BY_DISPLAY)
+        handlers.append(console_handler)
+    for handler in handlers:
+        package_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            package_logger.removeHandler(handler)
+            handler.close()
+
+
+def _open_workspace(root: Path) -> Workspace:
+    from informer_nas.nas_system.workspace import Workspace
+
+    return Workspace.open(root)
+
+
+def _verbosity(quiet: bool, verbose: bool) -> Verbosity:
+    if quiet and verbose:
+        _fail("--quiet and --verbose exclude each other; pass at most one", code=2)
+    return "quiet" if quiet else "verbose" if verbose else "normal"
+
+
+def _finish(result: SessionResult, root: Path) -> None:
+    """Print how a session ended; an interruption or a lost LLM exits non-zero."""
+    from informer_nas.nas_system.status import format_mse, workspace_status
+
+    resume_hint = f"nas resume --workspace {root}"
+    if result.stopped_by == "interrupted":
+        typer.echo(f"interrupted; the state is saved. Continue with: {resume_hint}", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT)
+    if result.stopped_by == "brain_unavailable":
+        _fail(f"the planner's model is unavailable ({' '.join(result.message.split())}); the "
+              f"state is saved: continue with `{resume_hint}` or pass --fallback tpe")
+    with _user_errors():
+        status = workspace_status(_open_workspace(root))
+    budget, incumbent = status["budget"], status["incumbent"]
+    why = "; the planner stopped early" if result.stopped_by == "planner" else ""
+    typer.echo(f"done: {budget['iterations_done']}/{budget['max_iterations']} iterations, "
+               f"{budget['runs']} runs{why}")
+    if incumbent:
+        typer.echo(f"incumbent {incumbent['run_id']}: val MSE {format_mse(incumbent['val_mse'])}"
+                   f", test MSE {format_mse(incumbent['test_mse'])}")
+    typer.echo(f"next: nas status --workspace {root}  |  nas report --workspace {root}")
+
+
+@contextmanager
+def _session_display(
+    root: Path, verbosity: Verbosity, max_iterations: int | None, planner: str = ""
+) -> Iterator[SessionDisplay]:
+    """A live display; Ctrl+C ends the command cleanly and names the resume command."""
+    from informer_nas.display import SessionDisplay
+
+    console = _console(quiet=verbosity == "quiet")
+    try:
+        with _user_errors(), SessionDisplay(console, verbosity, max_iterations, planner) as display:
+            yield display
+    except KeyboardInterrupt:
+        logger.warning("interrupted by the user")
+        typer.echo(f"interrupted; the state is saved. Continue with: nas resume --workspace "
+                   f"{root}", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+# Commands ---------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    preset: PresetOption = Preset.quick,
+    data: Annotated[
+        Path | None, typer.Option(help="A CSV with a date column (default: bundled ETTh1).")
+    ] = None,
+) -> None:
+    """Create a workspace: a commented config.py from a preset and a fresh state."""
+    from informer_nas.nas_system.workspace import Workspace
+
+    with _user_errors():
+        created = Workspace.create(workspace, preset.value, data_path=data)
+    typer.echo(f"created workspace {workspace} (preset {preset.value}); edit "
+               f"{created.paths.config} or start with: nas run --iters 10 --workspace {workspace}")
+
+
+@app.command()
+def run(
+    iters: Annotated[int, typer.Option("--iters", "-n", min=1, help="Total iteration budget.")],
+    planner: Annotated[
+        PlannerName | None,
+        typer.Option(help="The brain (default: hybrid with an LLM endpoint, else tpe)."),
+    ] = None,
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    preset: PresetOption = Preset.quick,
+    seed: Annotated[int, typer.Option(min=0, help="Base seed of the session.")] = 0,
+    confirm_seeds: Annotated[
+        int, typer.Option(min=0, help="Extra seeds to confirm a promising candidate.")
+    ] = 0,
+    timeout: Annotated[
+        float | None, typer.Option(min=1, help="Seconds allowed per training.")
+    ] = None,
+    fallback: Annotated[
+        FallbackName | None, typer.Option(help="Brain to continue with when the LLM fails.")
+    ] = None,
+    no_prune: Annotated[bool, typer.Option("--no-prune", help="Never stop a trial early.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
+) -> None:
+    """Search: plan, train, judge and record, ITERS iterations in all (creates the workspace)."""
+    verbosity = _verbosity(quiet, verbose)
+    from informer_nas.api import default_planner, run_nas_optimization
+
+    chosen = planner.value if planner else default_planner()
+    origin = "" if planner else " (default: " + (
+        "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
+    _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
+    with _workspace_log(workspace, verbosity), _session_display(
+        workspace, verbosity, iters, chosen
+    ) as display:
+        result = run_nas_optimization(
+            workspace=workspace, iters=iters, planner=chosen, preset=preset.value, seed=seed,
+            confirm_seeds=confirm_seeds, timeout=timeout, prune=not no_prune,
+            fallback=fallback.value if fallback else None, observer=display,
+        )
+    _finish(result, workspace)
+
+
+@app.command()
+def resume(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    iters: Annotated[
+        int | None, typer.Option("--iters", "-n", min=1, help="New total budget (to extend it).")
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
+) -> None:
+    """Continue an interrupted or finished session up to its (or a larger) budget."""
+    verbosity = _verbosity(quiet, verbose)
+    from informer_nas.api import run_nas_optimization
+    from informer_nas.nas_system.state import load_state
+
+    with _user_errors():
+        planner = load_state(_open_workspace(workspace).paths).planner or None
+    with _workspace_log(workspace, verbosity), _session_display(
+        workspace, verbosity, iters, planner or ""
+    ) as display:
+        result = run_nas_optimization(workspace=workspace, iters=iters, planner=planner,
+                                      observer=display)
+    _finish(result, workspace)
+
+
+@app.command()
+def status(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Runs, incumbent, budget, tokens and cost of a workspace."""
+    from informer_nas.nas_system.status import workspace_status
+
+    with _user_errors():
+        summary = workspace_status(_open_workspace(workspace))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        _print_status_tables(summary)
+
+
+def _print_status_tables(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from informer_nas.nas_system.status import RUN_COLUMNS, format_mse, run_table_rows
+
+    console = _console()
+    table = Table(title=f"runs in {summary['workspace']}")
+    for column in RUN_COLUMNS:
+        table.add_column(column, overflow="fold")
+    incumbent_id = (summary["incumbent"] or {}).get("run_id")
+    for run_row, cells in zip(summary["runs"], run_table_rows(summary["runs"]), strict=True):
+        table.add_row(*cells, style="bold green" if run_row["run_id"] == incumbent_id else None)
+    console.print(table)
+    budget, total = summary["budget"], summary["usage"]["total"]
+    incumbent = summary["incumbent"]
+    console.print(f"planner {summary['planner']}; budget {budget['iterations_done']}/"
+                  f"{budget['max_iterations']} iterations, {budget['training_seconds']} s training")
+    console.print("incumbent " + (f"{incumbent['run_id']}: val MSE "
+                                  f"{format_mse(incumbent['val_mse'])}, test MSE "
+                                  f"{format_mse(incumbent['test_mse'])}" if incumbent
+                                  else "none yet"))
+    console.print(f"tokens {total['input_tokens']} in / {total['output_tokens']} out, "
+                  f"{total['requests']} requests, cost ${total['cost_usd']:.4f}")
+
+
+@app.command()
+def report(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
+    """Write report/: progress.png, the incumbent's curve, report.md and report.html."""
+    from informer_nas.nas_system.report import write_report
+
+    with _user_errors():
+        opened = _open_workspace(workspace)
+        with _workspace_log(opened.paths.root):
+            report_dir = write_report(opened)
+    typer.echo(f"report written: {report_dir / 'report.html'} (and report.md, progress.png)")
+
+
+@app.command()
+def replay(
+    trace: Annotated[Path, typer.Argument(help="A traces/<session>.jsonl file.", dir_okay=False)],
+    workspace: Annotated[
+        Path | None,
+        typer.Option("--workspace", "-w", help="New directory to replay into (default: temp)."),
+    ] = None,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="Train again instead of using recorded results.")
+    ] = False,
+) -> None:
+    """Replay a recorded session into a fresh workspace; exit 1 at the first divergence."""
+    from informer_nas.agents.replay import replay_trace
+
+    target = workspace or Path(tempfile.mkdtemp(prefix="nas-replay-")) / "workspace"
+    with _user_errors():
+        outcome = replay_trace(trace, workspace=target, retrain=retrain)
+    if not outcome.identical:
+        _fail(f"{outcome.summary()}; the replayed workspace is {outcome.workspace}")
+    typer.echo(f"{outcome.summary()}; replayed workspace: {outcome.workspace}")
+
+
+@app.command()
+def doctor(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Repair what can be repaired (backups are kept).")
+    ] = False,
+) -> None:
+    """Explain what is wrong with a workspace; exit 1 while a problem is left."""
+    from informer_nas.nas_system.doctor import diagnose
+
+    with _user_errors():
+        findings = diagnose(workspace, repair=repair)
+    for line in findings.lines():
+        typer.echo(line)
+    if not findings.is_healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="A config.py file.", dir_okay=False)],
+    run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run's files go.")],
+    seed: Annotated[int | None, typer.Option(min=0, help="Overrides training.seed.")] = None,
+    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds allowed.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
+) -> None:
+    """Train one config into a run directory (the trainer subprocess, with a progress bar)."""
+    verbosity = _verbosity(quiet, verbose)
+    from informer_nas.display import SessionDisplay
+    from informer_nas.informer.config import load_config
+    from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    from informer_nas.nas_system.records import EXIT_CODES
+    from informer_nas.nas_system.status import format_mse
+
+    console = _console()
+    with _user_errors():
+        chosen_seed = load_config(config).training.seed if seed is None else seed
+        try:
+            with SessionDisplay(console, verbosity, show_session=False) as display:
+                outcome = LocalSubprocessExecutor().run(config, run_dir, chosen_seed, timeout,
+                                                        on_event=display)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted; partial results in {run_dir}", err=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+    metrics = outcome.metrics
+    if outcome.status.is_success:
+        console.print(f"ok: val MSE {format_mse(metrics.get('val_mse'))}, test MSE "
+                      f"{format_mse(metrics.get('test_mse'))} in {outcome.seconds:.1f} s; "
+                      f"files in {run_dir}")
+        return
+    typer.echo(f"error: training {outcome.status.value}: {outcome.reason}", err=True)
+    raise typer.Exit(EXIT_CODES.get(outcome.status, 1))
+
+
+def main() -> None:
+    """Entry point for ``python -m informer_nas.cli``."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

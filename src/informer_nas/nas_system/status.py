@@ -1,0 +1,139 @@
+"""A workspace's status as plain JSON-ready data: runs, incumbent, budget, tokens and cost.
+
+``nas status`` prints it (``--json`` verbatim, otherwise as a table) and ``report.py``
+builds the report from it, so both show the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.records import RoleUsage, RunRecord
+from informer_nas.nas_system.state import load_state
+
+if TYPE_CHECKING:
+    from informer_nas.nas_system.workspace import Workspace
+
+
+RUN_COLUMNS = ("run", "iter", "step", "changes", "val MSE", "test MSE", "status", "verdict")
+
+
+def workspace_status(workspace: Workspace) -> dict[str, Any]:
+    """Summarise a workspace for people and scripts.
+
+    Args:
+        workspace: an opened workspace.
+
+    Returns:
+        A dict with ``workspace``, ``planner``, ``budget``, ``incumbent`` (or None),
+        ``runs`` (one dict per run, oldest first) and ``usage`` (per role plus ``total``).
+
+    Raises:
+        HistoryCorrupt: the state file cannot be read.
+    """
+    paths = workspace.paths
+    state = load_state(paths)
+    runs = [run_summary(run) for run in state.runs]
+    return {
+        "workspace": str(paths.root),
+        "planner": state.planner,
+        "budget": _budget(state.iteration, state.max_iterations, runs),
+        "incumbent": _incumbent(workspace, state.incumbent_run_id, runs),
+        "runs": runs,
+        "usage": usage_summary(state.usage),
+    }
+
+
+def run_summary(run: RunRecord) -> dict[str, Any]:
+    """The fields of one run that status and the report show."""
+    return {
+        "run_id": run.run_id,
+        "iteration": run.iteration,
+        "status": run.status.value,
+        "step_type": run.step_type,
+        "changes": [{"key": change.key, "value": change.value} for change in run.changes],
+        "plan": run.plan,
+        "val_mse": run.val_mse,
+        "val_mae": run.val_mae,
+        "test_mse": run.test_mse,
+        "test_mae": run.test_mae,
+        "mean_val_mse": run.mean_val_mse,
+        "verdict": run.verdict,
+        "verdict_reason": run.verdict_reason,
+        "accepted": run.accepted,
+        "seconds": round(run.seconds, 2),
+    }
+
+
+def usage_summary(usage: dict[str, RoleUsage]) -> dict[str, dict[str, Any]]:
+    """Token usage and cost per role, with a ``total`` entry summing them."""
+    roles = {role: role_usage.model_dump() for role, role_usage in usage.items()}
+    total: dict[str, float] = {field: 0 for field in RoleUsage.model_fields}
+    for values in roles.values():
+        for field, value in values.items():
+            total[field] += value
+    total["cost_usd"] = round(total["cost_usd"], 6)
+    return {**roles, "total": total}
+
+
+def _budget(iteration: int, max_iterations: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = sum(run["seconds"] for run in runs)
+    return {
+        "iterations_done": iteration,
+        "max_iterations": max_iterations,
+        "iterations_left": max(0, max_iterations - iteration),
+        "runs": len(runs),
+        "training_seconds": round(seconds, 1),
+    }
+
+
+def _incumbent(
+    workspace: Workspace, run_id: str | None, runs: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    if run_id is None:
+        return None
+    run = next((run for run in runs if run["run_id"] == run_id), None)
+    return {
+        "run_id": run_id,
+        "val_mse": run["val_mse"] if run else None,
+        "test_mse": run["test_mse"] if run else None,
+        "config": read_config_literal(workspace.paths.config),
+    }
+
+
+def format_mse(value: Any) -> str:
+    """A metric for humans: four significant digits, or a dash when absent."""
+    return f"{value:.4g}" if isinstance(value, int | float) else "-"
+
+
+def format_changes(changes: Any, short: bool = False) -> str:
+    """``key=value, ...`` from a list of ``{key, value}`` dicts (or ConfigChange objects).
+
+    Args:
+        changes: the changes of a run.
+        short: name each key by its last part (``lr``, ``d_model``: unique in the search
+            space) and round floats to 4 digits, for tables.
+    """
+    if not changes:
+        return "-"
+    parts = []
+    for change in changes:
+        key = change.get("key") if isinstance(change, Mapping) else getattr(change, "key", "?")
+        value = change.get("value") if isinstance(change, Mapping) else getattr(change, "value", "")
+        if short:
+            key = str(key).rsplit(".", 1)[-1]
+        shown = f"{value:.{4 if short else 6}g}" if isinstance(value, float) else value
+        parts.append(f"{key}={shown}")
+    return ", ".join(parts)
+
+
+def run_table_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
+    """The runs of ``workspace_status`` as table cells, in ``RUN_COLUMNS`` order."""
+    return [
+        (run["run_id"], str(run["iteration"]), run["step_type"] or "-",
+         format_changes(run["changes"], short=True), format_mse(run["val_mse"]),
+         format_mse(run["test_mse"]), run["status"], run["verdict"] or "-")
+        for run in runs
+    ]

@@ -1,0 +1,407 @@
+"""The ``nas`` command line through Typer's CliRunner: exit codes, phrases, files.
+
+The end-to-end tests train the ``tiny`` preset for real (seconds per run, one thread).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rich.console import Console
+from typer.testing import CliRunner
+
+from informer_nas.cli import app
+from informer_nas.display import SessionDisplay
+
+runner = CliRunner()
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+LLM_ENV_KEYS = ("NAS_LLM_BASE_URL", "OPENAI_API_KEY", "OPENROUTER_API_KEY", "NAS_PLANNER_MODEL")
+
+
+def invoke(*args: str | Path) -> Any:
+    return runner.invoke(app, [str(arg) for arg in args])
+
+
+def assert_one_line_error(result: Any) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No LLM endpoint and no stray .env: the tpe brain, never the network."""
+    for key in LLM_ENV_KEYS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+# Start-up ---------------------------------------------------------------------------------
+
+
+def test_import_is_light_and_fast() -> None:
+    # `nas --help` must answer in under a second: nothing heavy at import time.
+    code = (
+        "import sys, time; t = time.perf_counter(); import informer_nas.cli; "
+        "print(time.perf_counter() - t); print(' '.join(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    seconds, modules = out.stdout.splitlines()
+    loaded = set(modules.split())
+    heavy = {"torch", "agents", "informer_nas.agents", "optuna", "pandas", "matplotlib"}
+    assert not heavy & loaded
+    assert float(seconds) < 1.0
+
+
+def test_help_lists_every_command() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in ("init", "run", "resume", "status", "report", "replay", "train", "doctor"):
+        assert command in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["run"], id="run-needs-iters"),  # --iters is required
+        pytest.param(["run", "--iters", "0"], id="iters-positive"),  # budget >= 1
+        pytest.param(["run", "--iters", "2", "--planner", "gpt"], id="unknown-planner"),
+        pytest.param(["init", "--preset", "huge"], id="unknown-preset"),
+        pytest.param(["run", "--iters", "1", "-q", "-v"], id="quiet-and-verbose"),
+        pytest.param(["status", "--bogus"], id="unknown-option"),
+        pytest.param(["train", "config.py"], id="train-needs-run-dir"),
+    ],
+)
+def test_bad_options_exit_2(args: list[str]) -> None:
+    assert invoke(*args).exit_code == 2
+
+
+# User errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["status", "report", "resume"])
+def test_missing_workspace_is_one_line_error(command: str, tmp_path: Path) -> None:
+    # Not a workspace: what happened and what to do, one line, exit 1.
+    assert_one_line_error(invoke(command, "--workspace", tmp_path / "nowhere"))
+
+
+def test_error_is_one_line_outside_pytest(tmp_path: Path) -> None:
+    # A real process, without pytest's log capture: the message is printed exactly once.
+    result = subprocess.run(
+        [sys.executable, "-m", "informer_nas.cli", "status", "--workspace", str(tmp_path / "x")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+
+
+def test_train_missing_config_is_one_line_error(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("train", tmp_path / "missing.py", "--run-dir", tmp_path / "r"))
+
+
+def test_train_non_literal_config_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "evil.py"
+    config.write_text("CONFIG = __import__('os').system('touch pwned')\n")
+    assert_one_line_error(invoke("train", config, "--run-dir", tmp_path / "r"))
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_replay_missing_trace_is_one_line_error(tmp_path: Path) -> None:
+    assert_one_line_error(invoke("replay", tmp_path / "missing.jsonl"))
+
+
+# init / status / report on a fresh workspace ---------------------------------------------
+
+
+@pytest.fixture
+def fresh_workspace(tmp_path: Path) -> Path:
+    root = tmp_path / "ws"
+    result = invoke("init", "--workspace", root, "--preset", "tiny")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_init_creates_workspace(fresh_workspace: Path) -> None:
+    assert (fresh_workspace / "config.py").is_file()
+    assert (fresh_workspace / "agent_state.json").is_file()
+
+
+def test_status_json_of_fresh_workspace(fresh_workspace: Path) -> None:
+    result = invoke("status", "--workspace", fresh_workspace, "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert status["runs"] == [] and status["incumbent"] is None
+    assert status["usage"]["total"]["input_tokens"] == 0
+
+
+def test_status_table_of_fresh_workspace(fresh_workspace: Path) -> None:
+    result = invoke("status", "--workspace", fresh_workspace)
+    assert result.exit_code == 0, result.output
+    assert "incumbent none yet" in result.stdout and "budget" in result.stdout
+
+
+def test_report_of_fresh_workspace(fresh_workspace: Path) -> None:
+    result = invoke("report", "--workspace", fresh_workspace)
+    assert result.exit_code == 0, result.output
+    assert "report written" in result.stdout
+    assert (fresh_workspace / "report" / "progress.png").stat().st_size > 1000
+    assert (fresh_workspace / "nas.log").is_file()
+
+
+# status and report of a workspace with recorded runs (no training) -------------------------
+
+
+@pytest.fixture
+def populated(fresh_workspace: Path) -> Path:
+    """Three recorded runs: an accepted baseline, a rejected one, an accepted improvement."""
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
+    from informer_nas.nas_system.state import load_state, save_state
+
+    paths = WorkspacePaths(fresh_workspace.resolve())
+    state = load_state(paths)
+    for number, (val_mse, accepted) in enumerate([(0.5, True), (0.6, False), (0.4, True)]):
+        run_id = f"run_{number:04d}"
+        state.runs.append(RunRecord(
+            run_id=run_id, iteration=number + 1, status=RunStatus.OK, accepted=accepted,
+            verdict="accept" if accepted else "reject", val_mse=val_mse, test_mse=val_mse + 0.1,
+            step_type="small", changes=[ConfigChange(key="model.dropout", value=0.1 * number)],
+        ))
+        epochs = [{"epoch": e, "train_loss": 1 / e, "val_loss": val_mse + 0.1 / e,
+                   "val_mse": val_mse + 0.1 / e, "test_mse": val_mse + 0.2 / e} for e in (1, 2, 3)]
+        paths.run_dir(run_id).mkdir(parents=True)
+        (paths.run_dir(run_id) / "history.json").write_text(json.dumps({"epochs": epochs}))
+        (paths.run_dir(run_id) / "config_used.py").write_text(paths.config.read_text())
+    state.iteration, state.max_iterations, state.incumbent_run_id = 3, 5, "run_0002"
+    state.planner = "tpe"
+    save_state(paths, state)
+    return fresh_workspace
+
+
+def test_status_json_of_recorded_runs(populated: Path) -> None:
+    result = invoke("status", "--workspace", populated, "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert [run["verdict"] for run in status["runs"]] == ["accept", "reject", "accept"]
+    assert status["incumbent"]["run_id"] == "run_0002" and status["incumbent"]["val_mse"] == 0.4
+    assert status["budget"]["iterations_left"] == 2
+    assert status["runs"][1]["changes"] == [{"key": "model.dropout", "value": 0.1}]
+
+
+def test_report_of_recorded_runs(populated: Path) -> None:
+    result = invoke("report", "--workspace", populated)
+    assert result.exit_code == 0, result.output
+    report = populated / "report"
+    assert (report / "incumbent_curve.png").stat().st_size > 1000
+    markdown = (report / "report.md").read_text()
+    assert "| run_0001 | 2 | small | dropout=0.1 | 0.6 |" in markdown
+    assert "Incumbent: run_0002 (val MSE 0.4, test MSE 0.5)" in markdown
+    page = (report / "report.html").read_text()
+    assert page.count("src='data:image/png;base64,") == 2
+    assert not re.search(r"""src=['"](?!data:)""", page)  # nothing outside the file
+
+
+def test_report_html_images_decode_in_chromium(populated: Path, tmp_path: Path) -> None:
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed (Debian: apt-get install chromium)")
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    page = (populated / "report" / "report.html").read_text()
+    probe = ("<script>window.addEventListener('load', () => document.body.setAttribute("
+             "'data-widths', [...document.images].map(i => i.naturalWidth).join(',')));"
+             "</script></body>")
+    probed = tmp_path / "probe.html"
+    probed.write_text(page.replace("</body>", probe))
+    dom = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--virtual-time-budget=5000", "--dump-dom", probed.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    ).stdout
+    widths = re.search(r'data-widths="([^"]*)"', dom)
+    assert widths, dom[:500]
+    assert [int(width) for width in widths.group(1).split(",")] == [800, 800]
+
+
+def test_doctor_explains_and_repairs(populated: Path) -> None:
+    assert invoke("doctor", "--workspace", populated).exit_code == 0
+    (populated / "config.py").write_text("CONFIG = {'model': __import__('os')}\n")
+    found = invoke("doctor", "--workspace", populated)
+    assert found.exit_code == 1 and "config.py" in found.stdout and "--repair" in found.stdout
+    repaired = invoke("doctor", "--workspace", populated, "--repair")
+    assert repaired.exit_code == 0, repaired.output
+    assert "healthy" in repaired.stdout
+    assert invoke("status", "--workspace", populated).exit_code == 0
+
+
+# Planner choice and Ctrl+C (the session itself is replaced: these test the CLI's wiring) ---
+
+
+@pytest.fixture
+def recorded_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Replace the session by one that records its options and reports a Ctrl+C."""
+    import informer_nas.api
+    from informer_nas.nas_system.session import SessionResult
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_run(**kwargs: Any) -> SessionResult:
+        calls.append(kwargs)
+        if kwargs["planner"] == "random":  # Ctrl+C outside the session loop
+            raise KeyboardInterrupt
+        return SessionResult("interrupted", 0, 0, kwargs["iters"], None)
+
+    monkeypatch.setattr(informer_nas.api, "run_nas_optimization", fake_run)
+    return calls
+
+
+def test_default_planner_is_tpe_offline(recorded_calls: list[dict[str, Any]]) -> None:
+    result = invoke("run", "--iters", "2")
+    assert "planner: tpe (default: no LLM endpoint configured)" in result.stdout
+    assert recorded_calls[0]["planner"] == "tpe"
+
+
+def test_default_planner_is_hybrid_with_dotenv(
+    recorded_calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("NAS_LLM_BASE_URL=http://127.0.0.1:9/v1\n")
+    result = invoke("run", "--iters", "2")
+    assert "planner: hybrid (default: an LLM endpoint is configured)" in result.stdout
+    assert recorded_calls[0]["planner"] == "hybrid"
+
+
+def test_options_reach_the_session(recorded_calls: list[dict[str, Any]]) -> None:
+    invoke("run", "--iters", "4", "--planner", "tpe", "--seed", "7", "--confirm-seeds", "2",
+           "--timeout", "60", "--no-prune", "--fallback", "tpe", "--preset", "tiny")
+    options = recorded_calls[0]
+    assert (options["iters"], options["seed"], options["confirm_seeds"]) == (4, 7, 2)
+    assert (options["timeout"], options["prune"], options["fallback"]) == (60, False, "tpe")
+    assert options["preset"] == "tiny"
+
+
+@pytest.mark.parametrize("planner", [
+    pytest.param("tpe", id="session-saved-state"),  # the loop caught Ctrl+C and saved
+    pytest.param("random", id="keyboard-interrupt"),  # Ctrl+C before the loop started
+])
+def test_ctrl_c_names_resume_command(
+    planner: str, recorded_calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    result = invoke("run", "--iters", "2", "--workspace", tmp_path / "ws", "--planner", planner)
+    assert result.exit_code == 130
+    assert f"nas resume --workspace {tmp_path / 'ws'}" in result.stderr
+    assert "Traceback" not in result.output
+
+
+# Display ----------------------------------------------------------------------------------
+
+
+def test_display_draws_session_and_trainer_events() -> None:
+    console = Console(record=True, width=120, force_terminal=False)
+    def progress(trainer_event: dict[str, Any]) -> dict[str, Any]:
+        return {"event": "progress", "run_id": "run_0000", "trainer_event": trainer_event}
+
+    events: list[dict[str, Any]] = [
+        {"event": "iteration_start", "iteration": 1, "max_iterations": 3},
+        {"event": "candidate", "run_id": "run_0000", "rationale": "underfits",
+         "changes": [{"key": "training.optimizer_params.lr", "value": 0.001}]},
+        progress({"event": "start", "max_epochs": 2, "steps_per_epoch": 8, "n_params": 123}),
+        progress({"event": "step", "epoch": 1, "step": 4, "steps": 8, "loss": 0.5}),
+        progress({"event": "epoch", "epoch": 1, "max_epochs": 2, "train_loss": 0.5,
+                  "val_mse": 0.4}),
+        progress({"event": "done", "val_mse": 0.4}),
+        {"event": "plan", "step_type": "small", "plan": "raise lr", "reason": "underfits"},
+        {"event": "verdict", "run_id": "run_0000", "verdict": "accept", "accepted": True,
+         "val_mse": 0.4, "incumbent_run_id": "run_0000", "incumbent_val_mse": 0.4},
+        {"event": "something_new"},  # unknown events are ignored
+        progress({"event": "epoch", "epoch": "x"}),  # a malformed event never stops a session
+        {"event": "session_end", "stopped_by": "budget"},
+    ]
+    with SessionDisplay(console, "verbose", planner="tpe") as display:
+        for event in events:
+            display(event)
+    text = console.export_text()
+    for phrase in ("lr=0.001", "small: raise lr", "epoch 1/2", "run_0000 accepted (accept)",
+                   "session ended: budget"):
+        assert phrase in text
+
+
+# End to end on the tiny preset -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`nas run --iters 3` then `nas resume --iters 5` on one tiny workspace."""
+    root = tmp_path_factory.mktemp("e2e") / "ws"
+    with pytest.MonkeyPatch.context() as patch:
+        for key in LLM_ENV_KEYS:
+            patch.delenv(key, raising=False)
+        patch.chdir(root.parent)
+        first = invoke("run", "--iters", "3", "--planner", "tpe", "--preset", "tiny",
+                       "--workspace", root, "--quiet")
+        second = invoke("resume", "--workspace", root, "--iters", "5", "--quiet")
+        yield {"root": root, "run": first, "resume": second}
+
+
+def test_run_and_resume_succeed(session: dict[str, Any]) -> None:
+    assert session["run"].exit_code == 0, session["run"].output
+    assert "done: 3/3 iterations" in session["run"].stdout
+    assert session["resume"].exit_code == 0, session["resume"].output
+    assert "done: 5/5 iterations" in session["resume"].stdout
+
+
+def test_status_json_shows_five_runs(session: dict[str, Any]) -> None:
+    result = invoke("status", "--workspace", session["root"], "--json")
+    assert result.exit_code == 0, result.output
+    status = json.loads(result.stdout)
+    assert [run["run_id"] for run in status["runs"]] == [f"run_{i:04d}" for i in range(5)]
+    assert status["budget"]["iterations_done"] == 5
+    assert status["incumbent"]["val_mse"] > 0
+
+
+def test_status_table(session: dict[str, Any]) -> None:
+    result = invoke("status", "--workspace", session["root"])
+    assert result.exit_code == 0, result.output
+    assert "run_0004" in result.stdout and "incumbent run_" in result.stdout
+
+
+def test_nas_log_written(session: dict[str, Any]) -> None:
+    assert (session["root"] / "nas.log").stat().st_size > 0
+
+
+def test_report_writes_files(session: dict[str, Any]) -> None:
+    result = invoke("report", "--workspace", session["root"])
+    assert result.exit_code == 0, result.output
+    report = session["root"] / "report"
+    for name in ("progress.png", "incumbent_curve.png", "report.md", "report.html"):
+        assert (report / name).stat().st_size > 0, name
+    markdown = (report / "report.md").read_text()
+    assert "run_0004" in markdown and "## Incumbent config" in markdown
+
+
+def test_replay_of_session_trace_is_identical(session: dict[str, Any], tmp_path: Path) -> None:
+    traces = sorted((session["root"] / "traces").glob("*.jsonl"))
+    assert traces, "the session recorded no trace"
+    result = invoke("replay", traces[0], "--workspace", tmp_path / "replayed")
+    assert result.exit_code == 0, result.output
+    assert "replay identical" in result.stdout
+
+
+def test_train_writes_run_directory(tmp_path: Path) -> None:
+    from informer_nas.informer.presets import preset_config
+
+    config = tmp_path / "config.py"
+    config.write_text(f"CONFIG = {preset_config('tiny').to_dict()!r}\n")
+    result = invoke("train", config, "--run-dir", tmp_path / "run", "--seed", "3", "--quiet")
+    assert result.exit_code == 0, result.output
+    assert "ok: val MSE" in result.stdout
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and metrics["seed"] == 3
