@@ -1,0 +1,243 @@
+"""The Informer forecaster (Zhou et al., AAAI 2021), blocks in dependency order.
+
+Faithful to the reference implementation (zhouhaoyi/Informer2020, after May 2021): the same
+parameters (11,330,055 for the paper's ETTh1 M model), the same ProbSparse algorithm, post-norm
+layers, distilling between encoder layers, a generative decoder. Attention and embeddings live
+in ``attention.py`` and ``embedding.py``; optional RevIN is in ``revin.py``.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from informer_nas.errors import ConfigError
+from informer_nas.informer.attention import AttentionLayer, Dropout, FullAttention, ProbAttention
+from informer_nas.informer.config import ModelSection
+from informer_nas.informer.embedding import DataEmbedding, circular_conv3, n_time_marks
+from informer_nas.informer.revin import RevIN
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (buffers such as fixed sinusoid tables are not counted)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+class FeedForward(nn.Module):
+    """The reference's position-wise feed-forward: Conv1d(k=1) -> activation -> dropout ->
+    Conv1d(k=1). A kernel-1 convolution is a linear map over channels, so it is written as
+    ``nn.Linear`` on ``(B, L, d)``: same parameters and initialisation, no transposes.
+    """
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.conv1 = nn.Linear(d_model, d_ff)
+        self.conv2 = nn.Linear(d_ff, d_model)
+        self.dropout = Dropout(dropout)
+        self.activation = F.gelu if activation == "gelu" else F.relu
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L, d_model) -> (B, L, d_model), dropout applied to the output as well."""
+        hidden = self.dropout(self.activation(self.conv1(x)))
+        return self.dropout(self.conv2(hidden))  # type: ignore[no-any-return]
+
+
+class DistillingLayer(nn.Module):
+    """Conv1d (k=3, circular) + BatchNorm + ELU + MaxPool(3, stride 2): halves the length."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.down_conv = nn.Conv1d(d_model, d_model, kernel_size=3, padding=1,
+                                   padding_mode="circular")
+        self.norm = nn.BatchNorm1d(d_model)
+        self.activation = nn.ELU()
+        self.max_pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L, d_model) -> (B, ceil(L / 2), d_model)."""
+        batch, length, d_model = x.shape
+        x = circular_conv3(x, self.down_conv)
+        # BatchNorm over (B * L) rows of channels = BatchNorm1d over (B, C, L)
+        x = self.activation(self.norm(x.reshape(batch * length, d_model)))
+        x = self.max_pool(x.view(batch, length, d_model).transpose(1, 2))
+        return x.transpose(1, 2).contiguous()
+
+
+class EncoderLayer(nn.Module):
+    """Post-norm self-attention + feed-forward."""
+
+    def __init__(self, attention: AttentionLayer, d_model: int, d_ff: int, dropout: float,
+                 activation: str) -> None:
+        super().__init__()
+        self.attention = attention
+        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L, d_model) -> (B, L, d_model)."""
+        x = self.norm1(x + self.dropout(self.attention(x, x, x)))
+        return self.norm2(x + self.feed_forward(x))  # type: ignore[no-any-return]
+
+
+class Encoder(nn.Module):
+    """Encoder layers with distilling layers between them, then a final LayerNorm."""
+
+    def __init__(self, layers: list[EncoderLayer], distilling: list[DistillingLayer],
+                 d_model: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.distilling = nn.ModuleList(distilling)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L, d_model) -> (B, L', d_model), L' = L halved once per distilling layer."""
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < len(self.distilling):
+                x = self.distilling[index](x)
+        return self.norm(x)  # type: ignore[no-any-return]
+
+
+class DecoderLayer(nn.Module):
+    """Post-norm masked self-attention, cross-attention to the encoder, feed-forward."""
+
+    def __init__(self, self_attention: AttentionLayer, cross_attention: AttentionLayer,
+                 d_model: int, d_ff: int, dropout: float, activation: str) -> None:
+        super().__init__()
+        self.self_attention = self_attention
+        self.cross_attention = cross_attention
+        self.feed_forward = FeedForward(d_model, d_ff, dropout, activation)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.norm3 = nn.LayerNorm(d_model)
+        self.dropout = Dropout(dropout)
+
+    def forward(self, x: Tensor, memory: Tensor, n_out: int | None = None) -> Tensor:
+        """(B, L, d_model), encoder output (B, S, d_model) -> (B, n_out or L, d_model).
+
+        Every step is row-wise after the self-attention, so ``n_out`` (keep the last
+        ``n_out`` rows) skips work whose result is discarded; the kept rows are unchanged.
+        """
+        n_out = x.shape[1] if n_out is None else n_out
+        attended = self.self_attention(x, x, x, n_out=n_out)
+        x = self.norm1(x[:, x.shape[1] - n_out:] + self.dropout(attended))
+        x = self.norm2(x + self.dropout(self.cross_attention(x, memory, memory)))
+        return self.norm3(x + self.feed_forward(x))  # type: ignore[no-any-return]
+
+
+class Decoder(nn.Module):
+    """Decoder layers then a final LayerNorm."""
+
+    def __init__(self, layers: list[DecoderLayer], d_model: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.norm = nn.LayerNorm(d_model)
+
+    def forward(self, x: Tensor, memory: Tensor, n_out: int) -> Tensor:
+        """(B, L, d_model), (B, S, d_model) -> the last ``n_out`` steps (B, n_out, d_model)."""
+        for index, layer in enumerate(self.layers):
+            x = layer(x, memory, n_out if index == len(self.layers) - 1 else None)
+        return self.norm(x)  # type: ignore[no-any-return]
+
+
+def _self_attention(cfg: ModelSection, is_masked: bool) -> nn.Module:
+    if cfg.attn == "prob":
+        return ProbAttention(is_masked, cfg.factor)
+    return FullAttention(is_masked, cfg.dropout)
+
+
+class Informer(nn.Module):
+    """Informer: ProbSparse encoder with distilling and a one-pass generative decoder.
+
+    Head mixing: the encoder never mixes (the reference after May 2021), the cross-attention
+    never does; ``cfg.mix`` applies to the decoder self-attention (on by default, as in the
+    reference).
+
+    RevIN (``cfg.revin``): each input window is normalised per channel (parameter-free); the
+    decoder's label part is normalised with the same statistics; the forecast is
+    de-normalised. When ``c_out < enc_in`` (features MS) the forecast channels are taken to be
+    the last ``c_out`` input channels (ETT's target OT is the last column), whose statistics
+    de-normalise it.
+
+    Args:
+        cfg: the model section of the config.
+        enc_in: encoder input channels.
+        dec_in: decoder input channels.
+        c_out: forecast channels.
+        pred_len: forecast horizon; the last ``pred_len`` decoder steps are returned.
+        freq: ``h`` or ``t``; sets the number of time-mark columns.
+    """
+
+    def __init__(self, cfg: ModelSection, enc_in: int, dec_in: int, c_out: int,
+                 pred_len: int, freq: str = "h") -> None:
+        super().__init__()
+        _check_sizes(cfg, enc_in, dec_in, c_out, pred_len, freq)
+        self.pred_len = pred_len
+        self.revin = RevIN(n_targets=c_out) if cfg.revin else None
+        self.enc_embedding = DataEmbedding(enc_in, cfg.d_model, cfg.embed, freq, cfg.dropout)
+        self.dec_embedding = DataEmbedding(dec_in, cfg.d_model, cfg.embed, freq, cfg.dropout)
+        self.encoder = Encoder(
+            [self._encoder_layer(cfg) for _ in range(cfg.e_layers)],
+            [DistillingLayer(cfg.d_model) for _ in range(cfg.e_layers - 1)] if cfg.distil else [],
+            cfg.d_model,
+        )
+        self.decoder = Decoder([self._decoder_layer(cfg) for _ in range(cfg.d_layers)],
+                               cfg.d_model)
+        self.projection = nn.Linear(cfg.d_model, c_out)
+
+    @staticmethod
+    def _encoder_layer(cfg: ModelSection) -> EncoderLayer:
+        attention = AttentionLayer(_self_attention(cfg, False), cfg.d_model, cfg.n_heads,
+                                   mix=False)
+        return EncoderLayer(attention, cfg.d_model, cfg.d_ff, cfg.dropout, cfg.activation)
+
+    @staticmethod
+    def _decoder_layer(cfg: ModelSection) -> DecoderLayer:
+        self_attention = AttentionLayer(_self_attention(cfg, True), cfg.d_model, cfg.n_heads,
+                                        mix=cfg.mix)
+        cross_attention = AttentionLayer(FullAttention(False, cfg.dropout), cfg.d_model,
+                                         cfg.n_heads, mix=False)
+        return DecoderLayer(self_attention, cross_attention, cfg.d_model, cfg.d_ff,
+                            cfg.dropout, cfg.activation)
+
+    def forward(self, x_enc: Tensor, x_mark_enc: Tensor, x_dec: Tensor,
+                x_mark_dec: Tensor) -> Tensor:
+        """Forecast.
+
+        Args:
+            x_enc: (B, seq_len, enc_in) look-back window.
+            x_mark_enc: (B, seq_len, n_mark) its time marks.
+            x_dec: (B, label_len + pred_len, dec_in): last label_len observations, then zeros.
+            x_mark_dec: (B, label_len + pred_len, n_mark) time marks of the decoder span.
+
+        Returns:
+            (B, pred_len, c_out) forecast.
+        """
+        if self.revin is not None:
+            label_len = x_dec.shape[1] - self.pred_len
+            x_enc, x_dec, stats = self.revin.normalise(x_enc, x_dec, label_len)
+        memory = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
+        out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), memory, self.pred_len)
+        forecast = self.projection(out)  # (B, pred_len, c_out)
+        if self.revin is not None:
+            forecast = self.revin.denormalise(forecast, stats)
+        return forecast  # type: ignore[no-any-return]
+
+
+def _check_sizes(cfg: ModelSection, enc_in: int, dec_in: int, c_out: int, pred_len: int,
+                 freq: str) -> None:
+    n_time_marks(freq)
+    if cfg.d_model % cfg.n_heads:
+        raise ConfigError(f"model.d_model ({cfg.d_model}) must be divisible by model.n_heads "
+                          f"({cfg.n_heads}); change one of them")
+    for name, value in (("enc_in", enc_in), ("dec_in", dec_in), ("c_out", c_out),
+                        ("pred_len", pred_len)):
+        if value < 1:
+            raise ConfigError(f"Informer {name} must be >= 1, got {value}; check data.features")
+    if cfg.revin and (dec_in != enc_in or c_out > enc_in):
+        raise ConfigError(
+            f"model.revin needs dec_in == enc_in and c_out <= enc_in, got enc_in {enc_in}, "
+            f"dec_in {dec_in}, c_out {c_out}; set model.revin to False"
+        )
