@@ -71,7 +71,7 @@ def training_step(model: nn.Module) -> Step:
 def reference_model(checkout: Path, cfg: ModelSection) -> nn.Module:
     """The reference implementation's Informer from a checkout of zhouhaoyi/Informer2020."""
     sys.path.insert(0, str(checkout))
-    from models.model import Informer as ReferenceInformer  # type: ignore[import-not-found]
+    from models.model import Informer as ReferenceInformer  # type: ignore[import-not-found,unused-ignore]
 
     model: nn.Module = ReferenceInformer(
         CHANNELS, CHANNELS, CHANNELS, SEQ_LEN, LABEL_LEN, PRED_LEN, factor=cfg.factor,

@@ -74,8 +74,11 @@ def run_nas_optimization(
         planner: ``tpe`` / ``random`` / ``llm`` / ``hybrid`` (None: hybrid when an LLM
             endpoint is configured, else tpe).
         preset: ``tiny`` / ``quick`` / ``paper``, for a new workspace.
-        seed: base seed of trainings and of the study's sampler (None: the workspace's
-            previous session's, else 0; a resume must keep it to propose the same trials).
+        seed: base seed of the trainings and of the study's sampler. None (the default,
+            and what ``nas run`` / ``nas resume`` pass without ``--seed``) inherits the
+            seed of the workspace's previous session, read from the header of its trace
+            (0 for a new workspace): a resumed search then proposes the same trials as an
+            uninterrupted one. Pass a seed only to start a differently seeded search.
         confirm_seeds: extra seeds for accepting or borderline candidates (None: as the
             previous session, else 0).
         timeout: seconds one training may take (None: no limit).
@@ -96,6 +99,7 @@ def run_nas_optimization(
     from informer_nas.nas_system.executor import LocalSubprocessExecutor
     from informer_nas.nas_system.session import run_session
     from informer_nas.nas_system.state import SessionInfo, load_state, now_iso
+    from informer_nas.tools.launch_training import ensure_seeds
 
     space = open_or_create(workspace, preset)
     previous = previous_settings(space)
@@ -126,6 +130,7 @@ def run_nas_optimization(
             _observers(recorder, observer, quiet),
             SessionInfo(session_id=session_id, started_at=now_iso(), planner=name,
                         trace_file=trace_file),
+            confirm=ensure_seeds,
         )
         recorder.write("usage", session=usage_dict(binding.session_usage))
         return result

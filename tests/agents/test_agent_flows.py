@@ -13,14 +13,15 @@ from informer_nas.agents.evaluator import AgentEvaluator
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding, recording_provider
+from informer_nas.nas_system.brain import Budget, PlannerOutcome
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.executor import CallableExecutor
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.records import ConfigChange
-from informer_nas.nas_system.session import Budget, PlannerOutcome, run_session
+from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace
-from informer_nas.tools.context import ToolContext
 from informer_nas.tools.edit_config import edit_config
 from informer_nas.tools.launch_training import launch_training
 

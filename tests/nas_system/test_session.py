@@ -10,19 +10,15 @@ from pathlib import Path
 import pytest
 
 from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.brain import Budget, EvaluatorOutcome, PlannerOutcome
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.gate import GateVerdict
-from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
-from informer_nas.nas_system.session import (
-    Budget,
-    EvaluatorOutcome,
-    PlannerOutcome,
-    run_session,
-)
+from informer_nas.nas_system.records import ConfigChange, RoleUsage, RunRecord, RunStatus
+from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
-from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.state import SessionInfo, load_state
 from informer_nas.nas_system.workspace import Workspace
-from informer_nas.tools.context import ToolContext
 from informer_nas.tools.edit_config import apply_changes, edit_config
 from informer_nas.tools.launch_training import launch_training
 
@@ -208,3 +204,42 @@ def test_iters_below_one_is_refused(workspace: Workspace) -> None:
 
     with pytest.raises(ConfigError, match="--iters"):
         session(workspace, ScriptPlanner([]), iters=0)
+
+
+@dataclass
+class MeteredPlanner(ScriptPlanner):
+    """A ScriptPlanner whose 'model' spends 10 planner tokens per iteration."""
+
+    def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
+        usage = ctx.state.usage.setdefault("planner", RoleUsage())
+        usage.requests += 1
+        usage.input_tokens += 10
+        return super().plan_iteration(ctx, budget)
+
+
+def test_each_session_records_its_own_usage(workspace: Workspace) -> None:
+    for number, (dropouts, iters) in enumerate((([0.1], 1), ([0.2, 0.3], 3))):
+        info = SessionInfo(session_id=f"s{number}", started_at="t", planner="script",
+                           trace_file=f"traces/s{number}.jsonl")
+        run_session(workspace, MeteredPlanner(dropouts), RecordingEvaluator(), SessionSettings(),
+                    CallableExecutor(train_by_dropout), iters, session=info)
+    state = load_state(workspace.paths)
+    assert [s.usage["planner"].input_tokens for s in state.sessions] == [10, 20]
+    assert (state.usage["planner"].requests, state.usage["planner"].input_tokens) == (3, 30)
+
+
+def test_confirmation_seeds_need_a_confirm_function(workspace: Workspace) -> None:
+    from informer_nas.errors import ConfigError
+
+    confirmed: list[tuple[str, int]] = []
+
+    def confirm(ctx: ToolContext, run_id: str, seeds: int) -> None:
+        confirmed.append((run_id, seeds))
+
+    settings = SessionSettings(confirm_seeds=2)
+    with pytest.raises(ConfigError, match="confirm=ensure_seeds"):
+        run_session(workspace, ScriptPlanner([0.1]), RecordingEvaluator(), settings,
+                    CallableExecutor(train_by_dropout), 1)
+    run_session(workspace, ScriptPlanner([0.1, 0.0]), RecordingEvaluator(), settings,
+                CallableExecutor(train_by_dropout), 2, confirm=confirm)
+    assert confirmed == [("run_0001", 2), ("run_0000", 2)]  # candidate, then incumbent

@@ -24,9 +24,9 @@ from informer_nas.agents.function_tools import evaluator_tools
 from informer_nas.agents.planner import is_unreachable, run_config
 from informer_nas.agents.policy import policy_outcome
 from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
+from informer_nas.nas_system.brain import EvaluatorOutcome
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.gate import GateVerdict
-from informer_nas.nas_system.session import EvaluatorOutcome
-from informer_nas.tools.context import ToolContext
 
 logger = logging.getLogger(__name__)
 

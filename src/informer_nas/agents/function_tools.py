@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from informer_nas.agents.provider import Binding
 from informer_nas.errors import NasError, ReplayDivergence
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import ConfigChange
-from informer_nas.tools.context import ToolContext
 
 TOOL_ERROR_PREFIX = "ERROR: "
 

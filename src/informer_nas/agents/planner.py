@@ -19,10 +19,10 @@ from pydantic import BaseModel
 
 from informer_nas.agents.function_tools import TOOL_ERROR_PREFIX, planner_tools
 from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
+from informer_nas.nas_system.brain import BrainUnavailable, Budget, PlannerOutcome
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
 from informer_nas.nas_system.search_space import describe_space
-from informer_nas.nas_system.session import BrainUnavailable, Budget, PlannerOutcome
-from informer_nas.tools.context import ToolContext
 
 logger = logging.getLogger(__name__)
 

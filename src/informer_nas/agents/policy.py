@@ -7,6 +7,8 @@ a single seed each, the runs' own val MSEs are compared.
 
 from __future__ import annotations
 
+from informer_nas.nas_system.brain import EvaluatorOutcome
+from informer_nas.nas_system.context import ToolContext, find_run
 from informer_nas.nas_system.gate import (
     CandidateEvidence,
     GateVerdict,
@@ -14,8 +16,6 @@ from informer_nas.nas_system.gate import (
     compared_values,
     policy_decision,
 )
-from informer_nas.nas_system.session import EvaluatorOutcome, find_run
-from informer_nas.tools.context import ToolContext
 
 
 class PolicyEvaluator:

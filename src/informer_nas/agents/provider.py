@@ -27,8 +27,8 @@ from agents.tool import Tool
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from informer_nas.agents.trace import TraceRecorder, combined_digest, request_parts
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RoleUsage
-from informer_nas.tools.context import ToolContext
 
 logger = logging.getLogger(__name__)
 ROLES: tuple[str, ...] = ("planner", "evaluator")

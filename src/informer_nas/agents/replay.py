@@ -27,6 +27,7 @@ from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import AgentState, compact_state
 from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.launch_training import ensure_seeds
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     divergence: str | None = None
     try:
         run_session(space, planner, evaluator, settings, replay_executor, target,
-                    lambda event: replayed.append(event))
+                    lambda event: replayed.append(event), confirm=ensure_seeds)
     except ReplayDivergence as exc:
         divergence = str(exc)
     verdicts = [{f: e.get(f) for f in VERDICT_FIELDS} for e in replayed

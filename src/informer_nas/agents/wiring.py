@@ -13,19 +13,19 @@ from typing import Any
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
 from informer_nas.errors import ConfigError
-from informer_nas.nas_system.records import RunRecord
-from informer_nas.nas_system.session import (
+from informer_nas.nas_system.brain import (
     BrainUnavailable,
     Budget,
     Evaluator,
     Planner,
     PlannerOutcome,
-    remove_candidate,
 )
+from informer_nas.nas_system.context import ToolContext
+from informer_nas.nas_system.records import RunRecord
+from informer_nas.nas_system.recovery import remove_candidate
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import IterationScratch
 from informer_nas.nas_system.workspace import Workspace
-from informer_nas.tools.context import ToolContext
 
 logger = logging.getLogger(__name__)
 

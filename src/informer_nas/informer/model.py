@@ -1,9 +1,15 @@
 """The Informer forecaster (Zhou et al., AAAI 2021), blocks in dependency order.
 
 Faithful to the reference implementation (zhouhaoyi/Informer2020, after May 2021): the same
-parameters (11,330,055 for the paper's ETTh1 M model), the same ProbSparse algorithm, post-norm
+parameters (11,330,055 for the paper's ETTh1 M model), created in the same order (a seeded
+model starts from the reference's initial weights), the same ProbSparse algorithm, post-norm
 layers, distilling between encoder layers, a generative decoder. Attention and embeddings live
 in ``attention.py`` and ``embedding.py``; optional RevIN is in ``revin.py``.
+
+Differences are in how, not what, is computed: kernel-1 and kernel-3 convolutions run as
+matrix products on time-major tensors, the decoder's last layer computes only the rows that
+are returned (every operation after its self-attention is row-wise), and dropout masks are
+drawn faster on CPU (``attention.keep_mask``).
 """
 
 from __future__ import annotations

@@ -1,19 +1,20 @@
 """The session loop: plan -> launch -> gate -> evaluate -> record, in the style of ask/tell.
 
-The planner and the evaluator arrive as objects implementing two small protocols (as an
-Optuna study receives a sampler), so this module never imports the Agents SDK. The planner
-drives the tools through the ``ToolContext`` (one training per iteration, enforced by
+The planner and the evaluator arrive as objects implementing the two small protocols of
+``brain.py`` (as an Optuna study receives a sampler), so this module never imports the
+Agents SDK, nor the tools: the seed-confirmation function arrives through ``run_session``
+too (``confirm``; the API passes ``tools.launch_training.ensure_seeds``). The planner drives
+the tools through the ``ToolContext`` (one training per iteration, enforced by
 ``launch_training``); the rest is code: gate, confirmation seeds, the evaluator for a
-borderline only, and the state update.
+borderline only, and the state update. The session's own token usage is kept in its
+``SessionInfo`` entry (the total per role stays in ``state.usage``).
 
 Crash safety (``kill -9`` at any instant) rests on the order of writes: the run record is
 saved ``running`` before training; the planner's decision is saved into it before the
 gate; on accept ``config.py`` becomes the run's ``config_used.py``; then one state save
 commits verdict, incumbent, iteration counter and clears the scratch (the commit point);
-last ``candidate.py`` is removed. ``repair_workspace`` fixes whatever a crash left between
-these steps: a ``running`` run is marked interrupted (its iteration is redone), a finished
-run without a verdict is evaluated instead of retrained, ``config.py`` is restored from
-the incumbent's ``config_used.py`` and a stale ``candidate.py`` is removed.
+last ``candidate.py`` is removed. ``recovery.repair_workspace`` fixes whatever a crash
+left between these steps, at the start of the next session.
 """
 
 from __future__ import annotations
@@ -22,11 +23,19 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
-from informer_nas.errors import ConfigError, NasError
+from informer_nas.errors import ConfigError
 from informer_nas.informer.config import load_config
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.brain import (
+    BrainUnavailable,
+    Budget,
+    Evaluator,
+    Planner,
+    PlannerOutcome,
+)
+from informer_nas.nas_system.context import ToolContext, find_run
 from informer_nas.nas_system.executor import TrainingExecutor
 from informer_nas.nas_system.gate import (
     CandidateEvidence,
@@ -34,85 +43,23 @@ from informer_nas.nas_system.gate import (
     IncumbentEvidence,
     evaluate_gate,
 )
-from informer_nas.nas_system.records import RunRecord, RunStatus, StepType
+from informer_nas.nas_system.records import RoleUsage, RunRecord
+from informer_nas.nas_system.recovery import discard_scratch, remove_candidate, repair_workspace
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
     IterationScratch,
     SessionInfo,
     load_state,
-    mark_interrupted,
     workspace_lock,
 )
 from informer_nas.nas_system.workspace import Workspace
-from informer_nas.tools.context import ToolContext
 
 logger = logging.getLogger(__name__)
 
 SessionObserver = Callable[[dict[str, Any]], None]
 StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable"]
-
-
-class BrainUnavailable(NasError):
-    """The planner's model could not be reached (after its retries); the session stops."""
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The budget as the planner sees it: iteration (1-based) of max_iterations."""
-
-    iteration: int
-    max_iterations: int
-
-    @property
-    def remaining(self) -> int:
-        """Iterations left, this one included."""
-        return self.max_iterations - self.iteration + 1
-
-
-@dataclass(frozen=True)
-class PlannerOutcome:
-    """The planner's decision for one iteration, or why planning failed."""
-
-    step_type: StepType | None
-    plan: str = ""
-    reason: str = ""
-    failure: str | None = None  # a planning failure: turn limit, unusable model output
-
-    @classmethod
-    def failed(cls, why: str) -> PlannerOutcome:
-        return cls(step_type=None, failure=why)
-
-
-@dataclass(frozen=True)
-class EvaluatorOutcome:
-    """The evaluator's judgement of a borderline candidate."""
-
-    accept: bool
-    reason: str
-    feedback: str = ""
-    decided_by: Literal["evaluator", "policy"] = "evaluator"
-
-
-class Planner(Protocol):
-    """A brain that drives one iteration through the tools in ``ctx``."""
-
-    name: str
-
-    def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
-        """Plan (and usually launch) one candidate; return the decision or a failure."""
-        ...
-
-    def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
-        """Called after an iteration was committed (``record`` None: no run was made)."""
-        ...
-
-
-class Evaluator(Protocol):
-    """Judges a candidate the gate left borderline (never a decisive one)."""
-
-    def judge(self, ctx: ToolContext, run_id: str, verdict: GateVerdict) -> EvaluatorOutcome:
-        """Accept or reject ``run_id``."""
-        ...
+# (ctx, run_id, K): make sure run_id has results for the session's K confirmation seeds.
+SeedConfirmer = Callable[[ToolContext, str, int], object]
 
 
 @dataclass(frozen=True)
@@ -137,12 +84,46 @@ class Decision:
     reason: str
 
 
+def usage_since(before: dict[str, RoleUsage], now: dict[str, RoleUsage]) -> dict[str, RoleUsage]:
+    """Usage per role added since ``before`` (roles without any change left out)."""
+    added: dict[str, RoleUsage] = {}
+    for role, total in now.items():
+        old = before.get(role, RoleUsage())
+        delta = RoleUsage(requests=total.requests - old.requests,
+                          input_tokens=total.input_tokens - old.input_tokens,
+                          output_tokens=total.output_tokens - old.output_tokens,
+                          cost_usd=round(total.cost_usd - old.cost_usd, 8))
+        if delta != RoleUsage():
+            added[role] = delta
+    return added
+
+
+@dataclass
+class SessionContext(ToolContext):
+    """The ``ToolContext`` of a session: every save also records the session's usage.
+
+    Attributes:
+        session: this session's entry in ``state.sessions`` (None: not recorded).
+        usage_at_start: ``state.usage`` when the session started.
+    """
+
+    session: SessionInfo | None = None
+    usage_at_start: dict[str, RoleUsage] = field(default_factory=dict)
+
+    def save(self) -> None:
+        """Update ``session.usage`` from ``state.usage``, then persist the state."""
+        if self.session is not None:
+            self.session.usage = usage_since(self.usage_at_start, self.state.usage)
+        super().save()
+
+
 @dataclass
 class _Loop:
     ctx: ToolContext
     planner: Planner
     evaluator: Evaluator
     observer: SessionObserver
+    confirm: SeedConfirmer | None = None
     iterations_run: int = 0
     announced: set[str] = field(default_factory=set)
 
@@ -235,7 +216,7 @@ class _Loop:
             record.plan = outcome.plan
             record.reason = outcome.reason or (outcome.failure or "")
             self.ctx.save()
-        decision = decide(self.ctx, record, self.evaluator)
+        decision = decide(self.ctx, record, self.evaluator, self.confirm)
         # Confirmation seeds may have replaced the record object in the state.
         record = find_run(self.ctx, record.run_id) or record
         commit(self.ctx, record, decision)
@@ -257,18 +238,6 @@ class _Loop:
                              state.max_iterations, state.incumbent_run_id, message)
 
 
-def _is_evaluable(record: RunRecord) -> bool:
-    """A run found at start-up that the gate can judge (an interrupted one is redone)."""
-    return record.status.is_finished and record.status is not RunStatus.INTERRUPTED
-
-
-def find_run(ctx: ToolContext, run_id: str | None) -> RunRecord | None:
-    """The run record with this id, or None."""
-    if run_id is None:
-        return None
-    return next((run for run in ctx.state.runs if run.run_id == run_id), None)
-
-
 def read_history(ctx: ToolContext, record: RunRecord) -> list[dict[str, Any]]:
     """The epochs of a run's ``history.json`` ([] when missing or unreadable)."""
     path = ctx.workspace.paths.run_dir(record.run_id) / "history.json"
@@ -287,15 +256,19 @@ def gate(ctx: ToolContext, record: RunRecord) -> GateVerdict:
     return evaluate_gate(evidence, base, ctx.settings.thresholds)
 
 
-def decide(ctx: ToolContext, record: RunRecord, evaluator: Evaluator) -> Decision:
-    """Gate, confirmation seeds for accept/borderline, then the evaluator for a borderline."""
+def decide(ctx: ToolContext, record: RunRecord, evaluator: Evaluator,
+           confirm: SeedConfirmer | None = None) -> Decision:
+    """Gate, confirmation seeds for accept/borderline, then the evaluator for a borderline.
+
+    Args:
+        confirm: trains the missing confirmation seeds (None: no confirmation).
+    """
     verdict = gate(ctx, record)
     incumbent = find_run(ctx, ctx.state.incumbent_run_id)
-    if ctx.settings.confirm_seeds > 0 and incumbent is not None and verdict.verdict != "reject":
-        from informer_nas.tools.launch_training import ensure_seeds
-
-        ensure_seeds(ctx, record.run_id, ctx.settings.confirm_seeds)
-        ensure_seeds(ctx, incumbent.run_id, ctx.settings.confirm_seeds)
+    seeds = ctx.settings.confirm_seeds
+    if confirm is not None and seeds > 0 and incumbent is not None and verdict.verdict != "reject":
+        confirm(ctx, record.run_id, seeds)
+        confirm(ctx, incumbent.run_id, seeds)
         verdict = gate(ctx, find_run(ctx, record.run_id) or record)
     reason = "; ".join(verdict.reasons)
     if verdict.is_decisive:
@@ -335,54 +308,6 @@ def accepted_config_text(ctx: ToolContext, record: RunRecord) -> str:
                       f"{paths.candidate} exists; run `nas doctor --repair`")
 
 
-def remove_candidate(ctx: ToolContext) -> None:
-    """Delete ``candidate.py`` (a rejected or abandoned candidate never stays)."""
-    ctx.workspace.paths.candidate.unlink(missing_ok=True)
-
-
-def discard_scratch(ctx: ToolContext) -> None:
-    """Abandon the iteration in progress: it will be planned again."""
-    ctx.state.current = None
-    ctx.save()
-    remove_candidate(ctx)
-
-
-def restore_config(ctx: ToolContext, pending: RunRecord) -> None:
-    """Undo a torn accept: ``config.py`` already holds the pending run's config, but the
-    commit did not happen; put the incumbent's ``config_used.py`` back until it does.
-
-    (Any other difference is a hand edit of ``config.py``, which is kept.)
-    """
-    paths = ctx.workspace.paths
-    written = paths.run_dir(pending.run_id) / "config_used.py"
-    incumbent = find_run(ctx, ctx.state.incumbent_run_id)
-    if incumbent is None or not written.is_file():
-        return  # without an incumbent the baseline is accepted again anyway
-    if paths.config.read_text(encoding="utf-8") != written.read_text(encoding="utf-8"):
-        return
-    used = paths.run_dir(incumbent.run_id) / "config_used.py"
-    if used.is_file():
-        logger.warning("config.py held %s before its verdict was saved: restored %s",
-                       pending.run_id, incumbent.run_id)
-        atomic_write_text(paths.config, used.read_text(encoding="utf-8"))
-
-
-def repair_workspace(ctx: ToolContext) -> RunRecord | None:
-    """Repair what a crash left; return a finished run still waiting for its verdict."""
-    mark_interrupted(ctx.state)
-    current = ctx.state.current
-    record = find_run(ctx, current.launched_run_id) if current else None
-    if record is not None and record.verdict is None and _is_evaluable(record):
-        restore_config(ctx, record)
-        ctx.save()
-        return record
-    if current is not None:
-        logger.warning("iteration %d was interrupted before its verdict; it will be redone",
-                       current.iteration)
-    discard_scratch(ctx)
-    return None
-
-
 def run_session(
     workspace: Workspace,
     planner: Planner,
@@ -392,6 +317,7 @@ def run_session(
     iters: int | None = None,
     observer: SessionObserver | None = None,
     session: SessionInfo | None = None,
+    confirm: SeedConfirmer | None = None,
 ) -> SessionResult:
     """Run iterations until the workspace's budget is spent, the planner stops, or Ctrl+C.
 
@@ -405,14 +331,21 @@ def run_session(
         observer: receives events ``iteration_start``, ``candidate``, ``progress``,
             ``plan``, ``verdict``, ``planning_failure``, ``resume_evaluation``,
             ``session_end`` (dicts with an ``event`` key).
-        session: this session's entry for ``state.sessions`` (id, trace file).
+        session: this session's entry for ``state.sessions`` (id, trace file); its
+            ``usage`` receives the session's token usage.
+        confirm: trains confirmation seeds, ``(ctx, run_id, K)``; required when
+            ``settings.confirm_seeds`` > 0 (``tools.launch_training.ensure_seeds``).
 
     Raises:
-        ConfigError: ``iters`` below 1.
+        ConfigError: ``iters`` below 1, or confirmation seeds without ``confirm``.
         WorkspaceLocked: another live process holds the workspace.
     """
     if iters is not None and iters < 1:
         raise ConfigError(f"iters must be >= 1, got {iters}; pass --iters 20")
+    if settings.confirm_seeds > 0 and confirm is None:
+        raise ConfigError(f"confirm_seeds is {settings.confirm_seeds} but run_session got no "
+                          "confirm function; pass confirm=ensure_seeds "
+                          "(tools/launch_training.py)")
     with workspace_lock(workspace.paths):
         load_config(workspace.paths.config)  # a bad hand edit stops here, before training
         state = load_state(workspace.paths)
@@ -421,8 +354,9 @@ def run_session(
         state.planner = planner.name
         if session is not None:
             state.sessions.append(session)
-        loop = _Loop(ToolContext(workspace, state, settings, executor), planner, evaluator,
-                     observer or (lambda event: None))
+        ctx = SessionContext(workspace, state, settings, executor, session=session,
+                             usage_at_start={r: u.model_copy() for r, u in state.usage.items()})
+        loop = _Loop(ctx, planner, evaluator, observer or (lambda event: None), confirm)
         loop.ctx.on_progress = loop.on_progress
         pending = repair_workspace(loop.ctx)
         loop.ctx.save()

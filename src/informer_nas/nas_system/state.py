@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AgentState", "IterationScratch", "LockHolder", "SessionInfo", "compact_state",
-    "find_run", "incumbent", "journal_path", "load_state", "mark_interrupted", "new_run_id",
-    "now_iso", "save_state", "workspace_lock",
+    "doctor_hint", "find_run", "incumbent", "journal_path", "load_state", "mark_interrupted",
+    "new_run_id", "now_iso", "save_state", "workspace_lock",
 ]
 
 SCHEMA_VERSION = 1
@@ -64,6 +64,7 @@ class SessionInfo(_Model):
     started_at: str
     planner: str
     trace_file: str  # relative to the workspace, e.g. "traces/<session_id>.jsonl"
+    usage: dict[str, RoleUsage] = Field(default_factory=dict)  # this session's, per role
 
 
 class IterationScratch(_Model):
@@ -128,42 +129,55 @@ def load_state(paths: WorkspacePaths) -> AgentState:
     Raises:
         HistoryCorrupt: missing, unreadable, corrupt or newer-version state (never modified).
     """
-    raw = _read_snapshot(paths.state)
+    raw = _read_snapshot(paths)
     base_generation = raw.get("generation", 0)
-    entries = [e for e in _read_journal(journal_path(paths)) if e.get("g") == base_generation]
+    entries = [e for e in _read_journal(paths) if e.get("g") == base_generation]
     _replay(raw, entries)
     try:
         state = AgentState.model_validate(raw)
     except ValidationError as exc:
         raise HistoryCorrupt(
             f"{paths.state} does not match the state schema: {format_validation_error(exc)}; "
-            f"it was left untouched; run `nas doctor` or restore it from a backup"
+            f"it was left untouched; {doctor_hint(paths)}"
         ) from None
     _set_mark(state, _fresh_mark(paths, state, journal_size=_size(journal_path(paths))))
     return state
 
 
-def _read_snapshot(path: Path) -> dict[str, Any]:
+def doctor_hint(paths: WorkspacePaths) -> str:
+    """The advice ending every corrupt-workspace message."""
+    return f"run `nas doctor --workspace {paths.root}` to explain and repair"
+
+
+def _read_snapshot(paths: WorkspacePaths) -> dict[str, Any]:
+    path = paths.state
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise HistoryCorrupt(
-            f"{path} not found; this is not a workspace, create one with `nas init`"
+            f"{path} not found; if {paths.root} is a workspace, {doctor_hint(paths)}; "
+            f"otherwise create one with `nas init`"
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise HistoryCorrupt(f"{path} cannot be read ({exc}); it was left untouched") from None
+        raise HistoryCorrupt(
+            f"{path} cannot be read ({exc}); it was left untouched; {doctor_hint(paths)}"
+        ) from None
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise HistoryCorrupt(
             f"{path} is not valid JSON (line {exc.lineno}: {exc.msg}); it was left untouched; "
-            f"run `nas doctor` or restore it from a backup"
+            f"{doctor_hint(paths)}"
         ) from None
     if not isinstance(raw, dict):
-        raise HistoryCorrupt(f"{path} must hold a JSON object, got {type(raw).__name__}")
+        raise HistoryCorrupt(
+            f"{path} must hold a JSON object, got {type(raw).__name__}; {doctor_hint(paths)}"
+        )
     version = raw.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
-        raise HistoryCorrupt(f"{path} has no integer schema_version (got {version!r})")
+        raise HistoryCorrupt(
+            f"{path} has no integer schema_version (got {version!r}); {doctor_hint(paths)}"
+        )
     if version > SCHEMA_VERSION:
         raise HistoryCorrupt(
             f"{path} has schema_version {version}, newer than this informer-nas supports "
@@ -172,7 +186,8 @@ def _read_snapshot(path: Path) -> dict[str, Any]:
     return raw
 
 
-def _read_journal(path: Path) -> list[dict[str, Any]]:
+def _read_journal(paths: WorkspacePaths) -> list[dict[str, Any]]:
+    path = journal_path(paths)
     try:
         lines = path.read_bytes().split(b"\n")
     except FileNotFoundError:
@@ -191,7 +206,7 @@ def _read_journal(path: Path) -> list[dict[str, Any]]:
                 break
             raise HistoryCorrupt(
                 f"{path}:{number} is not a valid journal entry; it was left untouched; "
-                f"run `nas doctor` or restore agent_state.json from a backup"
+                f"{doctor_hint(paths)}"
             ) from None
         entries.append(entry)
     return entries
@@ -377,5 +392,5 @@ def incumbent(state: AgentState) -> RunRecord | None:
     except ConfigError:
         raise HistoryCorrupt(
             f"incumbent_run_id {state.incumbent_run_id!r} is not among the runs; "
-            f"run `nas doctor --repair`"
+            f"run `nas doctor --workspace <workspace> --repair` to explain and repair"
         ) from None

@@ -20,9 +20,9 @@ from informer_nas.agents.brains.study import StudyBrain
 from informer_nas.agents.evaluator import AgentEvaluator
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.brain import Budget, Evaluator, Planner
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
-from informer_nas.nas_system.session import Budget, Evaluator, Planner
-from informer_nas.tools.context import ToolContext
 
 if TYPE_CHECKING:
     from informer_nas.agents.wiring import BrainSpec

@@ -20,7 +20,7 @@ from informer_nas.agents.brains.llm_settings import LlmSettings, load_llm_settin
 from informer_nas.agents.evaluator import AgentEvaluator
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.provider import Price, RoleModelProvider, recording_provider
-from informer_nas.nas_system.session import Evaluator, Planner
+from informer_nas.nas_system.brain import Evaluator, Planner
 
 if TYPE_CHECKING:
     from informer_nas.agents.wiring import BrainSpec

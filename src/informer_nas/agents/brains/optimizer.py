@@ -8,12 +8,12 @@ from informer_nas.agents.brains.optimizer_model import OptimizerModel
 from informer_nas.agents.brains.study import SamplerName, StudyBrain
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.provider import Binding, recording_provider
+from informer_nas.nas_system.brain import Budget
+from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
 from informer_nas.nas_system.search_space import search_space_for
-from informer_nas.nas_system.session import Budget
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.workspace import Workspace
-from informer_nas.tools.context import ToolContext
 
 
 def study_brain(sampler: SamplerName, workspace: Workspace, settings: SessionSettings,
