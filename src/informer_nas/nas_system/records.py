@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from informer_nas.informer import run_files
+
 StepType = Literal["small", "medium", "radical", "stop"]
 VerdictKind = Literal["accept", "reject", "borderline"]
 Role = Literal["planner", "evaluator"]
@@ -37,15 +39,9 @@ class RunStatus(str, Enum):
         return self is RunStatus.OK
 
 
-# Trainer exit codes; the launcher maps them back to a RunStatus.
+# Trainer exit codes (defined once, by the trainer); the launcher maps them back.
 EXIT_CODES: dict[RunStatus, int] = {
-    RunStatus.OK: 0,
-    RunStatus.CRASHED: 1,
-    RunStatus.INVALID_CONFIG: 2,
-    RunStatus.DIVERGED: 3,
-    RunStatus.OOM: 4,
-    RunStatus.PRUNED: 5,
-    RunStatus.INTERRUPTED: 130,
+    RunStatus(status): code for status, code in run_files.EXIT_CODES.items()
 }
 
 
