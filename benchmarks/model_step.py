@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from informer_nas.informer.config import ModelSection, TrainingSection
 from informer_nas.informer.model import Informer, count_parameters
-from informer_nas.informer.training import build_optimizer
+from informer_nas.informer.optimizers import build_optimizer
 
 CONFIGS = {
     "small": ModelSection(d_model=64, n_heads=4, d_ff=256),

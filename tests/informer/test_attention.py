@@ -1,4 +1,4 @@
-"""ProbSparse and full attention, the attention layer, and the fast dropout."""
+"""ProbSparse and full attention, and the attention layer."""
 
 from __future__ import annotations
 
@@ -9,10 +9,8 @@ import torch
 
 from informer_nas.informer.attention import (
     AttentionLayer,
-    Dropout,
     FullAttention,
     ProbAttention,
-    keep_mask,
     sample_sizes,
 )
 
@@ -144,25 +142,3 @@ def test_mix_reads_head_major_memory_as_time_major_rows() -> None:
     plain = layers[False](x, x, x)  # (1, L, H * d), time-major
     head_major = plain.view(1, length, heads, -1).transpose(1, 2).reshape(1, length, -1)
     torch.testing.assert_close(layers[True](x, x, x), head_major)
-
-
-def test_keep_mask_rate_scale_and_seeding() -> None:
-    p = 0.3
-    torch.manual_seed(3)
-    mask = keep_mask(torch.Size([200, 500]), p, torch.device("cpu"))
-    kept = (mask > 0).float().mean().item()
-    assert abs(kept - (1 - p)) < 4 * math.sqrt(p * (1 - p) / mask.numel())
-    assert sorted(set(mask.flatten().tolist())) == [0.0, pytest.approx(1 / (1 - p))]
-    torch.manual_seed(3)
-    assert torch.equal(mask, keep_mask(torch.Size([200, 500]), p, torch.device("cpu")))
-
-
-def test_dropout_module_train_eval_and_gradient() -> None:
-    layer = Dropout(0.5)
-    x = torch.randn(64, 32, requires_grad=True)
-    assert layer.eval()(x) is x
-    out = layer.train()(x)
-    out.sum().backward()
-    assert x.grad is not None
-    torch.testing.assert_close(x.grad, (out != 0).float() * 2.0)
-    torch.testing.assert_close(out[out != 0], x[out != 0] * 2.0)

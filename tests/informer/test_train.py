@@ -18,17 +18,13 @@ import pytest
 import torch
 
 from informer_nas.informer.config import InformerConfig, TrainingSection, load_config
+from informer_nas.informer.optimizers import build_optimizer
 from informer_nas.informer.presets import preset_config
 from informer_nas.informer.run_files import EXIT_CODES, EpochRecord, config_used_text
 from informer_nas.informer.train import BestSoFarPruner, prune_callback_from_env
-from informer_nas.informer.training import (
-    EpochScheduler,
-    Trainer,
-    TrainHooks,
-    build_optimizer,
-)
+from informer_nas.informer.training import EpochScheduler, Trainer, TrainHooks
 from informer_nas.nas_system.pruning import prune_decision
-from informer_nas.nas_system.records import EXIT_CODES as RECORD_EXIT_CODES
+from informer_nas.nas_system.records import status_from_exit_code
 
 RUN_FILES = {"config_used.py", "metrics.json", "history.json", "learning_curve.png",
              "best_model.pt", "train.log"}
@@ -58,8 +54,13 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def test_exit_codes_match_the_records() -> None:
-    assert {status.value: code for status, code in RECORD_EXIT_CODES.items()} == EXIT_CODES
+def test_every_trainer_exit_code_maps_back_to_its_status() -> None:
+    # The launcher turns the child's exit status into the run's status: no status may be
+    # lost or confused on the way (codes are distinct and known to the records).
+    assert len(set(EXIT_CODES.values())) == len(EXIT_CODES)
+    for status, code in EXIT_CODES.items():
+        assert status_from_exit_code(code).value == status
+    assert status_from_exit_code(-9).value == "interrupted"
 
 
 def test_subprocess_training_writes_every_run_file(

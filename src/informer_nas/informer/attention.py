@@ -4,73 +4,18 @@ The inner attentions take and return head-major tensors ``(B, H, L, d_head)``; t
 ``AttentionLayer`` owns the projections and the output layout (including the reference's
 "mix" of heads). The attention variant is injected into ``AttentionLayer``, as in the
 reference implementation (zhouhaoyi/Informer2020) and Time-Series-Library.
-
-``Dropout`` (used by every Informer block) lives here too: the attention weights need it.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-
-class _ScaledMask(torch.autograd.Function):
-    """``x * mask`` where ``mask`` holds 0 or 1 / (1 - p); no gradient for the mask."""
-
-    @staticmethod
-    def forward(ctx: torch.autograd.function.FunctionCtx, x: Tensor, mask: Tensor) -> Tensor:
-        ctx.save_for_backward(mask)
-        return x * mask
-
-    @staticmethod
-    def backward(ctx: torch.autograd.function.FunctionCtx, grad: Tensor) -> tuple[Tensor, None]:
-        (mask,) = ctx.saved_tensors  # type: ignore[attr-defined]
-        return grad * mask, None
-
-
-def keep_mask(shape: torch.Size, p: float, device: torch.device) -> Tensor:
-    """Float mask: each element ``1 / (1 - p)`` with probability ``1 - p``, else 0.
-
-    Each element compares 32 random bits with ``p * 2**32``: the same distribution as
-    ``bernoulli_(1 - p)`` to 2**-32, drawn from torch's generator (so seeded runs repeat).
-    On x86 CPUs other than Intel's, ATen's Bernoulli sampler does not use MKL and is several
-    times slower than drawing 64-bit integers. A float mask (not bool) keeps both products
-    on the fast same-dtype path.
-    """
-    n_elements = math.prod(shape)
-    bits = torch.empty((n_elements + 1) // 2, dtype=torch.int64, device=device)
-    bits.random_(-(2**63), None)  # the full 64-bit range: two independent int32 per draw
-    threshold = min(-(2**31) + round(p * 2**32), 2**31 - 1)
-    keep = bits.view(torch.int32)[:n_elements] >= threshold
-    return torch.where(keep, 1.0 / (1.0 - p), 0.0).view(shape)
-
-
-def dropout(x: Tensor, p: float, training: bool) -> Tensor:
-    """``F.dropout`` semantics (zero with probability p, scale the rest by 1 / (1 - p)).
-
-    On CPU the mask comes from ``keep_mask``; elsewhere ``F.dropout`` is used as is.
-    """
-    if not training or p == 0.0:
-        return x
-    if x.device.type != "cpu" or p >= 1.0:
-        return F.dropout(x, p, training=True)
-    mask = keep_mask(x.shape, p, x.device)
-    return _ScaledMask.apply(x, mask)  # type: ignore[no-untyped-call,no-any-return]
-
-
-class Dropout(nn.Module):
-    """``nn.Dropout`` with the faster CPU mask of ``keep_mask``."""
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Any shape -> same shape."""
-        return dropout(x, self.p, self.training)
+from informer_nas.informer.dropout import dropout
 
 
 def sample_sizes(factor: int, length_q: int, length_k: int) -> tuple[int, int]:
@@ -82,6 +27,12 @@ def sample_sizes(factor: int, length_q: int, length_k: int) -> tuple[int, int]:
     n_keys = min(max(1, factor * math.ceil(math.log(length_k))), length_k)
     n_queries = min(max(1, factor * math.ceil(math.log(length_q))), length_q)
     return n_keys, n_queries
+
+
+@functools.lru_cache(maxsize=16)
+def _future_mask(length_q: int, length_k: int, device: torch.device) -> Tensor:
+    """(L_Q, L_K) bool, True where key j > query i (hidden by the causal mask); cached."""
+    return torch.ones(length_q, length_k, dtype=torch.bool, device=device).triu(1)
 
 
 class FullAttention(nn.Module):
@@ -111,8 +62,8 @@ class FullAttention(nn.Module):
         scores = torch.matmul(queries, keys.transpose(-2, -1))
         if self.is_masked:
             length_q, length_k = scores.shape[-2:]
-            causal = torch.ones(length_q, length_k, dtype=torch.bool, device=scores.device)
-            scores = scores.masked_fill(causal.triu(1), float("-inf"))
+            scores = scores.masked_fill(_future_mask(length_q, length_k, scores.device),
+                                        float("-inf"))
         weights = torch.softmax(scores * (1.0 / math.sqrt(queries.shape[-1])), dim=-1)
         return torch.matmul(dropout(weights, self.dropout, True), values)
 

@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from informer_nas.errors import ConfigError
-from informer_nas.informer.attention import Dropout
 from informer_nas.informer.config import EmbedKind
+from informer_nas.informer.dropout import Dropout
 
 MAX_POSITIONS = 5000
 TIME_FEATURES = {"h": 4, "t": 5}
@@ -153,6 +153,7 @@ class DataEmbedding(nn.Module):
 
     def forward(self, x: Tensor, x_mark: Tensor) -> Tensor:
         """(B, L, c_in), (B, L, n_mark) -> (B, L, d_model)."""
-        out = self.value_embedding(x) + self.position_embedding(x.shape[1])
-        out = out + self.temporal_embedding(x_mark)
+        out: Tensor = self.value_embedding(x)  # a fresh tensor: the sums go in place
+        out += self.position_embedding(x.shape[1])
+        out += self.temporal_embedding(x_mark)
         return self.dropout(out)  # type: ignore[no-any-return]

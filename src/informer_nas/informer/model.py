@@ -9,7 +9,7 @@ in ``attention.py`` and ``embedding.py``; optional RevIN is in ``revin.py``.
 Differences are in how, not what, is computed: kernel-1 and kernel-3 convolutions run as
 matrix products on time-major tensors, the decoder's last layer computes only the rows that
 are returned (every operation after its self-attention is row-wise), and dropout masks are
-drawn faster on CPU (``attention.keep_mask``).
+drawn faster on CPU (``dropout.keep_mask``).
 """
 
 from __future__ import annotations
@@ -18,8 +18,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from informer_nas.errors import ConfigError
-from informer_nas.informer.attention import AttentionLayer, Dropout, FullAttention, ProbAttention
+from informer_nas.informer.attention import AttentionLayer, FullAttention, ProbAttention
 from informer_nas.informer.config import ModelSection
+from informer_nas.informer.dropout import Dropout
 from informer_nas.informer.embedding import DataEmbedding, circular_conv3, n_time_marks
 from informer_nas.informer.revin import RevIN
 

@@ -24,6 +24,7 @@ from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig, TrainingSection
 from informer_nas.informer.data import Batch, ETTData, WindowSet, load_dataset
 from informer_nas.informer.model import Informer
+from informer_nas.informer.optimizers import build_optimizer
 from informer_nas.informer.run_files import (
     EpochRecord,
     EvalMetrics,
@@ -97,21 +98,6 @@ def seed_everything(seed: int) -> torch.Generator:
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     return torch.Generator().manual_seed(seed)
-
-
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
-    "Adam": torch.optim.Adam, "AdamW": torch.optim.AdamW, "SGD": torch.optim.SGD,
-    "RMSprop": torch.optim.RMSprop,
-}
-
-
-def build_optimizer(parameters: Any, training: TrainingSection) -> torch.optim.Optimizer:
-    """The configured optimizer; momentum is passed only to SGD and RMSprop."""
-    params, name = training.optimizer_params, training.optimizer_class
-    kwargs: dict[str, Any] = {"lr": params.lr, "weight_decay": params.weight_decay}
-    if name in ("SGD", "RMSprop"):
-        kwargs["momentum"] = params.momentum
-    return OPTIMIZERS[name](parameters, **kwargs)
 
 
 class EpochScheduler:
