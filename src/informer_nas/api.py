@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from informer_nas.errors import ConfigError
 from informer_nas.nas_system.gate import GateThresholds
+from informer_nas.nas_system.pruning import PruneKind, PruningSettings
 from informer_nas.nas_system.session import SessionObserver, SessionResult
 from informer_nas.nas_system.settings import SessionSettings
 
@@ -59,20 +62,23 @@ def run_nas_optimization(
     confirm_seeds: int | None = None,
     timeout: float | None = None,
     fallback: str | None = None,
-    prune: bool = True,
+    prune: bool | None = None,
     quiet: bool = False,
     observer: SessionObserver | None = None,
     executor: TrainingExecutor | None = None,
     max_turns: int = 12,
     thresholds: GateThresholds | None = None,
+    prune_rule: str | None = None,
+    prune_percentile: float | None = None,
 ) -> SessionResult:
     """Run (or resume) an architecture search in ``workspace``.
 
     Args:
         workspace: the workspace directory; created from ``preset`` when missing.
         iters: the workspace's total iteration budget (None: keep the stored one).
-        planner: ``tpe`` / ``random`` / ``llm`` / ``hybrid`` (None: hybrid when an LLM
-            endpoint is configured, else tpe).
+        planner: ``tpe`` / ``random`` / ``llm`` / ``hybrid``. None: the workspace's
+            planner (stored in its state), and for a new workspace hybrid when an LLM
+            endpoint is configured, else tpe.
         preset: ``tiny`` / ``quick`` / ``paper``, for a new workspace.
         seed: base seed of the trainings and of the study's sampler. None (the default,
             and what ``nas run`` / ``nas resume`` pass without ``--seed``) inherits the
@@ -82,13 +88,18 @@ def run_nas_optimization(
         confirm_seeds: extra seeds for accepting or borderline candidates (None: as the
             previous session, else 0).
         timeout: seconds one training may take (None: no limit).
-        fallback: brain to continue on when the LLM is unreachable (e.g. ``tpe``).
-        prune: stop hopeless trainings early.
+        fallback: brain to continue on when the LLM is unreachable (e.g. ``tpe``). None
+            with ``planner`` None (a resume): the previous session's fallback.
+        prune: stop hopeless trainings early (None: as the previous session, else True).
         quiet: do not log session events (the CLI shows its own display).
         observer: receives the session events (see ``run_session``).
         executor: where trainings run (default: a local subprocess).
         max_turns: the planner's turn limit per iteration.
         thresholds: the gate's thresholds (default: ``GateThresholds()``).
+        prune_rule: ``median`` or ``percentile`` (uses ``prune_percentile``). None with
+            ``prune_percentile`` None: the previous session's rule, else median.
+        prune_percentile: for the percentile rule, in [0, 100] (25 prunes more than 50);
+            given alone it selects the percentile rule.
 
     Raises:
         NasError: a bad option, workspace or config (the message says what to do).
@@ -102,20 +113,26 @@ def run_nas_optimization(
     from informer_nas.tools.launch_training import ensure_seeds
 
     space = open_or_create(workspace, preset)
-    previous = previous_settings(space)
-    settings = SessionSettings(
-        timeout_s=timeout, thresholds=thresholds or GateThresholds(), prune=prune,
-        confirm_seeds=confirm_seeds if confirm_seeds is not None else int(
-            previous.get("confirm_seeds", 0)),
-        seed=seed if seed is not None else int(previous.get("seed", 0)), max_turns=max_turns,
+    header = previous_header(space)
+    previous = header.get("settings", {})
+    settings = _settings(
+        previous if isinstance(previous, dict) else {}, timeout=timeout, thresholds=thresholds,
+        prune=prune, prune_rule=prune_rule, prune_percentile=prune_percentile,
+        confirm_seeds=confirm_seeds, seed=seed, max_turns=max_turns,
     )
-    name = planner or default_planner()
+    state = load_state(space.paths)
+    if planner is None and fallback is None and isinstance(header.get("fallback"), str):
+        fallback = header["fallback"]
+    name = planner or state.planner or default_planner()
     session_id = new_session_id(name)
     trace_file = f"traces/{session_id}.jsonl"
     recorder = TraceRecorder(space.paths.root / trace_file, space.paths.root,
                              secrets=secret_values(llm_environment()))
-    state = load_state(space.paths)
-    write_header(recorder, space, name, settings, iters, state.model_dump(mode="json"))
+    write_header(recorder, space, name, settings, iters, state.model_dump(mode="json"),
+                 fallback)
+    if observer is not None:
+        observer({"event": "session_start", "planner": name, "fallback": fallback,
+                  "session_id": session_id})
     try:
         from informer_nas.agents.provider import Binding, usage_dict
 
@@ -138,8 +155,8 @@ def run_nas_optimization(
         recorder.close()
 
 
-def previous_settings(workspace: Workspace) -> dict[str, Any]:
-    """The settings recorded in the header of the workspace's last session trace ({})."""
+def previous_header(workspace: Workspace) -> dict[str, Any]:
+    """The header of the workspace's last session trace ({} when there is none)."""
     from informer_nas.agents.trace import read_trace
     from informer_nas.errors import NasError
     from informer_nas.nas_system.state import load_state
@@ -151,8 +168,45 @@ def previous_settings(workspace: Workspace) -> dict[str, Any]:
         header = read_trace(workspace.paths.root / sessions[-1].trace_file)[0]
     except NasError:
         return {}
-    settings = header.get("settings", {})
-    return settings if isinstance(settings, dict) else {}
+    return header if isinstance(header, dict) else {}
+
+
+def _settings(previous: dict[str, Any], *, timeout: float | None,
+              thresholds: GateThresholds | None, prune: bool | None, prune_rule: str | None,
+              prune_percentile: float | None, confirm_seeds: int | None, seed: int | None,
+              max_turns: int) -> SessionSettings:
+    """The session's settings: the options given, else the previous session's (``previous``)."""
+    return SessionSettings(
+        timeout_s=timeout, thresholds=thresholds or GateThresholds(),
+        prune=prune if prune is not None else bool(previous.get("prune", True)),
+        pruning=pruning_settings(prune_rule, prune_percentile, previous.get("pruning")),
+        confirm_seeds=confirm_seeds if confirm_seeds is not None else int(
+            previous.get("confirm_seeds", 0)),
+        seed=seed if seed is not None else int(previous.get("seed", 0)), max_turns=max_turns,
+    )
+
+
+def pruning_settings(rule: str | None, percentile: float | None,
+                     recorded: Any = None) -> PruningSettings:
+    """The pruning rule from the options, else the recorded one, else the median rule.
+
+    Raises:
+        ConfigError: an unknown rule, a percentile outside [0, 100], or a percentile with
+            the median rule.
+    """
+    base = PruningSettings.from_record(recorded)
+    if rule is None and percentile is None:
+        return base
+    kinds: dict[str, PruneKind] = {"median": "median", "percentile": "percentile"}
+    kind = kinds.get(rule or "percentile")
+    if kind is None:
+        raise ConfigError(f"--prune-rule must be median or percentile, got {rule!r}; "
+                          "e.g. --prune-rule percentile --prune-percentile 25")
+    if kind == "median" and percentile is not None and percentile != 50.0:
+        raise ConfigError(f"--prune-percentile {percentile:g} needs --prune-rule percentile "
+                          "(median is the 50th percentile)")
+    return replace(base, kind=kind,
+                   percentile=base.percentile if percentile is None else percentile)
 
 
 def tracing_opted_in() -> bool:
@@ -161,13 +215,15 @@ def tracing_opted_in() -> bool:
 
 
 def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
-                 settings: SessionSettings, iters: int | None, state: dict[str, Any]) -> None:
-    """The trace's first line: what a replay needs to start from the same point."""
+                 settings: SessionSettings, iters: int | None, state: dict[str, Any],
+                 fallback: str | None = None) -> None:
+    """The trace's first line: what a replay (and the next session) starts from."""
     recorder.write(
-        "header", version=1, planner=planner, iters=iters, workspace=recorder.root,
+        "header", version=1, planner=planner, fallback=fallback, iters=iters,
+        workspace=recorder.root,
         settings={"timeout_s": settings.timeout_s, "confirm_seeds": settings.confirm_seeds,
                   "seed": settings.seed, "prune": settings.prune,
-                  "max_turns": settings.max_turns,
+                  "pruning": asdict(settings.pruning), "max_turns": settings.max_turns,
                   "thresholds": vars(settings.thresholds).copy()},
         config=workspace.paths.config.read_text(encoding="utf-8"), state=state,
     )

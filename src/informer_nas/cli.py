@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -56,6 +56,11 @@ class PlannerName(str, Enum):
 
 class FallbackName(str, Enum):
     tpe = "tpe"
+
+
+class PruneRule(str, Enum):
+    median = "median"
+    percentile = "percentile"
 
 
 WorkspaceOption = Annotated[
@@ -133,8 +138,7 @@ def _finish(result: SessionResult, root: Path) -> None:
 
     resume_hint = f"nas resume --workspace {root}"
     if result.stopped_by == "interrupted":
-        typer.echo(f"interrupted; the state is saved. Continue with: {resume_hint}", err=True)
-        raise typer.Exit(INTERRUPTED_EXIT)
+        _interrupted(root)
     if result.stopped_by == "brain_unavailable":
         _fail(f"the planner's model is unavailable ({' '.join(result.message.split())}); the "
               f"state is saved: continue with `{resume_hint}` or pass --fallback tpe")
@@ -153,19 +157,30 @@ def _finish(result: SessionResult, root: Path) -> None:
 @contextmanager
 def _session_display(
     root: Path, verbosity: Verbosity, max_iterations: int | None, planner: str = ""
-) -> Iterator[SessionDisplay]:
-    """A live display; Ctrl+C ends the command cleanly and names the resume command."""
+) -> Iterator[Callable[[dict[str, Any]], None]]:
+    """A live display's observer; Ctrl+C ends the command cleanly, naming ``nas resume``."""
     from informer_nas.display import SessionDisplay
 
     console = _console(quiet=verbosity == "quiet")
     try:
         with _user_errors(), SessionDisplay(console, verbosity, max_iterations, planner) as display:
-            yield display
+            yield lambda event: _show(display, event)
     except KeyboardInterrupt:
         logger.warning("interrupted by the user")
-        typer.echo(f"interrupted; the state is saved. Continue with: nas resume --workspace "
-                   f"{root}", err=True)
-        raise typer.Exit(INTERRUPTED_EXIT) from None
+        _interrupted(root)
+
+
+def _interrupted(root: Path) -> NoReturn:
+    typer.echo(f"interrupted; the state is saved. Continue with: nas resume --workspace {root}",
+               err=True)
+    raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+def _show(display: SessionDisplay, event: dict[str, Any]) -> None:
+    """Draw a session event; ``session_start`` names the planner the session resolved."""
+    if event.get("event") == "session_start":
+        display.planner = str(event.get("planner") or display.planner)
+    display(event)
 
 
 # Commands ---------------------------------------------------------------------------------
@@ -175,9 +190,7 @@ def _session_display(
 def init(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     preset: PresetOption = Preset.quick,
-    data: Annotated[
-        Path | None, typer.Option(help="A CSV with a date column (default: bundled ETTh1).")
-    ] = None,
+    data: Annotated[Path | None, typer.Option(help="A CSV (date column); default: ETTh1.")] = None,
 ) -> None:
     """Create a workspace: a commented config.py from a preset and a fresh state."""
     from informer_nas.nas_system.workspace import Workspace
@@ -198,16 +211,14 @@ def run(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     preset: PresetOption = Preset.quick,
     seed: Annotated[int, typer.Option(min=0, help="Base seed of the session.")] = 0,
-    confirm_seeds: Annotated[
-        int, typer.Option(min=0, help="Extra seeds to confirm a promising candidate.")
-    ] = 0,
-    timeout: Annotated[
-        float | None, typer.Option(min=1, help="Seconds allowed per training.")
-    ] = None,
-    fallback: Annotated[
-        FallbackName | None, typer.Option(help="Brain to continue with when the LLM fails.")
-    ] = None,
+    confirm_seeds: Annotated[int, typer.Option(min=0, help="Extra seeds to confirm winners.")] = 0,
+    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds per training.")] = None,
+    fallback: Annotated[FallbackName | None, typer.Option(help="Brain if the LLM fails.")] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Never stop a trial early.")] = False,
+    prune_rule: Annotated[PruneRule | None, typer.Option(help="Default: median.")] = None,
+    prune_percentile: Annotated[float | None, typer.Option(min=0, max=100, help=(
+        "For --prune-rule percentile: prune a trial worse than this percentile of the earlier "
+        "ones at the same epoch (25 prunes more than 50)."))] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
 ) -> None:
@@ -220,11 +231,11 @@ def run(
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
     _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
     with _workspace_log(workspace, verbosity), _session_display(
-        workspace, verbosity, iters, chosen
-    ) as display:
+            workspace, verbosity, iters, chosen) as display:
         result = run_nas_optimization(
             workspace=workspace, iters=iters, planner=chosen, preset=preset.value, seed=seed,
             confirm_seeds=confirm_seeds, timeout=timeout, prune=not no_prune,
+            prune_rule=prune_rule.value if prune_rule else None, prune_percentile=prune_percentile,
             fallback=fallback.value if fallback else None, observer=display,
         )
     _finish(result, workspace)
@@ -233,24 +244,19 @@ def run(
 @app.command()
 def resume(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
-    iters: Annotated[
-        int | None, typer.Option("--iters", "-n", min=1, help="New total budget (to extend it).")
-    ] = None,
+    iters: Annotated[int | None, typer.Option("--iters", "-n", min=1, help="Total budget.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
 ) -> None:
-    """Continue an interrupted or finished session up to its (or a larger) budget."""
+    """Continue a session up to its (or a larger) budget, with its planner and settings."""
     verbosity = _verbosity(quiet, verbose)
     from informer_nas.api import run_nas_optimization
-    from informer_nas.nas_system.state import load_state
 
     with _user_errors():
-        planner = load_state(_open_workspace(workspace).paths).planner or None
+        _open_workspace(workspace)  # not a workspace: one line, never a new one
     with _workspace_log(workspace, verbosity), _session_display(
-        workspace, verbosity, iters, planner or ""
-    ) as display:
-        result = run_nas_optimization(workspace=workspace, iters=iters, planner=planner,
-                                      observer=display)
+            workspace, verbosity, iters) as display:
+        result = run_nas_optimization(workspace=workspace, iters=iters, observer=display)
     _finish(result, workspace)
 
 

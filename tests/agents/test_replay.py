@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import fake_train
+from conftest import fake_train, pruning_fake_train
 
 import informer_nas.agents.planner as planner_module
 from informer_nas.agents.replay import replay_trace
@@ -84,3 +84,20 @@ def test_truncated_last_line_is_tolerated(recorded: Path) -> None:
     text = recorded.read_text()
     recorded.write_text(text + '{"kind": "model", "tru')
     assert read_trace(recorded)[-1]["kind"] == "usage"
+
+
+def test_replay_prunes_with_the_recorded_rule(tmp_path: Path) -> None:
+    """The header records the pruning rule; a replay that retrains applies the same one."""
+    root = tmp_path / "recorded"
+    run_nas_optimization(root, iters=7, planner="tpe", preset="tiny", prune_rule="percentile",
+                         prune_percentile=10, executor=CallableExecutor(pruning_fake_train),
+                         quiet=True)
+    trace = next((root / "traces").glob("*.jsonl"))
+    header = read_trace(trace)[0]
+    assert header["settings"]["pruning"] == {"kind": "percentile", "percentile": 10,
+                                             "n_startup_runs": 3, "n_warmup_epochs": 1}
+    statuses = [r.status.value for r in load_state(Workspace.open(root).paths).runs]
+    assert "pruned" in statuses  # the 10th percentile prunes more than the median would
+    executor = CallableExecutor(pruning_fake_train)
+    report = replay_trace(trace, tmp_path / "replayed", retrain=True, executor=executor)
+    assert report.identical, report.divergence

@@ -5,7 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import fake_train, fake_val_mse
+import optuna
+import pytest
+from conftest import fake_curve, fake_train, fake_val_mse, pruning_fake_train
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from informer_nas.agents.brains.study import (
@@ -16,6 +20,7 @@ from informer_nas.agents.brains.study import (
 )
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
+from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.search_space import flatten, readable_float, search_space_for
 from informer_nas.nas_system.state import load_state
@@ -70,13 +75,8 @@ def test_crash_mid_iteration_reproposes_the_pending_trial(tmp_path: Path) -> Non
 
 
 def test_study_agrees_with_the_runs(tmp_path: Path) -> None:
-    import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
     run(tmp_path / "ws", 3)
-    storage = JournalStorage(JournalFileBackend(str(tmp_path / "ws" / "study.journal")))
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage)
+    study = load_study(tmp_path / "ws")
     complete = study.get_trials(states=(TrialState.COMPLETE,))
     state = load_state(Workspace.open(tmp_path / "ws").paths)
     assert [t.user_attrs["run_id"] for t in complete] == [r.run_id for r in state.runs]
@@ -84,16 +84,14 @@ def test_study_agrees_with_the_runs(tmp_path: Path) -> None:
     assert not study.get_trials(states=(TrialState.RUNNING,))
 
 
-def test_optuna_driven_directly_proposes_the_same_sequence(tmp_path: Path) -> None:
-    """The agent layer does not change the optimizer (issue 7's equivalence)."""
-    import optuna
-
-    run(tmp_path / "ws", 4)
+def direct_sequence(iters: int, pruner: optuna.pruners.BasePruner | None = None
+                    ) -> tuple[list[dict[str, Any]], list[TrialState]]:
+    """Optuna driven by hand: ask, report each epoch's val MSE, prune or tell the value."""
     space = search_space_for("tiny")
-    base = read_config_literal(Workspace.create(tmp_path / "fresh", "tiny").paths.config)
-    study = optuna.create_study(direction="minimize")
+    base = preset_config("tiny").to_dict()
+    study = optuna.create_study(direction="minimize", pruner=pruner)
     direct: list[dict[str, Any]] = []
-    while len(direct) < 4:
+    while len(direct) < iters:
         study.sampler = make_sampler("tpe", 7 + len(study.trials))
         trial = study.ask(distributions(space))
         if config_problem(base, trial.params):
@@ -102,8 +100,50 @@ def test_optuna_driven_directly_proposes_the_same_sequence(tmp_path: Path) -> No
         direct.append(trial.params)
         written = {k: readable_float(v) if isinstance(v, float) else v
                    for k, v in trial.params.items()}  # as edit_config writes them
-        study.tell(trial, fake_val_mse({**flatten(base), **written}))
+        val = fake_val_mse({**flatten(base), **written})
+        for step, value in enumerate(fake_curve(val)):
+            trial.report(value, step)
+            if pruner is not None and trial.should_prune():
+                study.tell(trial, state=TrialState.PRUNED)
+                break
+        else:
+            study.tell(trial, val)
+    told = [t.state for t in study.trials if t.state != TrialState.FAIL]
+    return direct, told
+
+
+def test_optuna_driven_directly_proposes_the_same_sequence(tmp_path: Path) -> None:
+    """The agent layer does not change the optimizer (issue 7's equivalence)."""
+    run(tmp_path / "ws", 4)
+    direct, _ = direct_sequence(4)
     assert [rounded(c) for c in trained_configs(tmp_path / "ws")] == [rounded(c) for c in direct]
+    complete = load_study(tmp_path / "ws").get_trials(states=(TrialState.COMPLETE,))
+    for trial in complete:  # as trial.report(val_mse, epoch - 1) would have left them
+        assert trial.value is not None
+        curve = fake_curve(trial.value)
+        assert trial.intermediate_values == pytest.approx(dict(enumerate(curve)))
+
+
+def test_pruned_trials_match_optuna_with_its_pruner(tmp_path: Path) -> None:
+    """Pruned runs are told PRUNED with their partial curves, as Optuna's pruner does."""
+    iters = 8
+    run(tmp_path / "ws", iters, CallableExecutor(pruning_fake_train))
+    pruner = optuna.pruners.PercentilePruner(50.0, n_startup_trials=3, n_warmup_steps=1,
+                                             n_min_trials=3)
+    direct, told = direct_sequence(iters, pruner)
+    assert TrialState.PRUNED in told  # the scenario exercises pruning
+    assert [rounded(c) for c in trained_configs(tmp_path / "ws")] == [rounded(c) for c in direct]
+    study = load_study(tmp_path / "ws")
+    ours = [t for t in study.trials if t.state != TrialState.FAIL]
+    assert [t.state for t in ours] == told
+    for trial in ours:
+        if trial.state == TrialState.PRUNED:
+            assert trial.intermediate_values and trial.value == trial.intermediate_values[1]
+
+
+def load_study(root: Path) -> optuna.Study:
+    storage = JournalStorage(JournalFileBackend(str(root / "study.journal")))
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage)
 
 
 def rounded(config: dict[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,3 +244,15 @@ def test_confirmation_seeds_need_a_confirm_function(workspace: Workspace) -> Non
     run_session(workspace, ScriptPlanner([0.1, 0.0]), RecordingEvaluator(), settings,
                 CallableExecutor(train_by_dropout), 2, confirm=confirm)
     assert confirmed == [("run_0001", 2), ("run_0000", 2)]  # candidate, then incumbent
+
+
+def test_missing_accepted_config_names_the_workspace_to_repair(workspace: Workspace) -> None:
+    from informer_nas.errors import ConfigError
+    from informer_nas.nas_system.session import accepted_config_text
+
+    state = load_state(workspace.paths)
+    ctx = ToolContext(workspace, state, SessionSettings(), CallableExecutor(train_by_dropout))
+    record = RunRecord(run_id="run_0007", iteration=0, status=RunStatus.OK, val_mse=1.0)
+    hint = re.escape(f"nas doctor --workspace {workspace.paths.root}")
+    with pytest.raises(ConfigError, match=hint):
+        accepted_config_text(ctx, record)

@@ -1,8 +1,10 @@
-"""The offline evaluator: a deterministic policy for borderline candidates (no model).
+"""The offline evaluator: a deterministic, noise-aware policy for borderline candidates.
 
-Accept a borderline candidate only if its mean val MSE over the confirmation seeds (the
-seeds it shares with the incumbent) beats the incumbent's mean over the same seeds; with
-a single seed each, the runs' own val MSEs are compared.
+It is ``gate.guarded_policy_decision`` (no model): a borderline candidate is accepted only
+if its mean val MSE over the confirmation seeds it shares with the incumbent beats the
+incumbent's mean over the same seeds, and, with two or more shared seeds, the paired
+per-seed improvement has a t-statistic of at least ``thresholds.noise_t``. With a single
+seed each, the runs' own val MSEs are compared.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from informer_nas.nas_system.gate import (
     CandidateEvidence,
     GateVerdict,
     IncumbentEvidence,
-    compared_values,
-    policy_decision,
+    guarded_policy_decision,
 )
+from informer_nas.nas_system.session import read_history
 
 
 class PolicyEvaluator:
@@ -31,14 +33,13 @@ def policy_outcome(ctx: ToolContext, run_id: str, prefix: str = "") -> Evaluator
     """The policy's decision on ``run_id`` against the current incumbent."""
     record = find_run(ctx, run_id)
     incumbent = find_run(ctx, ctx.state.incumbent_run_id)
-    if record is None or incumbent is None or record.val_mse is None:
+    if (record is None or incumbent is None or record.val_mse is None
+            or incumbent.val_mse is None):
         return EvaluatorOutcome(False, prefix + "nothing to compare: rejected",
                                 decided_by="policy")
-    candidate, base, seeds = compared_values(
-        CandidateEvidence.from_record(record), IncumbentEvidence.from_record(incumbent)
+    accept, reason = guarded_policy_decision(
+        CandidateEvidence.from_record(record, read_history(ctx, record)),
+        IncumbentEvidence.from_record(incumbent), ctx.settings.thresholds,
     )
-    accept = policy_decision(candidate, base)
-    over = f"mean over seeds {list(seeds)}" if seeds else "single seed"
-    word = "beats" if accept else "does not beat"
-    reason = f"{candidate:.6g} {word} incumbent {incumbent.run_id} {base:.6g} ({over})"
-    return EvaluatorOutcome(accept, prefix + reason, decided_by="policy")
+    return EvaluatorOutcome(accept, f"{prefix}{reason} (incumbent {incumbent.run_id})",
+                            decided_by="policy")

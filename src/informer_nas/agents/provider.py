@@ -34,36 +34,58 @@ logger = logging.getLogger(__name__)
 ROLES: tuple[str, ...] = ("planner", "evaluator")
 T = TypeVar("T")
 _LOOP: asyncio.AbstractEventLoop | None = None
+_DRAIN_ROUNDS = 20
 
 
 def run_async(coroutine: Awaitable[T]) -> T:
-    """Run an agent coroutine on one event loop kept for the process.
+    """Run an agent coroutine as a task on one event loop kept for the process.
 
     One loop (not ``asyncio.run`` per call) keeps the HTTP client's connections valid
     across iterations, and leaves SIGINT to Python's default: Ctrl+C raises
     ``KeyboardInterrupt`` where the program is, which the session turns into a clean stop.
+    On any ``BaseException`` the task (and every task it started) is cancelled and run to
+    its end before the exception goes on, so the SDK leaves its trace scope inside the
+    task's own ``Context``; a coroutine left suspended would be closed by the garbage
+    collector instead, outside it (``Exception ignored in: <coroutine object Runner.run>``).
     """
     global _LOOP
     if _LOOP is None or _LOOP.is_closed():
         _LOOP = asyncio.new_event_loop()
     loop = _LOOP
+    task = asyncio.ensure_future(coroutine, loop=loop)
     try:
-        return loop.run_until_complete(coroutine)
+        return loop.run_until_complete(task)
     except BaseException:
-        # Ctrl+C (or an error) left tasks mid-flight: cancel them as asyncio.run would.
         _LOOP = None
         _close_loop(loop)
         raise
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the loop's tasks, run them to their end, then close the loop.
+
+    A task may re-raise the interrupt while it unwinds (a tool task awaited by the runner
+    hands its ``KeyboardInterrupt`` on): that stops the loop again, so the cancelled tasks
+    are driven until none is left (a bounded number of rounds).
+    """
     # Tasks that died with the interrupt would each print a traceback when collected.
     loop.set_exception_handler(lambda _, context: logger.debug("%s", context.get("message")))
-    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for _ in range(_DRAIN_ROUNDS):
+        pending = [task for task in asyncio.all_tasks(loop) if not task.done()]
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        try:
+            loop.run_until_complete(asyncio.wait(pending))
+        except BaseException as exc:  # noqa: BLE001 - a re-raised interrupt: keep draining
+            logger.debug("task raised while cancelled: %r", exc)
+    else:
+        logger.warning("agent tasks still pending after %d cancellation rounds", _DRAIN_ROUNDS)
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    except BaseException as exc:  # noqa: BLE001 - closing must not mask the first error
+        logger.debug("shutdown_asyncgens: %r", exc)
     loop.close()
 
 

@@ -23,6 +23,7 @@ from informer_nas.errors import ConfigError, ReplayDivergence
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
+from informer_nas.nas_system.pruning import PruningSettings
 from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import AgentState, compact_state
@@ -53,9 +54,11 @@ class ReplayReport:
 
 
 def _settings(header: dict[str, Any]) -> SessionSettings:
+    """The recorded session's settings (traces before pruning was recorded: its defaults)."""
     recorded = dict(header.get("settings", {}))
     thresholds = GateThresholds(**recorded.pop("thresholds", {}))
-    return SessionSettings(thresholds=thresholds, **recorded)
+    pruning = PruningSettings.from_record(recorded.pop("pruning", None))
+    return SessionSettings(thresholds=thresholds, pruning=pruning, **recorded)
 
 
 def _fresh_workspace(root: Path, header: dict[str, Any]) -> Workspace:

@@ -24,7 +24,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,6 +70,14 @@ class PruningSettings:
                 f"pruning n_startup_runs and n_warmup_epochs must be >= 0, got "
                 f"{self.n_startup_runs} and {self.n_warmup_epochs}; e.g. 3 and 1"
             )
+
+    @classmethod
+    def from_record(cls, recorded: Any) -> PruningSettings:
+        """The settings of a recorded dict (e.g. a trace header's); defaults when absent."""
+        if not isinstance(recorded, Mapping):
+            return cls()
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in recorded.items() if key in known})
 
     @property
     def enabled(self) -> bool:

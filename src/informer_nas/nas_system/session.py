@@ -49,6 +49,7 @@ from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
     IterationScratch,
     SessionInfo,
+    doctor_hint,
     load_state,
     workspace_lock,
 )
@@ -305,7 +306,7 @@ def accepted_config_text(ctx: ToolContext, record: RunRecord) -> str:
         if path.is_file():
             return path.read_text(encoding="utf-8")
     raise ConfigError(f"{record.run_id} was accepted but neither its config_used.py nor "
-                      f"{paths.candidate} exists; run `nas doctor --repair`")
+                      f"{paths.candidate} exists; {doctor_hint(paths)}")
 
 
 def run_session(

@@ -5,8 +5,11 @@ carries the iteration it was asked for (user attribute ``iteration``); results a
 from the committed run records, never from memory, so ``sync`` can run at any time and
 repairs whatever a crash left:
 
-- a trial whose iteration was committed with a run is told the run's value (the mean over
-  confirmation seeds when there is one), ``PRUNED`` or ``FAIL``;
+- a trial whose iteration was committed with a run is first given the run's val MSE per
+  epoch as intermediate values (step = epoch - 1, as ``trial.report`` would), then told
+  the run's value (the mean over confirmation seeds when there is one), ``PRUNED`` (Optuna
+  then takes the last intermediate value, so TPE ranks the pruned trial by its partial
+  curve) or ``FAIL``;
 - a trial whose iteration was committed without a run (a planning failure) is told FAIL;
 - a trial whose iteration is still to be done (the process died before the verdict) is
   reused for that iteration, so the same config is proposed again.
@@ -38,6 +41,7 @@ from optuna.trial import FrozenTrial, TrialState
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import read_config_literal, validate_config
 from informer_nas.nas_system.paths import WorkspacePaths
+from informer_nas.nas_system.pruning import read_val_curve
 from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
 from informer_nas.nas_system.search_space import SearchSpace, flatten
 from informer_nas.nas_system.state import AgentState
@@ -167,8 +171,20 @@ class StudyBrain:
             study.tell(trial.number, state=TrialState.FAIL)
             self._add_actual(study, run, actual)
             return
+        self._report_curve(study, trial, run)
         value, state = run_value(run)
         study.tell(trial.number, value, state=state)
+
+    def _report_curve(self, study: optuna.Study, trial: FrozenTrial, run: RunRecord) -> None:
+        """Report the run's val MSE per epoch (steps already reported are kept: idempotent)."""
+        for step, value in self._intermediate_values(run).items():
+            if step not in trial.intermediate_values:
+                study._storage.set_trial_intermediate_value(trial._trial_id, step, value)
+
+    def _intermediate_values(self, run: RunRecord) -> dict[int, float]:
+        """``{epoch - 1: val_mse}`` of the run's ``history.json`` ({} when it has none)."""
+        curve = read_val_curve(self.paths.run_dir(run.run_id))
+        return {epoch - 1: value for epoch, value in sorted(curve.items())}
 
     def _actual_params(self, run: RunRecord) -> dict[str, Any] | None:
         path = self.paths.run_dir(run.run_id) / "config_used.py"
@@ -194,6 +210,7 @@ class StudyBrain:
             params=actual, distributions={k: self.distributions[k] for k in actual},
             value=value if state == TrialState.COMPLETE else None, state=state,
             user_attrs={"iteration": run.iteration, "run_id": run.run_id},
+            intermediate_values=self._intermediate_values(run),
         )
         study.add_trial(trial)
 

@@ -1,0 +1,110 @@
+"""A resume (``planner=None``) continues with the previous session's planner and settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import fake_train
+from typer.testing import CliRunner
+
+import informer_nas.api
+from informer_nas.agents.trace import read_trace
+from informer_nas.api import pruning_settings, run_nas_optimization
+from informer_nas.cli import app
+from informer_nas.errors import ConfigError
+from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.pruning import PruningSettings
+from informer_nas.nas_system.session import SessionResult
+from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.workspace import Workspace
+
+
+def last_header(root: Path) -> dict[str, Any]:
+    session = load_state(Workspace.open(root).paths).sessions[-1]
+    return read_trace(root / session.trace_file)[0]
+
+
+def test_resume_keeps_planner_fallback_and_pruning(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    events: list[dict[str, Any]] = []
+    run_nas_optimization(root, iters=1, planner="random", fallback="tpe", preset="tiny",
+                         prune=False, prune_rule="percentile", prune_percentile=25,
+                         executor=CallableExecutor(fake_train), quiet=True)
+    run_nas_optimization(root, iters=2, executor=CallableExecutor(fake_train), quiet=True,
+                         observer=events.append)
+    header = last_header(root)
+    assert (header["planner"], header["fallback"]) == ("random", "tpe")
+    assert header["settings"]["prune"] is False
+    assert header["settings"]["pruning"]["kind"] == "percentile"
+    assert header["settings"]["pruning"]["percentile"] == 25
+    assert load_state(Workspace.open(root).paths).planner == "random"
+    assert events[0] == {"event": "session_start", "planner": "random", "fallback": "tpe",
+                         "session_id": load_state(Workspace.open(root).paths).sessions[-1]
+                         .session_id}
+
+
+def test_an_explicit_planner_does_not_inherit_the_fallback(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    run_nas_optimization(root, iters=1, planner="random", fallback="tpe", preset="tiny",
+                         executor=CallableExecutor(fake_train), quiet=True)
+    run_nas_optimization(root, iters=2, planner="tpe", executor=CallableExecutor(fake_train),
+                         quiet=True)
+    assert (last_header(root)["planner"], last_header(root)["fallback"]) == ("tpe", None)
+
+
+@pytest.mark.parametrize("rule, percentile, expected", [
+    (None, None, PruningSettings()),
+    ("percentile", 25.0, PruningSettings(kind="percentile", percentile=25.0)),
+    (None, 75.0, PruningSettings(kind="percentile", percentile=75.0)),
+    ("median", None, PruningSettings(kind="median")),
+])
+def test_pruning_options(rule: str | None, percentile: float | None,
+                         expected: PruningSettings) -> None:
+    assert pruning_settings(rule, percentile) == expected
+
+
+def test_pruning_options_inherit_the_recorded_rule() -> None:
+    recorded = {"kind": "percentile", "percentile": 30.0, "n_startup_runs": 5,
+                "n_warmup_epochs": 2}
+    assert pruning_settings(None, None, recorded) == PruningSettings(
+        kind="percentile", percentile=30.0, n_startup_runs=5, n_warmup_epochs=2)
+    assert pruning_settings("median", None, recorded).n_startup_runs == 5
+
+
+@pytest.mark.parametrize("rule, percentile", [("median", 25.0), ("mean", None),
+                                              ("percentile", 101.0)])
+def test_bad_pruning_options_are_refused(rule: str, percentile: float | None) -> None:
+    with pytest.raises(ConfigError):
+        pruning_settings(rule, percentile)
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[dict[str, Any]]:
+    """The CLI's calls of ``run_nas_optimization`` (which is replaced)."""
+    recorded: list[dict[str, Any]] = []
+
+    def fake_run(**kwargs: Any) -> SessionResult:
+        recorded.append(kwargs)
+        kwargs["observer"]({"event": "session_start", "planner": "random"})
+        return SessionResult("interrupted", 0, 0, 1, None)
+
+    monkeypatch.setattr(informer_nas.api, "run_nas_optimization", fake_run)
+    monkeypatch.chdir(tmp_path)
+    return recorded
+
+
+def test_cli_prune_options_reach_the_api(calls: list[dict[str, Any]]) -> None:
+    result = CliRunner().invoke(app, ["run", "--iters", "2", "--planner", "tpe",
+                                      "--prune-rule", "percentile", "--prune-percentile", "25"])
+    assert result.exit_code == 130, result.output
+    assert (calls[0]["prune_rule"], calls[0]["prune_percentile"]) == ("percentile", 25.0)
+
+
+def test_cli_resume_leaves_the_planner_to_the_api(calls: list[dict[str, Any]],
+                                                  tmp_path: Path) -> None:
+    Workspace.create(tmp_path / "ws", "tiny")
+    result = CliRunner().invoke(app, ["resume", "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 130, result.output
+    assert "planner" not in calls[0] and "fallback" not in calls[0]
