@@ -103,56 +103,62 @@ def run_nas_optimization(
 
     Raises:
         NasError: a bad option, workspace or config (the message says what to do).
+        WorkspaceLocked: another live process holds the workspace (nothing was written).
     """
     from informer_nas.agents.brains.llm_settings import llm_environment
     from informer_nas.agents.trace import RecordingExecutor, TraceRecorder, secret_values
     from informer_nas.agents.wiring import BrainSpec, build_brain
     from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    from informer_nas.nas_system.lock import workspace_lock
     from informer_nas.nas_system.session import run_session
     from informer_nas.nas_system.state import SessionInfo, load_state, now_iso
     from informer_nas.tools.launch_training import ensure_seeds
 
     space = open_or_create(workspace, preset)
-    header = previous_header(space)
-    previous = header.get("settings", {})
-    settings = _settings(
-        previous if isinstance(previous, dict) else {}, timeout=timeout, thresholds=thresholds,
-        prune=prune, prune_rule=prune_rule, prune_percentile=prune_percentile,
-        confirm_seeds=confirm_seeds, seed=seed, max_turns=max_turns,
-    )
-    state = load_state(space.paths)
-    if planner is None and fallback is None and isinstance(header.get("fallback"), str):
-        fallback = header["fallback"]
-    name = planner or state.planner or default_planner()
-    session_id = new_session_id(name)
-    trace_file = f"traces/{session_id}.jsonl"
-    recorder = TraceRecorder(space.paths.root / trace_file, space.paths.root,
-                             secrets=secret_values(llm_environment()))
-    write_header(recorder, space, name, settings, iters, state.model_dump(mode="json"),
-                 fallback)
-    if observer is not None:
-        observer({"event": "session_start", "planner": name, "fallback": fallback,
-                  "session_id": session_id})
-    try:
-        from informer_nas.agents.provider import Binding, usage_dict
+    # Held from before the first write (the trace) to the end: a refused second
+    # session leaves the holder's workspace untouched; run_session reuses it.
+    with workspace_lock(space.paths, share=True):
+        header = previous_header(space)
+        previous = header.get("settings", {})
+        settings = _settings(
+            previous if isinstance(previous, dict) else {}, timeout=timeout,
+            thresholds=thresholds, prune=prune, prune_rule=prune_rule,
+            prune_percentile=prune_percentile, confirm_seeds=confirm_seeds, seed=seed,
+            max_turns=max_turns,
+        )
+        state = load_state(space.paths)
+        if planner is None and fallback is None and isinstance(header.get("fallback"), str):
+            fallback = header["fallback"]
+        name = planner or state.planner or default_planner()
+        session_id = new_session_id(name)
+        trace_file = f"traces/{session_id}.jsonl"
+        recorder = TraceRecorder(space.paths.root / trace_file, space.paths.root,
+                                 secrets=secret_values(llm_environment()))
+        write_header(recorder, space, name, settings, iters, state.model_dump(mode="json"),
+                     fallback)
+        if observer is not None:
+            observer({"event": "session_start", "planner": name, "fallback": fallback,
+                      "session_id": session_id})
+        try:
+            from informer_nas.agents.provider import Binding, usage_dict
 
-        binding = Binding(recorder=recorder)
-        brain_planner, evaluator = build_brain(
-            name, BrainSpec(space, settings, state.preset, binding, tracing_opted_in()),
-            fallback,
-        )
-        result = run_session(
-            space, brain_planner, evaluator, settings,
-            RecordingExecutor(executor or LocalSubprocessExecutor(), recorder), iters,
-            _observers(recorder, observer, quiet),
-            SessionInfo(session_id=session_id, started_at=now_iso(), planner=name,
-                        trace_file=trace_file),
-            confirm=ensure_seeds,
-        )
-        recorder.write("usage", session=usage_dict(binding.session_usage))
-        return result
-    finally:
-        recorder.close()
+            binding = Binding(recorder=recorder)
+            brain_planner, evaluator = build_brain(
+                name, BrainSpec(space, settings, state.preset, binding, tracing_opted_in()),
+                fallback,
+            )
+            result = run_session(
+                space, brain_planner, evaluator, settings,
+                RecordingExecutor(executor or LocalSubprocessExecutor(), recorder), iters,
+                _observers(recorder, observer, quiet),
+                SessionInfo(session_id=session_id, started_at=now_iso(), planner=name,
+                            trace_file=trace_file),
+                confirm=ensure_seeds,
+            )
+            recorder.write("usage", session=usage_dict(binding.session_usage))
+            return result
+        finally:
+            recorder.close()
 
 
 def previous_header(workspace: Workspace) -> dict[str, Any]:

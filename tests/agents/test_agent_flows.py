@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
+from agent_fakes import fake_train
 from agents.testing import ScriptedModel, assistant_message, function_call
-from conftest import fake_train
 
 from informer_nas.agents.evaluator import AgentEvaluator
 from informer_nas.agents.planner import AgentPlanner

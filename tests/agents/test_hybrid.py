@@ -9,9 +9,9 @@ from typing import Any
 
 import optuna
 import pytest
+from agent_fakes import fake_train
 from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_message, function_call
 from agents.usage import Usage
-from conftest import fake_train
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fake_train
+from agent_fakes import fake_train
 
 from informer_nas.api import run_nas_optimization
 from informer_nas.nas_system.executor import CallableExecutor

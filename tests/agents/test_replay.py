@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import fake_train, pruning_fake_train
+from agent_fakes import fake_train, pruning_fake_train
 
 import informer_nas.agents.planner as planner_module
 from informer_nas.agents.replay import replay_trace

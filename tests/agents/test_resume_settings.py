@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import fake_train
+from agent_fakes import fake_train
 from typer.testing import CliRunner
 
 import informer_nas.api

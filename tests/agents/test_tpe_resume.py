@@ -7,7 +7,7 @@ from typing import Any
 
 import optuna
 import pytest
-from conftest import fake_curve, fake_train, fake_val_mse, pruning_fake_train
+from agent_fakes import fake_curve, fake_train, fake_val_mse, pruning_fake_train
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState

@@ -24,15 +24,47 @@ from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import ConfigChange
 
 TOOL_ERROR_PREFIX = "ERROR: "
+INVALID_ARGUMENTS = "Invalid JSON input for tool "
+RUN_ID_ARGUMENTS = '{"run_id": "run_0003"}'
+EXPECTED_ARGUMENTS = {
+    "edit_config": ('a JSON object {"changes": [{"key": "model.dropout", "value": 0.1}, ...], '
+                    '"rationale": "why"}: changes is a list of objects with a dotted key and '
+                    'its new value'),
+    "launch_training": 'a JSON object {"seed": null} (or an integer seed)',
+    "read_history": 'a JSON object {"last_n": 5}',
+    "get_config": "an empty JSON object {}",
+    "summarize_curve": f"a JSON object {RUN_ID_ARGUMENTS}",
+    "run_metrics": f"a JSON object {RUN_ID_ARGUMENTS}",
+    "check_failure": f"a JSON object {RUN_ID_ARGUMENTS}",
+    "check_improvement": f"a JSON object {RUN_ID_ARGUMENTS}",
+    "check_overfitting": f"a JSON object {RUN_ID_ARGUMENTS}",
+}
 
 
 def tool_error_message(ctx: RunContextWrapper[Any], error: Exception) -> str:
-    """The failure message a model sees: the exception's own (actionable) message."""
+    """The failure message a model sees: the exception's own (actionable) message.
+
+    Arguments that are not valid JSON for the tool (the SDK's ``ModelBehaviorError``
+    "Invalid JSON input for tool X") get what the tool expects appended.
+    """
     if isinstance(error, ReplayDivergence):
         raise error  # a replay stops at its first divergence; the model must not see it
-    if isinstance(error, NasError | ModelBehaviorError | ValidationError):
+    if isinstance(error, ModelBehaviorError):
+        return f"{TOOL_ERROR_PREFIX}{invalid_arguments_message(str(error))}"
+    if isinstance(error, NasError | ValidationError):
         return f"{TOOL_ERROR_PREFIX}{error}"
     raise error
+
+
+def invalid_arguments_message(message: str) -> str:
+    """``message``, plus the arguments the tool expects when they were invalid."""
+    if not message.startswith(INVALID_ARGUMENTS):
+        return message
+    name = message[len(INVALID_ARGUMENTS):].split(":", 1)[0].strip()
+    expected = EXPECTED_ARGUMENTS.get(name)
+    if expected is None:
+        return message
+    return f"{message}; {name} expects {expected}; call it again with valid arguments"
 
 
 async def _call(binding: Binding, role: str, name: str, args: dict[str, Any],

@@ -112,13 +112,16 @@ def run_config(provider: RoleModelProvider, tracing: bool = False) -> RunConfig:
 
 
 def is_unreachable(error: BaseException) -> bool:
-    """A transport failure left after the client's retries (not a model mistake)."""
+    """A transport failure left after the client's retries (not a model mistake), or an
+    answer that is not a chat completion (a wrong ``NAS_LLM_BASE_URL``)."""
     import openai
+
+    from informer_nas.agents.endpoint import EndpointProtocolError
 
     return isinstance(error, openai.APIConnectionError | openai.APITimeoutError
                       | openai.RateLimitError | openai.InternalServerError
                       | openai.AuthenticationError | openai.PermissionDeniedError
-                      | openai.NotFoundError)
+                      | openai.NotFoundError | EndpointProtocolError)
 
 
 PromptBuilder = Callable[[ToolContext, Budget], str]

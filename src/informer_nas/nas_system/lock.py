@@ -8,6 +8,7 @@ written into the file name the holder in the error message. Re-exported by ``sta
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import json
 import logging
@@ -41,17 +42,47 @@ class LockHolder:
                            "started_at": self.started_at})
 
 
+# Workspaces whose lock this thread (or task) holds with ``share=True``: root -> holder.
+_SHARED: contextvars.ContextVar[dict[str, LockHolder] | None] = contextvars.ContextVar(
+    "informer_nas_shared_locks", default=None)
+
+
 @contextlib.contextmanager
-def workspace_lock(paths: WorkspacePaths) -> Iterator[LockHolder]:
+def workspace_lock(paths: WorkspacePaths, share: bool = False) -> Iterator[LockHolder]:
     """Hold the workspace lock (``.nas.lock``) for the duration of the block.
 
     ``fcntl.flock`` makes taking it atomic and frees it when its holder dies, so a lock
     left by a dead process is taken over; the pid, host and start time written in the
     file name the holder for the error message.
 
+    Args:
+        paths: the workspace's paths.
+        share: let ``workspace_lock`` calls nested in this block, in the same thread or
+            task and on the same workspace, reuse this lock instead of being refused (the
+            API takes the lock before it writes anything, then calls ``run_session``).
+
     Raises:
         WorkspaceLocked: another live process holds it (names its pid and what to do).
     """
+    shared = _SHARED.get() or {}
+    key = str(paths.root)
+    if key in shared:
+        yield shared[key]
+        return
+    with _flock(paths) as holder:
+        if not share:
+            yield holder
+            return
+        token = _SHARED.set({**shared, key: holder})
+        try:
+            yield holder
+        finally:
+            _SHARED.reset(token)
+
+
+@contextlib.contextmanager
+def _flock(paths: WorkspacePaths) -> Iterator[LockHolder]:
+    """Take the ``flock`` and write the holder (see ``workspace_lock``)."""
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:

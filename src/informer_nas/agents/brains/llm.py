@@ -4,7 +4,8 @@ OpenAI, OpenRouter, Ollama, vLLM or a llama.cpp server: ``NAS_LLM_BASE_URL`` and
 (see ``llm_settings.py``). Model names are sent verbatim (``anthropic/claude-3.5-sonnet``).
 The ``openai`` client retries 429 (honouring Retry-After), 5xx, connection errors and
 timeouts with exponential backoff; what still fails reaches the session as
-``BrainUnavailable`` (stop with the state saved, or ``--fallback tpe``). Export of agent
+``BrainUnavailable`` (stop with the state saved, or ``--fallback tpe``), and so does an
+answer that is not a chat completion (``endpoint.EndpointProtocolError``). Export of agent
 traces to OpenAI stays off unless ``NAS_OPENAI_TRACING=1``.
 """
 
@@ -17,6 +18,7 @@ from agents.models.interface import Model
 from openai import AsyncOpenAI
 
 from informer_nas.agents.brains.llm_settings import LlmSettings, load_llm_settings
+from informer_nas.agents.endpoint import GuardedModel, LastAnswer, guarded_http_client
 from informer_nas.agents.evaluator import AgentEvaluator
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.provider import Price, RoleModelProvider, recording_provider
@@ -26,19 +28,28 @@ if TYPE_CHECKING:
     from informer_nas.agents.wiring import BrainSpec
 
 
-def openai_client(settings: LlmSettings) -> AsyncOpenAI:
-    """The HTTP client, with the retry policy and timeout of the settings."""
+def openai_client(settings: LlmSettings, last: LastAnswer | None = None) -> AsyncOpenAI:
+    """The HTTP client, with the retry policy and timeout of the settings.
+
+    With ``last``, each HTTP answer's status and content type are noted there (for the
+    message of an answer that is not a chat completion).
+    """
+    http_client = guarded_http_client(last) if last is not None else None
     return AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key,
-                       max_retries=settings.max_retries, timeout=settings.timeout_s)
+                       max_retries=settings.max_retries, timeout=settings.timeout_s,
+                       http_client=http_client)
 
 
 def llm_models(settings: LlmSettings, client: AsyncOpenAI | None = None) -> dict[str, Model]:
-    """The planner and evaluator models on one client."""
-    client = client or openai_client(settings)
+    """The planner and evaluator models on one client, guarded (see ``endpoint.py``)."""
+    last = None if client is not None else LastAnswer()
+    client = client or openai_client(settings, last)
+    base_url = str(client.base_url)
     return {
-        "planner": OpenAIChatCompletionsModel(model=settings.planner_model, openai_client=client),
-        "evaluator": OpenAIChatCompletionsModel(model=settings.evaluator_model,
-                                                openai_client=client),
+        role: GuardedModel(OpenAIChatCompletionsModel(model=model, openai_client=client),
+                           base_url, last)
+        for role, model in (("planner", settings.planner_model),
+                            ("evaluator", settings.evaluator_model))
     }
 
 

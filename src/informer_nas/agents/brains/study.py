@@ -14,8 +14,10 @@ repairs whatever a crash left:
 - a trial whose iteration is still to be done (the process died before the verdict) is
   reused for that iteration, so the same config is proposed again.
 
-The sampler is created fresh for each ask with seed ``base_seed + trial.number``: with the
-same told history, a resumed session proposes exactly what an uninterrupted one would.
+The sampler is created fresh for each ask with seed ``base_seed + n``, ``n`` the number of
+trials tagged with an iteration so far (in an uninterrupted session, ``trial.number``): an
+untagged trial, left by a kill inside ``study.ask``, shifts no seed, so with the same told
+history a resumed session proposes exactly what an uninterrupted one would.
 Sampled configs that break a cross-field rule (``label_len > seq_len``) are told FAIL and
 a new trial is asked; FAIL trials do not shape TPE's densities.
 """
@@ -121,7 +123,7 @@ class StudyBrain:
     Args:
         paths: the workspace paths (``paths.study`` is the journal file).
         sampler: ``tpe`` or ``random``.
-        base_seed: trial ``n`` is sampled with seed ``base_seed + n``.
+        base_seed: the ``n``-th tagged trial is sampled with seed ``base_seed + n``.
         space: the search space (the preset's, not widened, so it never changes).
     """
 
@@ -225,20 +227,40 @@ class StudyBrain:
         self.sync(state)
         iteration = state.current.iteration
         study = self.study()
-        pending = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if t.user_attrs.get("iteration") == iteration]
-        trial = pending[-1] if pending else self._ask_valid(iteration, config)
+        trial = self._pending_valid(study, iteration, config)
+        if trial is None:
+            trial = self._ask_valid(iteration, config)
         completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         flat = flatten(config)
         changes = [ConfigChange(key=k, value=v) for k, v in trial.params.items()
                    if not same_value(v, flat.get(k))]
-        self.current = Proposal(trial.number, dict(trial.params), changes,
-                                self.base_seed + trial.number, completed)
+        seed = self.base_seed + tagged_before(study, trial.number)
+        self.current = Proposal(trial.number, dict(trial.params), changes, seed, completed)
         return self.current
+
+    @staticmethod
+    def _pending_valid(study: optuna.Study, iteration: int,
+                       config: dict[str, Any]) -> FrozenTrial | None:
+        """The trial already asked for ``iteration``, if any and valid.
+
+        A kill between tagging a trial and telling it invalid leaves it pending: it is told
+        FAIL here, as the uninterrupted ask loop would have, and a new one is asked.
+        """
+        pending = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+                   if t.user_attrs.get("iteration") == iteration]
+        if not pending:
+            return None
+        trial = pending[-1]
+        problem = config_problem(config, trial.params)
+        if not problem:
+            return trial
+        study._storage.set_trial_user_attr(trial._trial_id, "invalid", problem)
+        study.tell(trial.number, state=TrialState.FAIL)
+        return None
 
     def _ask_valid(self, iteration: int, config: dict[str, Any]) -> FrozenTrial:
         for _ in range(MAX_INVALID_ASKS):
-            number = len(self.study().get_trials(deepcopy=False))
+            number = tagged_before(self.study(), None)
             study = self.study(self.base_seed + number)
             trial = study.ask(self.distributions)
             trial.set_user_attr("iteration", iteration)
@@ -260,6 +282,16 @@ class StudyBrain:
             study._storage.set_trial_user_attr(trial._trial_id, "invalid", why[:500])
             study.tell(trial.number, state=TrialState.FAIL)
         self.current = None
+
+
+def tagged_before(study: optuna.Study, number: int | None) -> int:
+    """How many trials numbered below ``number`` (all when None) carry an iteration.
+
+    Untagged trials (a kill between ``study.ask`` and the tagging) are not counted, so
+    they shift no sampler seed.
+    """
+    return sum("iteration" in t.user_attrs for t in study.get_trials(deepcopy=False)
+               if number is None or t.number < number)
 
 
 def config_problem(config: dict[str, Any], params: dict[str, Any]) -> str:

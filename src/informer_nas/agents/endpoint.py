@@ -1,0 +1,98 @@
+"""A guard around the LLM endpoint's models: an answer that is not a chat completion.
+
+A 200 answer that the client cannot read as a chat completion (a web page because
+``NAS_LLM_BASE_URL`` lacks ``/v1``, truncated JSON from a proxy) surfaces from the
+``openai`` client or the Agents SDK as an ``AttributeError``, a ``JSONDecodeError`` or the
+like. ``GuardedModel`` turns any such exception into ``EndpointProtocolError``, which the
+planner and evaluator treat as an unreachable endpoint: the session stops with its state
+saved, or goes on with ``--fallback``. Replayed models are not guarded (a
+``ReplayDivergence`` must propagate as is).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+from agents.agent_output import AgentOutputSchemaBase
+from agents.exceptions import AgentsException
+from agents.handoffs import Handoff
+from agents.items import ModelResponse, TResponseInputItem
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model, ModelTracing
+from agents.tool import Tool
+from openai.types.responses.response_prompt_param import ResponsePromptParam
+
+from informer_nas.agents.provider import NonStreamingModel
+from informer_nas.errors import NasError
+
+BASE_URL_HINT = "check NAS_LLM_BASE_URL (it usually ends in /v1)"
+
+
+class EndpointProtocolError(NasError):
+    """The endpoint answered, but not with a chat completion."""
+
+
+class LastAnswer:
+    """What the endpoint last answered (status and content type), for the error message."""
+
+    def __init__(self) -> None:
+        self.text = "no HTTP answer seen"
+
+    async def hook(self, response: Any) -> None:
+        """An HTTP client response hook: note the status, content type and URL."""
+        kind = response.headers.get("content-type", "no content type")
+        self.text = f"HTTP {response.status_code} {kind} from {response.request.url}"
+
+
+def guarded_http_client(last: LastAnswer) -> openai.DefaultAsyncHttpxClient:
+    """The ``openai`` client's default HTTP client, noting each answer in ``last``."""
+    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [last.hook]})
+
+
+class GuardedModel(NonStreamingModel):
+    """Wraps an endpoint's model: a response it cannot read raises ``EndpointProtocolError``."""
+
+    def __init__(self, inner: Model, base_url: str, last: LastAnswer | None = None) -> None:
+        self.inner = inner
+        self.base_url = base_url
+        self.last = last
+
+    async def get_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> ModelResponse:
+        try:
+            return await self.inner.get_response(
+                system_instructions, input, model_settings, tools, output_schema, handoffs,
+                tracing, previous_response_id=previous_response_id,
+                conversation_id=conversation_id, prompt=prompt,
+            )
+        except (openai.OpenAIError, AgentsException):
+            raise  # transport errors and model mistakes are handled by their callers
+        except Exception as exc:
+            raise EndpointProtocolError(self._message(exc)) from exc
+
+    def _message(self, exc: Exception) -> str:
+        seen = self.last.text if self.last is not None else f"an answer from {self.base_url}"
+        detail = _short(f"{type(exc).__name__}: {exc}")
+        return (f"the LLM endpoint's answer is not a chat completion ({seen}; {detail}); "
+                f"{BASE_URL_HINT}, currently {self.base_url}")
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+def _short(text: Any, limit: int = 160) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

@@ -1,0 +1,73 @@
+"""The endpoint guard, the tool-argument hint and the lock the API holds."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from agents.exceptions import ModelBehaviorError
+from agents.items import ModelResponse
+from agents.models.interface import ModelTracing
+
+from informer_nas.agents.endpoint import EndpointProtocolError, GuardedModel, LastAnswer
+from informer_nas.agents.function_tools import tool_error_message
+from informer_nas.agents.planner import is_unreachable
+from informer_nas.agents.provider import NonStreamingModel
+from informer_nas.errors import WorkspaceLocked
+from informer_nas.nas_system.lock import workspace_lock
+from informer_nas.nas_system.paths import WorkspacePaths
+
+
+class RaisingModel(NonStreamingModel):
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+        raise self.error
+
+
+def ask(model: GuardedModel) -> None:
+    asyncio.run(model.get_response(None, "hi", None, [], None, [],  # type: ignore[arg-type]
+                                   ModelTracing.DISABLED, previous_response_id=None,
+                                   conversation_id=None, prompt=None))
+
+
+def test_an_unreadable_answer_becomes_an_unreachable_endpoint() -> None:
+    last = LastAnswer()
+    last.text = "HTTP 200 text/html from http://host/chat/completions"
+    model = GuardedModel(RaisingModel(AttributeError("'tuple' object has no attribute 'choices'")),
+                         "http://host/", last)
+    with pytest.raises(EndpointProtocolError) as caught:
+        ask(model)
+    message = str(caught.value)
+    assert "text/html" in message and "check NAS_LLM_BASE_URL (it usually ends in /v1)" in message
+    assert is_unreachable(caught.value)
+
+
+def test_transport_errors_and_model_mistakes_pass_through() -> None:
+    timeout = openai.APITimeoutError(request=None)  # type: ignore[arg-type]
+    for error in (timeout, ModelBehaviorError("bad")):
+        with pytest.raises(type(error)):
+            ask(GuardedModel(RaisingModel(error), "http://host/v1"))
+
+
+def test_invalid_tool_arguments_say_what_is_expected() -> None:
+    seen = tool_error_message(None, ModelBehaviorError(  # type: ignore[arg-type]
+        "Invalid JSON input for tool edit_config"))
+    assert seen.startswith("ERROR: Invalid JSON input for tool edit_config")
+    assert '"changes": [{"key"' in seen and '"rationale"' in seen
+
+
+def test_a_shared_lock_is_reused_inside_its_block_only(tmp_path: Path) -> None:
+    paths = WorkspacePaths(tmp_path)
+    with workspace_lock(paths, share=True) as outer:
+        with workspace_lock(paths) as inner:  # what run_session does under the API
+            assert inner == outer
+        assert f'"pid": {outer.pid}' in paths.lock.read_text()  # still held
+    with workspace_lock(paths):
+        with pytest.raises(WorkspaceLocked, match="by this process"):
+            with workspace_lock(paths):
+                pass
