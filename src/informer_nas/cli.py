@@ -73,7 +73,9 @@ PresetOption = Annotated[Preset, typer.Option(help="Starting config for a new wo
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    from informer_nas.nas_system.secrets import redact_text
+
+    typer.echo(f"error: {redact_text(message)}", err=True)
     raise typer.Exit(code)
 
 
@@ -98,6 +100,8 @@ def _console(quiet: bool = False) -> Any:
 @contextmanager
 def _workspace_log(root: Path, verbosity: Verbosity = "normal") -> Iterator[None]:
     """Send the package's log records to ``<workspace>/nas.log`` (and stderr when verbose)."""
+    from informer_nas.nas_system.secrets import ScrubFilter
+
     package_logger = logging.getLogger("informer_nas")
     package_logger.setLevel(logging.DEBUG if verbosity == "verbose" else logging.INFO)
     root.mkdir(parents=True, exist_ok=True)
@@ -110,7 +114,9 @@ def _workspace_log(root: Path, verbosity: Verbosity = "normal") -> Iterator[None
         # The display already shows session events and the CLI its own errors.
         console_handler.addFilter(lambda record: record.name not in _SHOWN_BY_DISPLAY)
         handlers.append(console_handler)
+    scrubber = ScrubFilter()
     for handler in handlers:
+        handler.addFilter(scrubber)
         package_logger.addHandler(handler)
     try:
         yield

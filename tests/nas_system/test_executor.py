@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -49,6 +50,8 @@ FAKE_TRAINER = textwrap.dedent(
     else:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    if spec.get("pid_file"):
+        open(spec["pid_file"], "w").write(str(os.getpid()))
     if spec.get("grandchild"):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
         open(spec["grandchild"], "w").write(str(child.pid))
@@ -58,6 +61,8 @@ FAKE_TRAINER = textwrap.dedent(
     for epoch in range(1, spec.get("epochs", 2) + 1):
         print(json.dumps({"event": "epoch", "epoch": epoch, "val_mse": 1.0 / epoch}), flush=True)
     time.sleep(spec.get("sleep", 0))
+    if spec.get("kill_self"):  # as the OOM killer would
+        os.kill(os.getpid(), spec["kill_self"])
     if spec.get("stderr"):
         sys.stderr.write(spec["stderr"] + "\\n")
     if spec.get("metrics", True):
@@ -247,3 +252,95 @@ def test_grandchild_left_behind_is_killed(trainer: LocalSubprocessExecutor,
     outcome = run(trainer, tmp_path, grandchild=str(pid_file))  # it holds stdout open
     assert outcome.status is RunStatus.OK
     assert wait_dead(int(pid_file.read_text()))
+
+
+def test_unforwarded_sigkill_is_a_crash(trainer: LocalSubprocessExecutor,
+                                        tmp_path: Path) -> None:
+    outcome = run(trainer, tmp_path, kill_self=int(signal.SIGKILL), metrics=False)
+    assert outcome.status is RunStatus.CRASHED
+    assert outcome.exit_code == -signal.SIGKILL
+    assert outcome.reason == "killed by signal 9 (out of memory?)"
+
+
+def test_unforwarded_other_signal_names_it(trainer: LocalSubprocessExecutor,
+                                           tmp_path: Path) -> None:
+    outcome = run(trainer, tmp_path, kill_self=int(signal.SIGSEGV), metrics=False)
+    assert outcome.status is RunStatus.CRASHED
+    assert outcome.reason == "killed by signal 11 (SIGSEGV)"
+
+
+def test_forwarded_signal_then_kill_is_an_interruption(trainer: LocalSubprocessExecutor,
+                                                       tmp_path: Path) -> None:
+    def terminate_on_start(event: dict[str, Any]) -> None:
+        if event["event"] == "start":
+            os.kill(os.getpid(), signal.SIGTERM)  # forwarded; the child ignores it
+
+    with pytest.raises(RunInterrupted) as caught:
+        trainer.run(_spec(tmp_path, sleep=60, ignore_term=True), tmp_path / "run", 1, 30.0,
+                    terminate_on_start)
+    assert caught.value.outcome.exit_code == -signal.SIGKILL  # after the grace period
+    assert caught.value.outcome.status is RunStatus.INTERRUPTED
+    assert caught.value.outcome.reason == "killed by signal 9"
+
+
+PARENT = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    script, config, run_dir = sys.argv[1:]
+    LocalSubprocessExecutor([script], grace_s=0.5, poll_s=0.02).run(
+        Path(config), Path(run_dir), 1, None)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")
+def test_child_dies_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """``kill -9`` of the session process must not leave its trainer running."""
+    script = tmp_path / "fake_trainer.py"
+    script.write_text(FAKE_TRAINER)
+    pid_file = tmp_path / "trainer.pid"
+    config = _spec(tmp_path, sleep=60, pid_file=str(pid_file))
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(script), str(config),
+                               str(tmp_path / "run")])
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.is_file() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None, "no trainer started"
+            time.sleep(0.02)
+        child = int(pid_file.read_text())
+        assert is_alive(child)
+    finally:
+        parent.kill()
+        parent.wait()
+    try:
+        assert wait_dead(child, 10.0), "the trainer outlived its killed parent"
+    finally:
+        if is_alive(child):
+            os.kill(child, signal.SIGKILL)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted"  # it got SIGTERM: a clean stop
+
+
+EVENT_WRITER_CHILD = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from pathlib import Path
+    from informer_nas.informer.train import EventWriter
+    stops = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stops.append(signum))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the parent is gone
+    emit = EventWriter(os.fdopen(write_end, "w"), Path("run"))
+    emit({"event": "step", "loss": 1.0})
+    emit({"event": "step", "loss": 0.5})  # ignored: the writer is closed
+    print(json.dumps({"stops": stops, "open": emit.is_open}))
+    """
+)
+
+
+def test_event_writer_requests_a_stop_when_the_parent_is_gone() -> None:
+    result = subprocess.run([sys.executable, "-c", EVENT_WRITER_CHILD], capture_output=True,
+                            text=True, timeout=60, check=True)
+    assert json.loads(result.stdout) == {"stops": [signal.SIGTERM], "open": False}

@@ -88,7 +88,8 @@ class Campaign:
         root: the workspace directory (created with ``nas init --preset tiny``).
         rng: the random source of the kill instants (seeded by the caller).
         iters: the initial iteration budget.
-        max_delay: the kill instant is uniform in [0, max_delay] s after the start.
+        max_delay: the kill instant is uniform in [0, max_delay] s after the start...
+        training_share: ...or, with this probability, drawn just after a trainer started.
         env: extra environment of the commands.
     """
 
@@ -97,6 +98,7 @@ class Campaign:
     rng: random.Random
     iters: int = 6
     max_delay: float = 2.0
+    training_share: float = 0.4
     env: dict[str, str] = field(default_factory=dict)
     timeout: float = 300.0
 
@@ -147,7 +149,7 @@ class Campaign:
         start = result.injections
         while result.injections - start < injections:
             pid = self.start(argv)
-            code = self.server.wait(pid, self.rng.uniform(0.0, self.max_delay))
+            code = self.wait_for_kill_instant(pid)
             argv = ["resume", "--quiet"]
             if code is not None:  # finished before the kill: extend the budget
                 result.finished_early += 1
@@ -177,12 +179,30 @@ class Campaign:
         return self.finish(result, initial, pending_checks, unresolved,
                            result.injections - start)
 
+    def wait_for_kill_instant(self, pid: int) -> int | None:
+        """Wait until the instant to kill ``pid``; its exit code if it ended before.
+
+        With probability ``training_share`` the instant is drawn after its trainer
+        started (uniform in [0, 0.6] s: mid-training, or just after, while the verdict is
+        being committed), else uniform in [0, ``max_delay``] s after its start.
+        """
+        if self.rng.random() >= self.training_share:
+            return self.server.wait(pid, self.rng.uniform(0.0, self.max_delay))
+        delay = self.rng.uniform(0.0, 0.6)
+        deadline = time.monotonic() + 60
+        while not children_of(pid) and time.monotonic() < deadline:
+            code = self.server.wait(pid, 0.01)
+            if code is not None:
+                return code
+        return self.server.wait(pid, delay)
+
     def kill_trainers(self, injections: int, result: CampaignResult, initial: str,
-                      max_delay: float = 0.3) -> AgentState:
+                      max_delay: float = 0.15) -> AgentState:
         """``kill -9`` only the trainer subprocess of ``injections`` runs; the session goes on.
 
-        Each killed run must be recorded (status interrupted, reason naming signal 9) and
-        rejected, and the session must finish its budget without a resume.
+        Each killed run must be recorded (status interrupted, or crashed, with a reason
+        naming signal 9) and rejected, and the session must finish its budget without a
+        resume. A kill drawn after the trainer's exit hits nothing and is not counted.
         """
         killed: set[int] = set()
         argv = ["run", "--iters", str(self.iters), "--planner", "tpe", "--quiet"]
@@ -208,7 +228,8 @@ class Campaign:
         assert state is not None, problems
         hit = [r for r in state.runs if "signal 9" in r.status_reason]
         for run in hit:
-            if run.status is not RunStatus.INTERRUPTED or run.verdict != "reject":
+            killed_status = run.status in (RunStatus.INTERRUPTED, RunStatus.CRASHED)
+            if not killed_status or run.verdict != "reject":
                 problems.append(f"{run.run_id}: trainer killed, recorded {run.status.value} "
                                 f"with verdict {run.verdict}")
         landed = len(hit)

@@ -18,7 +18,8 @@ directory, or ``*`` for every run):
 - ``oom``: an out-of-memory error in epoch 1 (status oom, exit 4);
 - ``hang``: sleeps until signalled (for timeouts), then stops as interrupted;
 - ``hang_hard``: sleeps and ignores SIGTERM (only SIGKILL ends it);
-- ``sigterm``: sends itself SIGTERM during epoch 1.
+- ``sigterm``: sends itself SIGTERM during epoch 1;
+- ``nometrics``: trains, then exits 0 without writing ``metrics.json``.
 
 ``FAKE_TRAINER_PID_DIR``: each trainer writes ``<pid>`` there (an empty file), so a test
 can find and stop the trainers it started. Standard library only: it starts in ~50 ms.
@@ -142,7 +143,8 @@ def sleep_checking(seconds: float) -> None:
         time.sleep(min(0.02, max(0.0, end - time.monotonic())))
 
 
-def train(config: dict[str, Any], seed: int, run_dir: Path, fault: str) -> tuple[str, str, list]:
+def train(config: dict[str, Any], seed: int, run_dir: Path,
+          fault: str) -> tuple[str, str, list[dict[str, Any]]]:
     """The epoch loop; returns (status, reason, epochs)."""
     values = flat(config)
     max_epochs = int(values.get("training.max_epochs", 2))
@@ -204,6 +206,8 @@ def main() -> int:
     status, reason, epochs = train(config, seed, run_dir, fault)
     atomic_write(run_dir / "history.json", json.dumps({"epochs": epochs}))
     metrics = metrics_of(status, reason, seed, epochs, time.monotonic() - started)
+    if fault == "nometrics":
+        return 0
     atomic_write(run_dir / "metrics.json", json.dumps(metrics))
     if status == "ok":
         emit({"event": "done", **metrics})

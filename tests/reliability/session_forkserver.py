@@ -7,7 +7,8 @@ request, forks a child that runs the real Typer app (``nas <argv>``) exactly as 
 ``nas`` script does; the test kills that child with SIGKILL like any ``nas`` process.
 
 Protocol (JSON lines): the client writes ``{"argv": [...], "cwd": DIR, "log": FILE,
-"err_log": FILE or null (stderr; default: the log), "env": {...}, "unset": [NAME]}``; the
+"err_log": FILE or null (stderr; default: the log), "unset": [NAME], "env": {...}}``
+(variables unset, then set); the
 server answers ``{"pid": N}`` at once and ``{"exited": N, "code": C}`` when the child ends
 (C is negative for a signal, as in ``subprocess``). EOF on stdin stops the server.
 
@@ -70,9 +71,9 @@ def child(request: dict[str, Any]) -> None:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.chdir(request["cwd"])
-        os.environ.update(request.get("env", {}))
         for name in request.get("unset", []):
             os.environ.pop(name, None)
+        os.environ.update(request.get("env", {}))
         from informer_nas.cli import app
 
         sys.argv = ["nas", *request["argv"]]

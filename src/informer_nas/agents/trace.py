@@ -16,59 +16,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from informer_nas.errors import HistoryCorrupt
 from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
+from informer_nas.nas_system.secrets import REDACTED as REDACTED
+from informer_nas.nas_system.secrets import SECRET_ENV_NAMES as SECRET_ENV_NAMES
+from informer_nas.nas_system.secrets import scrub as scrub
+from informer_nas.nas_system.secrets import secret_values as secret_values
 
 logger = logging.getLogger(__name__)
 
 TRACE_VERSION = 1
-SECRET_ENV_NAMES: tuple[str, ...] = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
-REDACTED = "[REDACTED]"
 # JSON keys whose values change from run to run without changing what was decided.
 VOLATILE_KEYS = frozenset({
     "seconds", "train_seconds", "samples_per_second", "started_at", "finished_at",
     "timestamp", "time", "device", "elapsed", "elapsed_s", "wall_s",
 })
 WORKSPACE_TOKEN = "<workspace>"
-
-
-def secret_values(environ: Mapping[str, str] | None = None,
-                  extra: Iterable[str] = ()) -> tuple[str, ...]:
-    """Values never to record: API keys and any ``NAS_*`` variable that names a key/secret.
-
-    Short values (< 8 characters) are ignored: scrubbing them would mangle ordinary text.
-    """
-    environ = os.environ if environ is None else environ
-    names = [n for n in environ if n in SECRET_ENV_NAMES or _is_secret_name(n)]
-    values = {environ[n] for n in names} | set(extra)
-    return tuple(sorted((v for v in values if len(v) >= 8), key=len, reverse=True))
-
-
-def _is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    return upper.endswith("API_KEY") or (
-        upper.startswith("NAS_") and any(w in upper for w in ("KEY", "TOKEN", "SECRET"))
-    )
-
-
-def scrub(value: Any, secrets: Sequence[str]) -> Any:
-    """Replace every secret inside strings of a JSON-like value by ``[REDACTED]``."""
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): scrub(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v, secrets) for v in value]
-    return value
 
 
 def to_jsonable(value: Any) -> Any:

@@ -55,7 +55,13 @@ PRUNE_FILE_ENV = "NAS_PRUNE_FILE"
 
 
 class EventWriter:
-    """Writes one JSON object per line to a stream and flushes it."""
+    """Writes one JSON object per line to a stream and flushes it.
+
+    When the stream is gone (the parent died: EPIPE, or the stream was closed), nobody
+    is left to use the run: the writer raises SIGTERM in its own process, which the
+    ``SignalStopper`` turns into a clean stop with status interrupted, and points the
+    stream's file descriptor at ``/dev/null`` so that the exit does not fail on it.
+    """
 
     def __init__(self, stream: TextIO, run_dir: Path) -> None:
         self.stream, self.run_dir = stream, run_dir
@@ -69,8 +75,20 @@ class EventWriter:
         try:
             self.stream.write(json.dumps(_json_safe(event)) + "\n")
             self.stream.flush()
-        except (BrokenPipeError, ValueError):  # the parent went away: keep training quietly
-            self.is_open = False
+        except (BrokenPipeError, ValueError):
+            self._on_reader_gone(stop=event.get("event") not in ("done", "failed"))
+
+    def _on_reader_gone(self, stop: bool) -> None:
+        self.is_open = False
+        logger.warning("the parent stopped reading the events (stdout closed)")
+        try:  # the unflushed rest must not fail the exit (Python exits 120 on that)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+        if stop:  # the run's last event needs no stop: training is over
+            signal.raise_signal(signal.SIGTERM)
 
 
 def _json_safe(event: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,8 @@ carries the outcome) once the child has exited.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import json
 import logging
 import os
@@ -32,7 +34,7 @@ from typing import IO, Any
 from informer_nas.errors import LaunchError
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.pruning import PruneFileRefresher
-from informer_nas.nas_system.records import RunStatus, status_from_exit_code
+from informer_nas.nas_system.records import RunStatus, signal_death_reason, status_from_exit_code
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ PRUNE_ENV = "NAS_PRUNE_FILE"
 PRUNE_FILE = "prune_thresholds.json"
 STDERR_FILE = "stderr.log"
 TRAINER_ARGS: tuple[str, ...] = ("-m", "informer_nas.informer.train")
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,43 @@ def _kill_group(pgid: int, signum: int) -> None:
         pass  # the group is already gone
 
 
+@functools.cache
+def _linux_prctl() -> Callable[..., int] | None:
+    """libc's ``prctl``, resolved once in the parent (never after fork); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                      ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A ``preexec_fn`` giving the child SIGTERM when its parent dies (Linux), else None.
+
+    The child runs in its own session, so neither the terminal nor the parent's group
+    reaches it: without this, a ``kill -9`` of ``nas`` would leave the trainer training.
+    The death signal is tied to the forking *thread*; ``run`` blocks in that thread until
+    the child is gone, so it never fires early. If the parent died before the prctl, the
+    child exits at once.
+    """
+    prctl = _linux_prctl()
+    if prctl is None:
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:  # in the child, between fork and exec: no logging, no locks
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return preexec
+
+
 class _SignalForwarder:
     """While active (main thread only), SIGINT/SIGTERM go to the child's process group.
 
@@ -246,6 +286,7 @@ class _Watch:
     exited_at: float | None = None
     is_eof: bool = False
     last_failure: str = ""
+    forwarded: bool = False  # the session signalled the child (the user's SIGINT/SIGTERM)
 
 
 class LocalSubprocessExecutor(TrainingExecutor):
@@ -284,6 +325,7 @@ class LocalSubprocessExecutor(TrainingExecutor):
                     _kill_group(process.pid, signal.SIGKILL)  # never leave an orphan trainer
                     process.wait()
                     raise
+        watch.forwarded = forwarder.received is not None
         outcome = self._outcome(process.returncode, run_dir, watch, timeout_s,
                                 time.monotonic() - started)
         if forwarder.received is not None:
@@ -303,8 +345,11 @@ class LocalSubprocessExecutor(TrainingExecutor):
     def _start(command: list[str], stderr: IO[bytes],
                env: dict[str, str]) -> subprocess.Popen[bytes]:
         try:
+            # preexec_fn is unsafe with threads holding locks at fork; it only makes one
+            # pre-resolved libc call. The stdout reader thread starts after Popen.
             return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=stderr, env=env, start_new_session=True)
+                                    stderr=stderr, env=env, start_new_session=True,
+                                    preexec_fn=_die_with_parent())
         except OSError as exc:
             raise LaunchError(f"cannot start the trainer {command[:3]}: {exc}; "
                               "check the Python environment") from exc
@@ -373,7 +418,7 @@ class LocalSubprocessExecutor(TrainingExecutor):
         if watch.timed_out:
             reason = f"exceeded the timeout of {timeout_s:g} s; the process group was killed"
             return TrainOutcome(RunStatus.TIMEOUT, reason, metrics or {}, seconds, code)
-        status = status_from_exit_code(code)
+        status = status_from_exit_code(code, forwarded=watch.forwarded)
         if status is RunStatus.OK and metrics is None:
             return TrainOutcome(RunStatus.CRASHED, f"exit 0 but {problem}", {}, seconds, code)
         reason = "" if status is RunStatus.OK else _failure_reason(code, metrics, watch, run_dir)
@@ -382,6 +427,8 @@ class LocalSubprocessExecutor(TrainingExecutor):
 
 def _failure_reason(code: int, metrics: dict[str, Any] | None, watch: _Watch,
                     run_dir: Path) -> str:
+    if code < 0 and not watch.forwarded:  # a signal nobody in the session sent
+        return signal_death_reason(code)
     if metrics and metrics.get("reason"):
         return str(metrics["reason"])
     if watch.last_failure:

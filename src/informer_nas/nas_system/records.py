@@ -5,6 +5,7 @@ These are data only (no I/O). ``state.py`` persists them in ``agent_state.json``
 
 from __future__ import annotations
 
+import signal
 from enum import Enum
 from typing import Any, Literal
 
@@ -45,14 +46,36 @@ EXIT_CODES: dict[RunStatus, int] = {
 }
 
 
-def status_from_exit_code(code: int) -> RunStatus:
-    """Map a trainer exit status to a RunStatus (a signal death is an interruption)."""
+def status_from_exit_code(code: int, forwarded: bool | None = None) -> RunStatus:
+    """Map a trainer exit status to a RunStatus.
+
+    Args:
+        code: the exit status (negative: killed by signal ``-code``, as subprocess reports).
+        forwarded: whether the session itself signalled the trainer (the user's
+            SIGINT/SIGTERM forwarded, or the kill that follows it). A signal death is then
+            an interruption; one the session did not send (the OOM killer's SIGKILL, a
+            segfault) is a crash. None (unknown): an interruption.
+    """
     for status, value in EXIT_CODES.items():
         if value == code:
             return status
-    if code < 0:  # killed by a signal (subprocess reports -signum)
-        return RunStatus.INTERRUPTED
+    if code < 0:
+        return RunStatus.CRASHED if forwarded is False else RunStatus.INTERRUPTED
     return RunStatus.CRASHED
+
+
+def signal_death_reason(code: int) -> str:
+    """Why a trainer the session did not signal died of signal ``-code``.
+
+    A SIGKILL nobody in the session sent is most often the kernel's OOM killer.
+    """
+    signum = -code
+    if signum == signal.SIGKILL:
+        return f"killed by signal {signum} (out of memory?)"
+    try:
+        return f"killed by signal {signum} ({signal.Signals(signum).name})"
+    except ValueError:
+        return f"killed by signal {signum}"
 
 
 class _Record(BaseModel):

@@ -34,6 +34,7 @@ from informer_nas.nas_system.atomic import atomic_write_text, fsync_directory
 from informer_nas.nas_system.lock import LockHolder, now_iso, workspace_lock
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import ConfigChange, RoleUsage, RunRecord, RunStatus
+from informer_nas.nas_system.secrets import redact_text
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ def _save_locked(paths: WorkspacePaths, state: AgentState) -> None:
         return
     head = state.model_dump_json(exclude={"runs"})
     runs_json = ",".join(state.runs[i].model_dump_json() for i in changed)
-    line = f'{{"g":{mark.generation},"head":{head},"runs":[{runs_json}]}}\n'
+    line = redact_text(f'{{"g":{mark.generation},"head":{head},"runs":[{runs_json}]}}\n')
     mark.journal_size = _append_line(journal_path(paths), line.encode("utf-8"))
     _remember(state, mark)
 
@@ -258,7 +259,7 @@ def _compact_locked(paths: WorkspacePaths, state: AgentState) -> None:
     previous = state.generation
     state.generation = previous + 1
     try:
-        atomic_write_text(paths.state, state.model_dump_json(indent=1))
+        atomic_write_text(paths.state, redact_text(state.model_dump_json(indent=1)))
     except BaseException:
         state.generation = previous
         raise

@@ -1,0 +1,125 @@
+"""Secret values (API keys, tokens) and their removal from anything written to disk.
+
+The secrets are the values of ``OPENAI_API_KEY``, ``OPENROUTER_API_KEY``, any
+``*_API_KEY`` / ``*_TOKEN`` variable and any ``NAS_*`` variable whose name says key,
+token or secret, read from the process environment and from ``./.env``. Values shorter
+than 8 characters are ignored: scrubbing them would mangle ordinary text.
+
+Users: the trace recorder (``scrub``), the CLI log handlers (``ScrubFilter``) and the
+state writer (``redact_text``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["REDACTED", "SECRET_ENV_NAMES", "ScrubFilter", "dotenv_values", "redact_text",
+           "scrub", "secret_values"]
+
+SECRET_ENV_NAMES: tuple[str, ...] = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
+REDACTED = "[REDACTED]"
+MIN_SECRET_LENGTH = 8
+
+
+def dotenv_values(path: Path | None = None) -> dict[str, str]:
+    """``KEY=VALUE`` lines of ``path`` (default ``./.env``); {} when unreadable.
+
+    ``export`` prefixes, quotes and `` #`` comments are allowed.
+    """
+    path = Path.cwd() / ".env" if path is None else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return {}
+    values: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key.strip()] = _unquote(value.strip())
+    return values
+
+
+def _unquote(value: str) -> str:
+    """A quoted value up to its closing quote (a comment may follow), else up to `` #``."""
+    if value[:1] in ("'", '"') and value.find(value[0], 1) > 0:
+        return value[1:value.find(value[0], 1)]
+    return value.split(" #", 1)[0].rstrip()
+
+
+def secret_values(environ: Mapping[str, str] | None = None,
+                  extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """Values never to record, longest first.
+
+    Args:
+        environ: the variables to search; None for the process environment plus ``./.env``.
+        extra: further values to treat as secrets.
+    """
+    sources = [os.environ, dotenv_values()] if environ is None else [environ]
+    values = {value for source in sources for name, value in source.items()
+              if name in SECRET_ENV_NAMES or _is_secret_name(name)} | set(extra)
+    return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH),
+                        key=len, reverse=True))
+
+
+def _is_secret_name(name: str) -> bool:
+    upper = name.upper()
+    return upper.endswith(("API_KEY", "_TOKEN")) or (
+        upper.startswith("NAS_") and any(w in upper for w in ("KEY", "TOKEN", "SECRET"))
+    )
+
+
+def scrub(value: Any, secrets: Sequence[str]) -> Any:
+    """Replace every secret inside strings of a JSON-like value by ``[REDACTED]``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): scrub(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(v, secrets) for v in value]
+    return value
+
+
+def redact_text(text: str, secrets: Sequence[str] | None = None) -> str:
+    """``text`` (plain or JSON) with every secret replaced by ``[REDACTED]``.
+
+    A secret is also looked for in its JSON-escaped form, so a JSON text stays valid.
+    """
+    secrets = secret_values() if secrets is None else secrets
+    for secret in secrets:
+        escaped = json.dumps(secret, ensure_ascii=False)[1:-1]
+        for form in {secret, escaped}:
+            if form in text:
+                text = text.replace(form, REDACTED)
+    return text
+
+
+class ScrubFilter(logging.Filter):
+    """Scrubs every record a handler emits: the message is formatted, then redacted.
+
+    Args:
+        secrets: the values to remove; None to read them now (environment and ``./.env``).
+    """
+
+    def __init__(self, secrets: Sequence[str] | None = None) -> None:
+        super().__init__()
+        self.secrets = tuple(secret_values() if secrets is None else secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = redact_text(record.getMessage(), self.secrets)
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            if record.exc_text:
+                record.exc_text = redact_text(record.exc_text, self.secrets)
+        return True

@@ -1,0 +1,94 @@
+"""Secret values: where they come from, and their removal from logs and state files."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from informer_nas.nas_system.paths import WorkspacePaths
+from informer_nas.nas_system.secrets import (
+    REDACTED,
+    ScrubFilter,
+    redact_text,
+    scrub,
+    secret_values,
+)
+from informer_nas.nas_system.state import (
+    AgentState,
+    IterationScratch,
+    compact_state,
+    journal_path,
+    load_state,
+    save_state,
+)
+
+KEY = "sk-test-SECRET-0123456789"
+DOTENV_KEY = "sk-dotenv-SECRET-9876543210"
+
+
+@pytest.fixture
+def keyed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A key in the environment, another in ``./.env``."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("OPENAI_API_KEY", "OPENROUTER_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    (tmp_path / ".env").write_text(f'export OPENROUTER_API_KEY="{DOTENV_KEY}"  # router\n')
+    return tmp_path
+
+
+def test_secret_names_and_short_values() -> None:
+    environ = {"OPENAI_API_KEY": KEY, "GITHUB_TOKEN": "ghp_abcdefgh123", "NAS_SECRET_X": "s" * 9,
+               "ANTHROPIC_API_KEY": "short", "NAS_PLANNER_MODEL": "gpt-4o-mini-long",
+               "HOME": "/home/someone"}
+    assert secret_values(environ) == (KEY, "ghp_abcdefgh123", "s" * 9)
+
+
+def test_environment_and_dotenv_are_both_read(keyed: Path) -> None:
+    assert set(secret_values()) >= {KEY, DOTENV_KEY}
+
+
+def test_scrub_and_redact_text() -> None:
+    assert scrub({"a": [f"x {KEY}", 3]}, (KEY,)) == {"a": [f"x {REDACTED}", 3]}
+    weird = 'ab"cd\\efgh12'
+    text = json.dumps({"msg": f"key={weird}"})
+    redacted = redact_text(text, (weird,))
+    assert json.loads(redacted) == {"msg": f"key={REDACTED}"}
+
+
+def test_filter_scrubs_message_arguments_and_traceback() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(ScrubFilter((KEY,)))
+    log = logging.getLogger("test_secrets.filter")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        log.error("server said: %s", f"Incorrect API key provided: {KEY}")
+        try:
+            raise RuntimeError(f"401 {KEY}")
+        except RuntimeError:
+            log.exception("call failed")
+    finally:
+        log.removeHandler(handler)
+    written = stream.getvalue()
+    assert KEY not in written
+    assert f"Incorrect API key provided: {REDACTED}" in written and f"401 {REDACTED}" in written
+
+
+def test_state_files_hold_no_key(keyed: Path) -> None:
+    paths = WorkspacePaths(keyed / "ws")
+    paths.root.mkdir()
+    state = AgentState(preset="tiny", max_iterations=2)
+    compact_state(paths, state)
+    state.current = IterationScratch(iteration=1, rationale=f"authorised with {KEY}")
+    save_state(paths, state)  # a journal line
+    assert KEY not in journal_path(paths).read_text()
+    assert load_state(paths).current.rationale == f"authorised with {REDACTED}"  # type: ignore[union-attr]
+    state.current.rationale = f"and {DOTENV_KEY}"
+    compact_state(paths, state)  # the snapshot
+    assert DOTENV_KEY not in paths.state.read_text()

@@ -1,0 +1,316 @@
+"""LLM faults through a scripted OpenAI-compatible server on 127.0.0.1 (issue 4's handling).
+
+Each test runs the ``llm`` brain (the real ``openai`` client and Agents SDK) against
+``llm_server.py``, training with ``fake_trainer.py``, and asserts whether the session
+continued or stopped cleanly, and that the state stayed consistent:
+
+- transient 500/502, 429 with Retry-After, a timeout: retried, the iteration completes;
+- persistent 500 or timeouts: the session stops cleanly (``brain_unavailable``, state
+  saved, nothing half-done), a later resume completes; with ``fallback="tpe"`` it goes on;
+- malformed tool arguments, an unknown tool, a hallucinated config key: the model gets
+  an ``ERROR:`` tool output, corrects itself, the iteration completes;
+- an empty message: asked again; a refusal, a response without choices, the turn limit:
+  a planning failure, the iteration is spent and the session goes on;
+- an unreachable evaluator: the deterministic policy decides;
+- a 200 answer that is not a chat completion (an HTML page, invalid JSON): the session
+  must stop cleanly, not crash.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crash_checks import check_config, check_state, check_traces
+from fake_trainer import val_mse_of
+from forkserver_client import ForkServer
+from llm_server import (
+    Reply,
+    ScriptedServer,
+    answer,
+    calls,
+    decision,
+    edit,
+    error,
+    iteration,
+    scripted_server,
+)
+from session_forkserver import FAKE_TRAINER
+
+from informer_nas.api import run_nas_optimization
+from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.executor import LocalSubprocessExecutor
+from informer_nas.nas_system.paths import WorkspacePaths
+from informer_nas.nas_system.session import SessionResult
+from informer_nas.nas_system.state import AgentState
+
+KEY = "sk-reliability-test-key-0123456789"
+LLM_VARIABLES = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "NAS_LLM_BASE_URL", "NAS_PLANNER_MODEL",
+                 "NAS_EVALUATOR_MODEL", "NAS_LLM_MAX_RETRIES", "NAS_LLM_TIMEOUT")
+Session = Callable[..., SessionResult]
+
+
+@pytest.fixture
+def llm_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """A clean LLM environment (no stray .env or key), retries and timeouts kept short."""
+    monkeypatch.chdir(tmp_path)
+    for name in LLM_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    monkeypatch.setenv("NAS_LLM_MAX_RETRIES", "2")
+    monkeypatch.setenv("NAS_LLM_TIMEOUT", "5")
+    yield monkeypatch
+
+
+@pytest.fixture
+def session(tmp_path: Path, llm_env: pytest.MonkeyPatch) -> Session:
+    """``session(server, iters=1, **options)``: run the llm brain on ``tmp_path/ws``."""
+
+    def run(server: ScriptedServer, iters: int = 1, **options: Any) -> SessionResult:
+        llm_env.setenv("NAS_LLM_BASE_URL", server.base_url)
+        options.setdefault("planner", "llm")
+        return run_nas_optimization(
+            tmp_path / "ws", iters=iters, preset="tiny", quiet=True,
+            executor=LocalSubprocessExecutor(python_args=[str(FAKE_TRAINER)], grace_s=2.0),
+            **options)
+
+    return run
+
+
+def consistent(root: Path) -> AgentState:
+    """The state loads, nothing is half-done, config.py is the incumbent's."""
+    paths = WorkspacePaths(root.resolve())
+    state, problems = check_state(paths)
+    assert state is not None, problems
+    initial = None if state.incumbent_run_id else paths.config.read_text(encoding="utf-8")
+    problems += check_config(paths, state, initial or "", allow_pending=False)
+    problems += check_traces(paths)
+    assert not problems, problems
+    assert state.current is None and not paths.candidate.exists()
+    assert all(run.status.is_finished and run.verdict for run in state.runs)
+    return state
+
+
+def events(root: Path, name: str) -> list[dict[str, Any]]:
+    """The session events ``name`` of every trace of the workspace."""
+    found = []
+    for path in sorted((root / "traces").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if record.get("kind") == "event" and record.get("name") == name:
+                found.append(record)
+    return found
+
+
+# -- transport faults: retried, then the iteration completes ------------------------------
+
+TRANSIENT: dict[str, list[Reply]] = {
+    "500-then-502": [error(500, "overloaded"), error(502, "bad gateway")],
+    "timeout": [Reply(body={}, delay=3.0)],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(TRANSIENT))
+def test_transient_failure_is_retried(fault: str, session: Session, llm_env: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    llm_env.setenv("NAS_LLM_TIMEOUT", "1")
+    with scripted_server([*TRANSIENT[fault], *iteration(0.2)]) as server:
+        result = session(server)
+        assert not server.script, "every scripted answer was consumed"
+    assert result.stopped_by == "budget"
+    state = consistent(tmp_path / "ws")
+    assert [(r.status.value, r.accepted) for r in state.runs] == [("ok", True)]
+
+
+def test_429_waits_for_retry_after(session: Session, tmp_path: Path) -> None:
+    with scripted_server([error(429, "slow down", {"Retry-After": "1"}),
+                          *iteration(0.2)]) as server:
+        result = session(server)
+        gap = server.requests[1]["t"] - server.requests[0]["t"]
+    assert result.stopped_by == "budget" and len(consistent(tmp_path / "ws").runs) == 1
+    assert gap >= 0.9, f"retried after {gap:.2f} s despite Retry-After: 1"
+
+
+# -- persistent transport faults: a clean stop, then resume or fallback ---------------------
+
+
+def always(reply: Reply) -> Callable[[dict[str, Any]], Reply]:
+    return lambda body: reply
+
+
+@pytest.mark.parametrize("fault", ["500", "timeout"])
+def test_persistent_failure_stops_cleanly_and_resume_completes(
+        fault: str, session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    llm_env.setenv("NAS_LLM_MAX_RETRIES", "1")
+    llm_env.setenv("NAS_LLM_TIMEOUT", "0.5")
+    failing = error(500, "down") if fault == "500" else Reply(body={}, delay=1.5)
+    with scripted_server(iteration(0.2), fallback=always(failing)) as server:
+        result = session(server, iters=3)
+    assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
+    assert "unreachable" in events(tmp_path / "ws", "planning_failure")[-1]["reason"]
+    kept = consistent(tmp_path / "ws").runs
+    assert len(kept) == 1 and kept[0].accepted
+    with scripted_server([*iteration(0.3), *iteration(0.1)]) as server:
+        result = session(server, iters=None)
+    assert (result.stopped_by, result.iteration) == ("budget", 3)
+    assert consistent(tmp_path / "ws").runs[0] == kept[0]
+
+
+def test_failure_after_launch_keeps_the_run(session: Session, llm_env: pytest.MonkeyPatch,
+                                            tmp_path: Path) -> None:
+    """The model dies between launch_training and its decision: the run is still judged."""
+    llm_env.setenv("NAS_LLM_MAX_RETRIES", "0")
+    with scripted_server(iteration(0.2)[:3], fallback=always(error(503))) as server:
+        result = session(server, iters=2)
+    assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
+    state = consistent(tmp_path / "ws")
+    assert [(r.status.value, r.accepted) for r in state.runs] == [("ok", True)]
+
+
+def test_persistent_failure_with_fallback_goes_on_with_tpe(
+        session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    llm_env.setenv("NAS_LLM_MAX_RETRIES", "0")
+    with scripted_server(iteration(0.2), fallback=always(error(500))) as server:
+        result = session(server, iters=3, fallback="tpe")
+    assert (result.stopped_by, result.iteration) == ("budget", 3)
+    state = consistent(tmp_path / "ws")
+    assert len(state.runs) == 3 and state.runs[0].plan == "dropout 0.2"
+    assert state.runs[2].plan.startswith("tpe trial")
+
+
+def test_cli_reports_an_unavailable_model_in_one_line(forkserver: ForkServer,
+                                                      tmp_path: Path) -> None:
+    with scripted_server([], fallback=always(error(500))) as server:
+        env = {"NAS_LLM_BASE_URL": server.base_url, "OPENAI_API_KEY": KEY,
+               "NAS_LLM_MAX_RETRIES": "0"}
+        code = forkserver.run(["run", "--iters", "2", "--planner", "llm", "--preset", "tiny",
+                               "--quiet", "--workspace", str(tmp_path / "ws")], tmp_path,
+                              tmp_path / "out.log", timeout=120, env=env,
+                              err_log=tmp_path / "err.log")
+    lines = (tmp_path / "err.log").read_text().splitlines()
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith("error: the planner's model is unavailable")
+    assert "nas resume" in lines[0] and "--fallback tpe" in lines[0]
+    assert consistent(tmp_path / "ws").runs == []
+
+
+# -- model mistakes: an ERROR tool output, corrected by the model ---------------------------
+
+MISTAKES: dict[str, tuple[Reply, str]] = {
+    "malformed-arguments": (calls("edit_config", '{"changes": [{"key": "model.dropout", "va'),
+                            "ERROR: Invalid JSON input for tool edit_config"),
+    "unknown-tool": (calls("delete_workspace", {"confirm": True}),
+                     "ERROR: there is no tool 'delete_workspace'"),
+    "hallucinated-key": (edit(3, key="model.magic_layers"),
+                         "ERROR: unknown key 'model.magic_layers'"),
+    "string-for-number": (edit("0.2; import os"), "ERROR: "),
+}
+
+
+@pytest.mark.parametrize("mistake", sorted(MISTAKES))
+def test_model_mistake_is_reported_to_the_model(mistake: str, session: Session,
+                                                tmp_path: Path) -> None:
+    bad, expected = MISTAKES[mistake]
+    normal = iteration(0.2)
+    with scripted_server([normal[0], bad, *normal[1:]]) as server:
+        result = session(server)
+        outputs = server.tool_outputs()
+    assert result.stopped_by == "budget"
+    assert outputs[1].startswith(expected), outputs[1]
+    state = consistent(tmp_path / "ws")
+    assert [(c.key, c.value) for c in state.runs[0].changes] == [("model.dropout", 0.2)]
+
+
+def test_empty_message_is_asked_again(session: Session, tmp_path: Path) -> None:
+    with scripted_server([answer(""), *iteration(0.2)]) as server:
+        result = session(server)
+    assert result.stopped_by == "budget" and len(consistent(tmp_path / "ws").runs) == 1
+    assert not events(tmp_path / "ws", "planning_failure")
+
+
+# -- planning failures: the iteration is spent, the session goes on -------------------------
+
+FAILURES: dict[str, tuple[list[Reply], str]] = {
+    "refusal": ([answer(None, refusal="I can't help with that.")], "refused"),
+    "no-choices": ([Reply(body={"id": "x", "object": "chat.completion", "created": 0,
+                                "model": "m", "choices": []})], "no choices"),
+    "turn-limit": ([calls("read_history", {"last_n": 5}) for _ in range(4)],
+                   "turn limit of 4 reached"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+def test_planning_failure_spends_the_iteration(failure: str, session: Session,
+                                               tmp_path: Path) -> None:
+    replies, reason = FAILURES[failure]
+    with scripted_server([*replies, *iteration(0.2)]) as server:
+        result = session(server, iters=2, max_turns=4)  # an iteration takes 4 turns
+        assert not server.script
+    assert (result.stopped_by, result.iteration) == ("budget", 2)
+    state = consistent(tmp_path / "ws")
+    assert [(r.iteration, r.accepted) for r in state.runs] == [(2, True)]
+    failed = events(tmp_path / "ws", "planning_failure")
+    assert len(failed) == 1 and failed[0]["committed"] and reason in failed[0]["reason"]
+
+
+def test_turn_limit_after_launch_still_judges_the_run(session: Session,
+                                                      tmp_path: Path) -> None:
+    """The turn limit strikes after launch_training: the finished run is judged anyway."""
+    normal = iteration(0.2)
+    with scripted_server([*normal[:3], calls("read_history", {"last_n": 5}),
+                          *iteration(0.3)]) as server:
+        result = session(server, iters=2, max_turns=4)
+    assert (result.stopped_by, result.iteration) == ("budget", 2)
+    state = consistent(tmp_path / "ws")
+    assert [(r.iteration, r.status.value) for r in state.runs] == [(1, "ok"), (2, "ok")]
+    assert "turn limit" in state.runs[0].reason
+
+
+def test_unreachable_evaluator_leaves_the_decision_to_the_policy(
+        session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A borderline candidate (dropout 0.01 lower: ~0.2 % better) while the evaluator is down."""
+    llm_env.setenv("NAS_LLM_MAX_RETRIES", "0")
+    with scripted_server(iteration(0.2)) as server:
+        session(server)
+    config = read_config_literal(tmp_path / "ws" / "config.py")
+    lower = round(config["model"]["dropout"] - 0.01, 6)
+    assert abs(val_mse_of(config, 0) - val_mse_of(
+        {**config, "model": {**config["model"], "dropout": lower}}, 0)) < 0.002
+    with scripted_server(iteration(lower), fallback=always(error(500))) as server:
+        result = session(server, iters=2)
+    assert result.stopped_by == "budget"
+    state = consistent(tmp_path / "ws")
+    judged = state.runs[1]
+    assert (judged.verdict, judged.decided_by) == ("borderline", "policy"), judged
+    assert "evaluator unreachable" in judged.verdict_reason
+
+
+# -- not a chat completion: must stop cleanly -----------------------------------------------
+
+NOT_COMPLETIONS: dict[str, Reply] = {
+    "html-page": Reply(body=b"<html><body>Welcome to nginx!</body></html>",
+                       content_type="text/html"),
+    "invalid-json": Reply(body=b'{"id": "chatcmpl-1", "choices": [{'),
+}
+
+
+@pytest.mark.parametrize("reply", sorted(NOT_COMPLETIONS))
+def test_answer_that_is_not_a_completion_stops_cleanly(reply: str, session: Session,
+                                                       tmp_path: Path) -> None:
+    """E.g. NAS_LLM_BASE_URL without /v1 reaching a web page: no traceback, state saved."""
+    with scripted_server([], fallback=always(NOT_COMPLETIONS[reply])) as server:
+        result = session(server, iters=2)
+    assert result.stopped_by in ("brain_unavailable", "budget"), result
+    consistent(tmp_path / "ws")
+
+
+def test_decision_without_launch_is_a_planning_failure(session: Session,
+                                                       tmp_path: Path) -> None:
+    """The model answers at once (no training): the iteration is spent, nothing trained."""
+    with scripted_server([decision("nothing"), *iteration(0.2)]) as server:
+        result = session(server, iters=2)
+    assert (result.stopped_by, result.iteration) == ("budget", 2)
+    assert [r.iteration for r in consistent(tmp_path / "ws").runs] == [2]

@@ -1,0 +1,105 @@
+"""Secrets: an API key in the environment or in ``.env`` appears in no workspace file.
+
+Real ``nas`` processes (forked from the fork server, so ``nas.log`` is written as in
+use) run the llm brain against the scripted local server, or the tpe brain with a key
+set; ``nas report`` then writes its files. Every file under the workspace (state,
+journal, traces, nas.log, run directories, study, report) is searched for each key and
+for its distinctive middle part.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from forkserver_client import ForkServer
+from llm_server import answer, error, iteration, scripted_server
+
+ENV_KEY = "sk-env-SECRET-0123456789abcdef"
+DOTENV_KEY = "sk-dotenv-SECRET-fedcba9876543210"
+ROUTER_KEY = "sk-or-v1-dotenvSECRET-abcdef0123456789"
+KEYS = (ENV_KEY, DOTENV_KEY, ROUTER_KEY)
+LLM_VARIABLES = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "NAS_LLM_BASE_URL", "NAS_PLANNER_MODEL",
+                 "NAS_EVALUATOR_MODEL", "NAS_LLM_MAX_RETRIES", "NAS_LLM_TIMEOUT")
+
+
+def leaks(root: Path) -> list[str]:
+    """``path: key`` for every workspace file holding a key (or its middle part)."""
+    found = []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file():
+            continue
+        data = path.read_bytes()
+        for key in KEYS:
+            if key.encode() in data or key[6:-4].encode() in data:
+                found.append(f"{path.relative_to(root)}: {key}")
+    return found
+
+
+def nas(forkserver: ForkServer, tmp_path: Path, argv: list[str], env: dict[str, str]) -> int:
+    """Run ``nas <argv> --workspace tmp_path/ws`` in ``tmp_path`` (where ``.env`` lies)."""
+    return forkserver.run([*argv, "--workspace", str(tmp_path / "ws")], tmp_path,
+                          tmp_path / "nas.out", timeout=180, env=env, unset=LLM_VARIABLES)
+
+
+def write_dotenv(tmp_path: Path, base_url: str | None = None) -> None:
+    lines = [f'OPENAI_API_KEY="{DOTENV_KEY}"', f"export OPENROUTER_API_KEY={ROUTER_KEY}"]
+    if base_url:
+        lines.append(f"NAS_LLM_BASE_URL={base_url}  # the local test server")
+    (tmp_path / ".env").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize("source", ["env", "dotenv"])
+def test_llm_session_records_no_key(source: str, forkserver: ForkServer,
+                                    tmp_path: Path) -> None:
+    """The llm brain with the key from the environment (which wins) or from ``.env``."""
+    with scripted_server([*iteration(0.2), *iteration(0.1)]) as server:
+        write_dotenv(tmp_path, server.base_url)
+        env = {"NAS_LLM_MAX_RETRIES": "0"}
+        if source == "env":
+            env["OPENAI_API_KEY"] = ENV_KEY
+        code = nas(forkserver, tmp_path, ["run", "--iters", "2", "--planner", "llm",
+                                          "--preset", "tiny"], env)
+        used = {request["auth"] for request in server.requests}
+    assert code == 0, (tmp_path / "nas.out").read_text()[-2000:]
+    assert used == {f"Bearer {ENV_KEY if source == 'env' else DOTENV_KEY}"}
+    assert nas(forkserver, tmp_path, ["report"], env) == 0
+    assert (tmp_path / "ws" / "nas.log").is_file() and list((tmp_path / "ws").rglob("*.jsonl"))
+    assert not leaks(tmp_path / "ws")
+
+
+def test_tpe_session_with_keys_set_records_no_key(forkserver: ForkServer,
+                                                  tmp_path: Path) -> None:
+    write_dotenv(tmp_path)
+    env = {"OPENAI_API_KEY": ENV_KEY}
+    assert nas(forkserver, tmp_path, ["run", "--iters", "3", "--planner", "tpe", "--preset",
+                                      "tiny"], env) == 0
+    assert nas(forkserver, tmp_path, ["report"], env) == 0
+    assert not leaks(tmp_path / "ws")
+
+
+def test_key_echoed_in_an_error_is_not_recorded(forkserver: ForkServer, tmp_path: Path) -> None:
+    """A server whose 401 message quotes the key: nas.log, state and trace stay clean."""
+    echo = error(401, f"Incorrect API key provided: {ENV_KEY}")
+    with scripted_server([], fallback=lambda body: echo) as server:
+        env = {"OPENAI_API_KEY": ENV_KEY, "NAS_LLM_BASE_URL": server.base_url,
+               "NAS_LLM_MAX_RETRIES": "0"}
+        code = nas(forkserver, tmp_path, ["run", "--iters", "2", "--planner", "llm",
+                                          "--preset", "tiny"], env)
+    assert code == 1
+    assert not leaks(tmp_path / "ws")
+
+
+def test_key_echoed_by_the_model_is_not_recorded(forkserver: ForkServer,
+                                                 tmp_path: Path) -> None:
+    """The model's own text quotes the key (a proxy echoing headers): state stays clean."""
+    replies = iteration(0.2)
+    replies[-1] = answer(json.dumps({"step_type": "small", "reason": "evidence",
+                                     "plan": f"dropout 0.2 (authorised with {ENV_KEY})"}))
+    with scripted_server(replies) as server:
+        env = {"OPENAI_API_KEY": ENV_KEY, "NAS_LLM_BASE_URL": server.base_url}
+        code = nas(forkserver, tmp_path, ["run", "--iters", "1", "--planner", "llm",
+                                          "--preset", "tiny"], env)
+    assert code == 0
+    assert not leaks(tmp_path / "ws")
