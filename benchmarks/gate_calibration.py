@@ -23,10 +23,11 @@ seeds not shared): the candidate gets three other seeds, paired slot by slot wit
 incumbent's. Each trial uses its own base seed (``--seed + 1000 * trial``), so trials are
 independent.
 
-Every borderline is judged twice: by the session's offline ``PolicyEvaluator`` (accept
-when strictly better: about half the borderlines of an A/A test) and by
-``gate.guarded_policy_decision`` (also needs a paired t >= ``noise_t`` over >= 2 shared
-seeds); the table gives both.
+Every borderline is judged twice: by the plain rule "accept when the mean is strictly
+better" (about half the borderlines of an A/A test) and by ``gate.guarded_policy_decision``
+(also needs a paired t >= ``noise_t`` over >= 2 shared seeds), which is what the session's
+offline ``PolicyEvaluator`` runs; the table gives both. The K=0 and K=3 shared rows run the
+session's own ``decide`` with ``PolicyEvaluator``, so both columns agree there.
 
 Usage::
 
@@ -77,7 +78,7 @@ from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import IterationScratch, load_state
 from informer_nas.nas_system.workspace import Workspace
 from informer_nas.tools.context import ToolContext
-from informer_nas.tools.launch_training import confirmation_seeds, launch_training
+from informer_nas.tools.launch_training import confirmation_seeds, ensure_seeds, launch_training
 
 CONFIRM = 3
 INDEPENDENT_OFFSET = 200_000
@@ -157,7 +158,7 @@ def _decide(ctx: ToolContext, run_id: str, confirm: int) -> Decision:
     ctx.settings = dataclasses.replace(ctx.settings, confirm_seeds=confirm)
     record = find_run(ctx, run_id)
     assert record is not None
-    return decide(ctx, record, PolicyEvaluator())
+    return decide(ctx, record, PolicyEvaluator(), confirm=ensure_seeds)
 
 
 def independent_decision(trainer: InProcessTrainer, ctx: ToolContext, incumbent: RunRecord,
@@ -193,7 +194,7 @@ def independent_decision(trainer: InProcessTrainer, ctx: ToolContext, incumbent:
                 "decided_by": "rules", "reason": reason}
     mean, base_mean, _ = compared_values(evidence, base_evidence)
     guarded, why = guarded_policy_decision(evidence, base_evidence, thresholds)
-    return {"verdict": "borderline", "accepted": policy_decision(mean, base_mean),
+    return {"verdict": "borderline", "accepted": policy_decision(mean, base_mean),  # plain
             "guarded_accepted": guarded, "decided_by": "policy",
             "reason": f"{reason}; guarded policy: {why}"}
 
@@ -240,8 +241,9 @@ def report(results: Sequence[TrialResult], trainer: InProcessTrainer, preset: st
            wall: float) -> str:
     lines = [f"### Gate A/A calibration ({preset} preset, {len(results)} trials)", "",
              "Wrongly accepted (every accept is wrong: the candidate is the incumbent's "
-             "config), with the session's offline policy (`PolicyEvaluator`: a borderline "
-             "is accepted when strictly better) and with `guarded_policy_decision`.", "",
+             "config), with a plain policy (a borderline is accepted when its mean is strictly "
+             "better) and with `guarded_policy_decision`, the session's offline evaluator "
+             "(K=0 and K=3 shared run the session's own `decide`, so both columns agree).", "",
              "| comparison | wrongly accepted | 95 % CI | guarded policy | 95 % CI "
              "| decided by rules | borderline (policy) |",
              "|---|---:|---|---:|---|---:|---:|"]

@@ -262,11 +262,15 @@ def decide(ctx: ToolContext, record: RunRecord, evaluator: Evaluator,
     """Gate, confirmation seeds for accept/borderline, then the evaluator for a borderline.
 
     Args:
-        confirm: trains the missing confirmation seeds (None: no confirmation).
+        confirm: trains the missing confirmation seeds; required when the settings ask
+            for confirmation seeds (a silent single-seed decision would be mostly noise).
     """
     verdict = gate(ctx, record)
     incumbent = find_run(ctx, ctx.state.incumbent_run_id)
     seeds = ctx.settings.confirm_seeds
+    if seeds > 0 and confirm is None:
+        raise ConfigError(f"confirm_seeds is {seeds} but no confirm function was given; "
+                          "pass confirm=ensure_seeds (tools.launch_training)")
     if confirm is not None and seeds > 0 and incumbent is not None and verdict.verdict != "reject":
         confirm(ctx, record.run_id, seeds)
         confirm(ctx, incumbent.run_id, seeds)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from informer_nas.errors import ConfigError
+from informer_nas.nas_system.secrets import dotenv_values
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
@@ -26,32 +27,10 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-def parse_dotenv(text: str) -> dict[str, str]:
-    """``KEY=VALUE`` lines (``export`` prefix, quotes and ``#`` comments allowed)."""
-    values: dict[str, str] = {}
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        value = value.strip()
-        if value[:1] in ("'", '"') and value.endswith(value[0]) and len(value) >= 2:
-            value = value[1:-1]
-        elif " #" in value:
-            value = value.split(" #", 1)[0].rstrip()
-        values[key.strip()] = value
-    return values
-
-
 def llm_environment(environ: Mapping[str, str] | None = None,
                     dotenv: Path | None = None) -> dict[str, str]:
     """``.env`` (default ``./.env``) overlaid by the process environment."""
-    path = dotenv if dotenv is not None else Path.cwd() / ".env"
-    merged: dict[str, str] = {}
-    try:
-        merged.update(parse_dotenv(path.read_text(encoding="utf-8")))
-    except OSError:
-        pass
+    merged = dotenv_values(dotenv)
     merged.update(os.environ if environ is None else environ)
     return merged
 
