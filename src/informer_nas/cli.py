@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
+from informer_nas.log_setup import workspace_log
+
 if TYPE_CHECKING:
     from informer_nas.display import SessionDisplay, Verbosity
     from informer_nas.nas_system.session import SessionResult
@@ -38,7 +40,6 @@ INTERRUPTED_EXIT = 130
 # stderr handler: a user error is printed once, by _fail.
 logging.getLogger("informer_nas").addHandler(logging.NullHandler())
 logger = logging.getLogger("informer_nas.cli")  # also under `python -m informer_nas.cli`
-_SHOWN_BY_DISPLAY = frozenset({"informer_nas.api", "informer_nas.cli"})
 
 
 class Preset(str, Enum):
@@ -95,35 +96,6 @@ def _console(quiet: bool = False) -> Any:
     from rich.console import Console
 
     return Console(quiet=quiet, highlight=False)
-
-
-@contextmanager
-def _workspace_log(root: Path, verbosity: Verbosity = "normal") -> Iterator[None]:
-    """Send the package's log records to ``<workspace>/nas.log`` (and stderr when verbose)."""
-    from informer_nas.nas_system.secrets import ScrubFilter
-
-    package_logger = logging.getLogger("informer_nas")
-    package_logger.setLevel(logging.DEBUG if verbosity == "verbose" else logging.INFO)
-    root.mkdir(parents=True, exist_ok=True)
-    handlers: list[logging.Handler] = [logging.FileHandler(root / "nas.log", encoding="utf-8")]
-    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    if verbosity == "verbose":
-        from rich.logging import RichHandler
-
-        console_handler = RichHandler(console=_console(), show_path=False, level=logging.INFO)
-        # The display already shows session events and the CLI its own errors.
-        console_handler.addFilter(lambda record: record.name not in _SHOWN_BY_DISPLAY)
-        handlers.append(console_handler)
-    scrubber = ScrubFilter()
-    for handler in handlers:
-        handler.addFilter(scrubber)
-        package_logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            package_logger.removeHandler(handler)
-            handler.close()
 
 
 def _open_workspace(root: Path) -> Workspace:
@@ -216,8 +188,10 @@ def run(
     ] = None,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     preset: PresetOption = Preset.quick,
-    seed: Annotated[int, typer.Option(min=0, help="Base seed of the session.")] = 0,
-    confirm_seeds: Annotated[int, typer.Option(min=0, help="Extra seeds to confirm winners.")] = 0,
+    seed: Annotated[int | None, typer.Option(
+        min=0, help="Base seed (default: the workspace's, else 0).")] = None,
+    confirm_seeds: Annotated[int | None, typer.Option(
+        min=0, help="Extra seeds to confirm winners (default: the workspace's, else 0).")] = None,
     timeout: Annotated[float | None, typer.Option(min=1, help="Seconds per training.")] = None,
     fallback: Annotated[FallbackName | None, typer.Option(help="Brain if the LLM fails.")] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Never stop a trial early.")] = False,
@@ -236,7 +210,7 @@ def run(
     origin = "" if planner else " (default: " + (
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
     _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
-    with _workspace_log(workspace, verbosity), _session_display(
+    with workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters, chosen) as display:
         result = run_nas_optimization(
             workspace=workspace, iters=iters, planner=chosen, preset=preset.value, seed=seed,
@@ -260,7 +234,7 @@ def resume(
 
     with _user_errors():
         _open_workspace(workspace)  # not a workspace: one line, never a new one
-    with _workspace_log(workspace, verbosity), _session_display(
+    with workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters) as display:
         result = run_nas_optimization(workspace=workspace, iters=iters, observer=display)
     _finish(result, workspace)
@@ -314,7 +288,7 @@ def report(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
 
     with _user_errors():
         opened = _open_workspace(workspace)
-        with _workspace_log(opened.paths.root):
+        with workspace_log(opened.paths.root):
             report_dir = write_report(opened)
     typer.echo(f"report written: {report_dir / 'report.html'} (and report.md, progress.png)")
 

@@ -1,0 +1,47 @@
+"""Where the package's log records go during a CLI command: ``<workspace>/nas.log``.
+
+Secrets are scrubbed from every record (``nas_system/secrets.py``); with ``--verbose`` the
+records also go to the terminal, except those the live display already shows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Literal
+
+Verbosity = Literal["quiet", "normal", "verbose"]
+# The live display shows the session's events and the CLI prints its own errors.
+_SHOWN_BY_DISPLAY = frozenset({"informer_nas.api", "informer_nas.cli"})
+
+
+@contextmanager
+def workspace_log(root: Path, verbosity: Verbosity = "normal") -> Iterator[None]:
+    """Send the package's log records to ``<workspace>/nas.log`` (and stderr when verbose)."""
+    from informer_nas.nas_system.secrets import ScrubFilter
+
+    package_logger = logging.getLogger("informer_nas")
+    package_logger.setLevel(logging.DEBUG if verbosity == "verbose" else logging.INFO)
+    root.mkdir(parents=True, exist_ok=True)
+    handlers: list[logging.Handler] = [logging.FileHandler(root / "nas.log", encoding="utf-8")]
+    handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if verbosity == "verbose":
+        from rich.console import Console
+        from rich.logging import RichHandler
+
+        console = Console(highlight=False)
+        console_handler = RichHandler(console=console, show_path=False, level=logging.INFO)
+        console_handler.addFilter(lambda record: record.name not in _SHOWN_BY_DISPLAY)
+        handlers.append(console_handler)
+    scrubber = ScrubFilter()
+    for handler in handlers:
+        handler.addFilter(scrubber)
+        package_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            package_logger.removeHandler(handler)
+            handler.close()
