@@ -263,10 +263,18 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
 
     console = _console()
     table = Table(title=f"runs in {summary['workspace']}")
-    for column in RUN_COLUMNS:
-        table.add_column(column, overflow="fold")
+    rows = run_table_rows(summary["runs"])
+    # One line per run: every column keeps its width and the changes get what is left
+    # (`nas status --json` has them in full).
+    widths = [max([len(column), *(len(row[index]) for row in rows)])
+              for index, column in enumerate(RUN_COLUMNS)]
+    wide = RUN_COLUMNS.index("changes")
+    left = console.width - sum(widths) + widths[wide] - 3 * len(widths) - 1
+    for index, column in enumerate(RUN_COLUMNS):
+        width = max(12, min(widths[index], left)) if index == wide else widths[index]
+        table.add_column(column, no_wrap=True, overflow="ellipsis", width=width)
     incumbent_id = (summary["incumbent"] or {}).get("run_id")
-    for run_row, cells in zip(summary["runs"], run_table_rows(summary["runs"]), strict=True):
+    for run_row, cells in zip(summary["runs"], rows, strict=True):
         table.add_row(*cells, style="bold green" if run_row["run_id"] == incumbent_id else None)
     console.print(table)
     budget, total = summary["budget"], summary["usage"]["total"]
