@@ -51,9 +51,18 @@ def decision(step_type: str, plan: str) -> Any:
     return assistant_message(json.dumps({"step_type": step_type, "plan": plan, "reason": "test"}))
 
 
+def keep_baseline(call: ModelCall) -> list[Any]:
+    """The reviewer keeps the baseline (the starting config): launch without an edit."""
+    assert "proposes the starting config itself" in prompt_text(call), prompt_text(call)
+    return [function_call("launch_training", {"seed": None}, call_id="call_0")]
+
+
 def reviewer_script() -> list[Any]:
-    """Iteration 1 keeps the proposal; iteration 2 overrides it with its own edit."""
+    """Iteration 1 keeps the baseline, iteration 2 TPE's proposal; iteration 3 overrides
+    the proposal with its own edit."""
     return [
+        ModelStep.respond(keep_baseline),
+        [decision("small", "keep the baseline")],
         ModelStep.respond(keep_proposal),
         [function_call("launch_training", {"seed": None}, call_id="call_1")],
         [decision("small", "keep TPE's proposal")],
@@ -84,17 +93,17 @@ def trained_params(root: Path, run_id: str, keys: set[str]) -> dict[str, Any]:
 
 @pytest.fixture
 def recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, ScriptedModel]:
-    """A 2-iteration hybrid session with the scripted reviewer; returns its root and model."""
+    """A 3-iteration hybrid session with the scripted reviewer; returns its root and model."""
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("NAS_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
     usage = Usage(requests=1, input_tokens=50, output_tokens=5)
     reviewer = ScriptedModel(reviewer_script(), default_usage=usage)
-    evaluator = ScriptedModel([], default_usage=usage)  # the gate decides both iterations
+    evaluator = ScriptedModel([], default_usage=usage)  # the gate decides every iteration
     monkeypatch.setattr(llm_module, "llm_models",
                         lambda settings, client=None: {"planner": reviewer,
                                                        "evaluator": evaluator})
     root = tmp_path / "recorded"
-    result = run_nas_optimization(root, iters=2, planner="hybrid", preset="tiny", seed=3,
+    result = run_nas_optimization(root, iters=3, planner="hybrid", preset="tiny", seed=3,
                                   executor=CallableExecutor(fake_train), quiet=True)
     assert result.stopped_by == "budget" and reviewer.remaining_steps == 0
     return root, reviewer
@@ -104,10 +113,15 @@ def test_study_sees_the_kept_and_the_overridden_trials(
         recorded: tuple[Path, ScriptedModel]) -> None:
     root, _ = recorded
     state = load_state(Workspace.open(root).paths)
-    kept_run, override_run = state.runs
+    baseline_run, kept_run, override_run = state.runs
     trials = study_trials(root)
-    kept, overridden, actual = trials
+    baseline, kept, overridden, actual = trials
     keys = set(kept.params)
+    # The baseline: the starting config, trained unedited and told with its run's value.
+    start = flatten(read_config_literal(root / "runs" / baseline_run.run_id / "config_used.py"))
+    assert baseline_run.changes == [] and baseline.number == 0
+    assert baseline.state == TrialState.COMPLETE and baseline.value == baseline_run.val_mse
+    assert baseline.params == {k: start[k] for k in keys}
     # Kept: the proposal itself was trained and told with its run's value.
     assert kept.state == TrialState.COMPLETE and kept.user_attrs["run_id"] == kept_run.run_id
     assert kept.value == kept_run.val_mse
@@ -127,19 +141,20 @@ def test_decisions_are_traced_and_replay_identically(
     trace = next((root / "traces").glob("*.jsonl"))
     records = read_trace(trace)
     edits = [r["args"] for r in records if r["kind"] == "tool" and r["name"] == "edit_config"]
-    match = PROPOSAL.search(prompt_text(reviewer.calls[0]))
+    match = PROPOSAL.search(prompt_text(reviewer.calls[2]))
     assert match is not None
     proposed = json.loads(match.group(1))
     assert [e["changes"] for e in edits] == [proposed, OVERRIDE]
     plans = [r["plan"] for r in records if r["kind"] == "event" and r["name"] == "plan"]
-    assert plans == ["keep TPE's proposal", "override: dropout 0.5"]
+    assert plans == ["keep the baseline", "keep TPE's proposal", "override: dropout 0.5"]
     verdicts = [r for r in records if r["kind"] == "event" and r["name"] == "verdict"]
-    assert [rounded(v["changes"]) for v in verdicts] == [rounded(proposed), rounded(OVERRIDE)]
+    assert [rounded(v["changes"]) for v in verdicts] == [
+        [], rounded(proposed), rounded(OVERRIDE)]
     assert all(v["decided_by"] == "rules" for v in verdicts)
 
     report = replay_trace(trace, tmp_path / "replayed")
     assert report.identical, report.divergence
-    assert report.iterations == 2
+    assert report.iterations == 3
     replayed = [(t.number, t.state, t.value, t.params) for t in study_trials(report.workspace)]
     assert replayed == [(t.number, t.state, t.value, t.params) for t in study_trials(root)]
 
@@ -149,5 +164,5 @@ def test_session_usage_is_recorded_per_session(recorded: tuple[Path, ScriptedMod
     state = load_state(Workspace.open(root).paths)
     (session,) = state.sessions
     assert session.usage["planner"] == state.usage["planner"]
-    assert (session.usage["planner"].requests, session.usage["planner"].input_tokens) == (6, 300)
+    assert (session.usage["planner"].requests, session.usage["planner"].input_tokens) == (8, 400)
     assert "evaluator" not in session.usage

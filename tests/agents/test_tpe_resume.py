@@ -14,17 +14,22 @@ from optuna.trial import TrialState
 
 from informer_nas.agents.brains.study import (
     STUDY_NAME,
+    StudyBrain,
     config_problem,
     distributions,
     make_sampler,
+    starting_params,
 )
+from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
-from informer_nas.informer.presets import preset_config
+from informer_nas.informer.presets import PRESETS, preset_config
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
+from informer_nas.nas_system.records import ConfigChange
 from informer_nas.nas_system.search_space import flatten, readable_float, search_space_for
-from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.state import IterationScratch, load_state
 from informer_nas.nas_system.workspace import Workspace
+from informer_nas.tools.edit_config import apply_changes
 
 ITERS = 6
 
@@ -86,10 +91,16 @@ def test_study_agrees_with_the_runs(tmp_path: Path) -> None:
 
 def direct_sequence(iters: int, pruner: optuna.pruners.BasePruner | None = None
                     ) -> tuple[list[dict[str, Any]], list[TrialState]]:
-    """Optuna driven by hand: ask, report each epoch's val MSE, prune or tell the value."""
+    """Optuna driven by hand: ask, report each epoch's val MSE, prune or tell the value.
+
+    As Optuna users do, the starting config (the preset's values of the searched keys) is
+    enqueued first, so trial 0 is the baseline and sampling starts with trial 1.
+    """
     space = search_space_for("tiny")
     base = preset_config("tiny").to_dict()
     study = optuna.create_study(direction="minimize", pruner=pruner)
+    study.enqueue_trial({k: v for k, v in flatten(base).items() if k in space.keys},
+                        skip_if_exists=True)
     direct: list[dict[str, Any]] = []
     while len(direct) < iters:
         study.sampler = make_sampler("tpe", 7 + len(study.trials))
@@ -113,9 +124,12 @@ def direct_sequence(iters: int, pruner: optuna.pruners.BasePruner | None = None
 
 
 def test_optuna_driven_directly_proposes_the_same_sequence(tmp_path: Path) -> None:
-    """The agent layer does not change the optimizer (issue 7's equivalence)."""
+    """The agent layer does not change the optimizer (issue 7's equivalence): same sampler,
+    same seeds, and the starting config enqueued first, give the identical sequence."""
     run(tmp_path / "ws", 4)
     direct, _ = direct_sequence(4)
+    assert direct[0] == {k: v for k, v in flatten(preset_config("tiny").to_dict()).items()
+                         if k in search_space_for("tiny").keys}
     assert [rounded(c) for c in trained_configs(tmp_path / "ws")] == [rounded(c) for c in direct]
     complete = load_study(tmp_path / "ws").get_trials(states=(TrialState.COMPLETE,))
     for trial in complete:  # as trial.report(val_mse, epoch - 1) would have left them
@@ -156,3 +170,97 @@ def test_resume_without_a_seed_keeps_the_sessions_seed(tmp_path: Path) -> None:
     run_nas_optimization(tmp_path / "split", iters=4, executor=CallableExecutor(fake_train),
                          planner="tpe", quiet=True)  # like `nas resume`: no seed given
     assert trained_configs(tmp_path / "split") == trained_configs(tmp_path / "whole")
+
+
+def starting_values(root: Path) -> dict[str, Any]:
+    """The searched keys' values in the workspace's starting config."""
+    keys = set(search_space_for("tiny").keys)
+    return {k: v for k, v in flatten(read_config_literal(root / "config.py")).items()
+            if k in keys}
+
+
+def test_first_run_is_the_starting_config(tmp_path: Path) -> None:
+    """Iteration 1 trains the workspace's starting config, with no edit (the baseline)."""
+    root = tmp_path / "ws"
+    Workspace.create(root, "tiny")
+    start = starting_values(root)
+    run(root, 2)
+    first, second = trained_configs(root)
+    assert first == start and second != start
+    state = load_state(Workspace.open(root).paths)
+    assert state.runs[0].changes == [] and state.runs[1].changes
+    trace = next((root / "traces").glob("*.jsonl"))
+    plans = [r["plan"] for r in read_trace(trace) if r["kind"] == "event" and r["name"] == "plan"]
+    assert plans[0] == "tpe trial 0: baseline: the starting config"
+    study = load_study(root)
+    assert study.trials[0].params == start and study.trials[0].state == TrialState.COMPLETE
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_user_config_is_the_baseline_and_outside_values_are_sampled(
+        tmp_path: Path, sampler: str) -> None:
+    """A user's own config.py is the baseline; a value outside the space is left to the
+    sampler (the enqueued trial fixes only the others)."""
+    root = tmp_path / "ws"
+    paths = Workspace.create(root, "tiny").paths
+    space = search_space_for("tiny")
+    dropout = space["model.dropout"]
+    assert dropout.high is not None
+    outside = ConfigChange(key="model.dropout", value=float(dropout.high) + 0.05)
+    inside = ConfigChange(key="training.optimizer_params.lr", value=space.validate(
+        "training.optimizer_params.lr", space["training.optimizer_params.lr"].example()))
+    paths.config.write_text(apply_changes(paths.config.read_text(), [outside, inside]))
+    brain = StudyBrain(paths, sampler, 0, space)  # type: ignore[arg-type]
+    state = load_state(paths)
+    state.current = IterationScratch(iteration=1)
+    config = read_config_literal(paths.config)
+    proposal = brain.propose(state, config)
+    start = {k: v for k, v in flatten(config).items() if k in space.keys}
+    assert proposal.baseline and proposal.trial_number == 0
+    assert proposal.params["training.optimizer_params.lr"] == inside.value
+    assert {k: v for k, v in proposal.params.items() if k != "model.dropout"} == {
+        k: v for k, v in start.items() if k != "model.dropout"}
+    assert space.validate("model.dropout", proposal.params["model.dropout"]) is not None
+    assert [c.key for c in proposal.changes] == ["model.dropout"]
+
+
+@pytest.mark.parametrize("kill", ["after the enqueue", "inside the ask"])
+def test_kill_around_the_enqueue_keeps_the_baseline(tmp_path: Path, kill: str) -> None:
+    """A kill after enqueueing the starting config, or inside the ask that dequeues it,
+    changes nothing: the resumed session proposes the baseline, then what an uninterrupted
+    session proposes."""
+
+    def proposals(root: Path, killed: bool) -> list[dict[str, Any]]:
+        paths = Workspace.create(root, "tiny").paths
+        config = read_config_literal(paths.config)
+        if killed:
+            brain = StudyBrain(paths, "tpe", 7, search_space_for("tiny"))
+            state = load_state(paths)
+            brain._enqueue_start(brain.study(), state, config)
+            if kill == "inside the ask":  # dequeued, never tagged: an orphan trial
+                brain.study(7).ask(brain.distributions)
+        brain = StudyBrain(paths, "tpe", 7, search_space_for("tiny"))  # the resumed process
+        result = []
+        for iteration in (1, 2, 3):
+            state = load_state(paths)
+            state.current = IterationScratch(iteration=iteration)
+            result.append(brain.propose(state, config).params)
+            study = brain.study()
+            trial = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))[-1]
+            study.tell(trial.number, float(iteration))
+        assert len(brain.study().get_trials(states=(TrialState.WAITING,))) == 0
+        return result
+
+    killed = proposals(tmp_path / "killed", True)
+    assert killed == proposals(tmp_path / "whole", False)
+    assert killed[0] == starting_values(tmp_path / "killed")
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_every_preset_is_its_own_baseline(preset: str) -> None:
+    """Each preset's values lie inside its space, so its baseline fixes every searched key."""
+    space = search_space_for(preset)
+    config = preset_config(preset).to_dict()  # type: ignore[arg-type]
+    params = starting_params(space, distributions(space), config)
+    assert set(params) == set(space.keys)
+    assert not config_problem(config, params)

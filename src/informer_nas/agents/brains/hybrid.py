@@ -4,7 +4,8 @@ Each iteration the TPE study asks a trial; the LLM planner sees that proposal, t
 configs so far and the recent trials, and either applies it unchanged or edits its own
 candidate. Every trial is told to the study: a kept proposal with its result, an
 overridden one as FAIL (it was not trained) plus the config actually trained as a trial
-of its own (see ``study.py``).
+of its own (see ``study.py``). The first proposal of a workspace is the starting config
+itself (the baseline): the LLM keeps it by launching the training without an edit.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ with a change you expect to do better, saying why in the rationale. Then launch 
 training once and answer with your decision.
 """
 
+HYBRID_BASELINE_PROMPT = """\
+Iteration {iteration} of {max_iterations}.
+The TPE optimizer proposes the starting config itself, unchanged, as the baseline
+(trial {trial}): nothing has been trained yet.
+Either keep the baseline (launch the training without calling edit_config) or override
+it with a change you expect to do better, saying why in the rationale. Then launch the
+training once and answer with your decision.
+"""
+
 
 def best_trials(brain: StudyBrain, count: int = BEST_CONFIGS) -> list[dict[str, Any]]:
     """The ``count`` best completed trials: their values and parameters."""
@@ -53,6 +63,10 @@ def hybrid_prompt(brain: StudyBrain) -> Any:
 
     def prompt(ctx: ToolContext, budget: Budget) -> str:
         proposal = brain.propose(ctx.state, read_config_literal(ctx.workspace.paths.config))
+        if proposal.baseline and not proposal.changes:
+            return HYBRID_BASELINE_PROMPT.format(
+                iteration=budget.iteration, max_iterations=budget.max_iterations,
+                trial=proposal.trial_number)
         changes = [change.model_dump() for change in proposal.changes]
         return HYBRID_PROMPT.format(
             iteration=budget.iteration, max_iterations=budget.max_iterations,

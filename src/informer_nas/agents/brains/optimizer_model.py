@@ -4,7 +4,9 @@ Per iteration it emits the same calls an LLM planner would: ``read_history`` ->
 ``edit_config`` with the sampled values -> ``launch_training`` -> the final
 ``PlannerDecision`` JSON. It reads where it is from the conversation (the tool outputs
 so far), so it needs no state of its own beyond the study's current proposal. An edit
-refused by ``edit_config`` is told FAIL and a new trial is asked.
+refused by ``edit_config`` is told FAIL and a new trial is asked. A proposal with no
+change (the first one of a workspace: the starting config, the baseline) skips
+``edit_config``, which refuses an empty change list, and launches the incumbent as is.
 """
 
 from __future__ import annotations
@@ -132,14 +134,17 @@ class OptimizerModel(NonStreamingModel):
         ctx = self.binding.require()
         config = read_config_literal(ctx.workspace.paths.config)
         proposal = self.brain.propose(ctx.state, config)
-        changes = proposal.changes or [ConfigChange(key=k, value=v)
-                                       for k, v in proposal.params.items()]
+        if not proposal.changes:  # the baseline: train the incumbent as is
+            return function_call("launch_training", {"seed": None}, call_id)
         return function_call("edit_config", {
-            "changes": [change.model_dump() for change in changes],
+            "changes": [change.model_dump() for change in proposal.changes],
             "rationale": self._rationale(proposal),
         }, call_id)
 
     def _rationale(self, proposal: Proposal) -> str:
+        if proposal.baseline:
+            return (f"{self.label} trial {proposal.trial_number}: the workspace's starting "
+                    f"config, enqueued before any sampling")
         sampler = "TPESampler" if self.brain.sampler_name == "tpe" else "RandomSampler"
         return (f"{self.label} trial {proposal.trial_number}: sampled by {sampler}"
                 f"(seed={proposal.sampler_seed}) after {proposal.completed_trials} completed "
@@ -150,7 +155,8 @@ class OptimizerModel(NonStreamingModel):
         if proposal is None:
             return json.dumps({"step_type": "small", "plan": "no proposal",
                                "reason": launch_output[:300]})
-        shown = ", ".join(f"{c.key}={c.value!r}" for c in proposal.changes) or "no change"
+        shown = ", ".join(f"{c.key}={c.value!r}" for c in proposal.changes) or (
+            "baseline: the starting config" if proposal.baseline else "no change")
         return json.dumps({
             "step_type": step_type_of(proposal.changes),
             "plan": f"{self.label} trial {proposal.trial_number}: {shown}",

@@ -14,6 +14,13 @@ repairs whatever a crash left:
 - a trial whose iteration is still to be done (the process died before the verdict) is
   reused for that iteration, so the same config is proposed again.
 
+The first proposal of a workspace is its starting config (``config.py``'s values of the
+searched keys; a value outside the space is left to the sampler), enqueued before the first
+ask as Optuna users do with ``study.enqueue_trial``: trial 0 is the baseline, and sampling
+starts with trial 1. The enqueue is repeated, until the first trial is tagged, unless a
+waiting trial already holds it, so a kill after the enqueue or inside the ask changes
+nothing.
+
 The sampler is created fresh for each ask with seed ``base_seed + n``, ``n`` the number of
 trials tagged with an iteration so far (in an uninterrupted session, ``trial.number``): an
 untagged trial, left by a kill inside ``study.ask``, shifts no seed, so with the same told
@@ -115,6 +122,7 @@ class Proposal:
     changes: list[ConfigChange]
     sampler_seed: int
     completed_trials: int
+    baseline: bool = False
 
 
 class StudyBrain:
@@ -229,14 +237,35 @@ class StudyBrain:
         study = self.study()
         trial = self._pending_valid(study, iteration, config)
         if trial is None:
+            self._enqueue_start(study, state, config)
             trial = self._ask_valid(iteration, config)
         completed = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
         flat = flatten(config)
         changes = [ConfigChange(key=k, value=v) for k, v in trial.params.items()
                    if not same_value(v, flat.get(k))]
         seed = self.base_seed + tagged_before(study, trial.number)
-        self.current = Proposal(trial.number, dict(trial.params), changes, seed, completed)
+        self.current = Proposal(trial.number, dict(trial.params), changes, seed, completed,
+                                baseline="fixed_params" in trial.system_attrs)
         return self.current
+
+    def _enqueue_start(self, study: optuna.Study, state: AgentState,
+                       config: dict[str, Any]) -> None:
+        """Enqueue the starting config as the first trial (first proposal of a workspace).
+
+        Nothing is enqueued once a trial was tagged or a run recorded. ``skip_if_exists``
+        is not enough to make this idempotent: it also skips when a kill inside
+        ``study.ask`` left the dequeued starting config as an untagged trial (told FAIL by
+        ``sync``), which was never proposed. So the enqueue is skipped only while a waiting
+        trial holds it (a kill between the enqueue and the ask).
+        """
+        if state.runs or tagged_before(study, None):
+            return
+        params = starting_params(self.space, self.distributions, config)
+        if not params:
+            return
+        if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            return
+        study.enqueue_trial(params)
 
     @staticmethod
     def _pending_valid(study: optuna.Study, iteration: int,
@@ -282,6 +311,28 @@ class StudyBrain:
             study._storage.set_trial_user_attr(trial._trial_id, "invalid", why[:500])
             study.tell(trial.number, state=TrialState.FAIL)
         self.current = None
+
+
+def starting_params(space: SearchSpace, dists: dict[str, BaseDistribution],
+                    config: dict[str, Any]) -> dict[str, Any]:
+    """The config's values of the searched keys, those inside the space (normalised).
+
+    A key missing from the config, or whose value the space refuses, is left out (the
+    sampler picks it).
+    """
+    flat = flatten(config)
+    params: dict[str, Any] = {}
+    for key, dist in dists.items():
+        if key not in flat:
+            continue
+        try:
+            value = space.validate(key, flat[key])
+            inside = dist._contains(dist.to_internal_repr(value))
+        except (ConfigError, ValueError, TypeError):
+            continue
+        if inside:
+            params[key] = value
+    return params
 
 
 def tagged_before(study: optuna.Study, number: int | None) -> int:
