@@ -22,7 +22,8 @@ import typer
 from informer_nas.log_setup import workspace_log
 
 if TYPE_CHECKING:
-    from informer_nas.display import SessionDisplay, Verbosity
+    from informer_nas.display import SessionDisplay
+    from informer_nas.log_setup import Verbosity
     from informer_nas.nas_system.session import SessionResult
     from informer_nas.nas_system.workspace import Workspace
 

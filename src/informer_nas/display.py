@@ -13,18 +13,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from informer_nas.log_setup import Verbosity
 from informer_nas.nas_system.status import format_changes, format_mse
 
 logger = logging.getLogger(__name__)
 
-Verbosity = Literal["quiet", "normal", "verbose"]
 Event = Mapping[str, Any]
 
 _VERDICT_STYLES = {"accept": "bold green", "reject": "red", "borderline": "yellow"}
