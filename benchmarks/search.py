@@ -89,7 +89,8 @@ def window_caps(args: argparse.Namespace) -> tuple[int | None, int | None, int |
     """(train, scored in trials, scored in the re-evaluation) windows; None: all.
 
     A reduced run (``--max-train-windows N``) also scores N windows unless
-    ``--max-eval-windows`` says otherwise; 0 means all windows.
+    ``--max-eval-windows`` says otherwise; ``--reeval-windows`` sets the re-evaluation's
+    own; 0 means all windows.
     """
     def cap(value: int) -> int | None:
         return value or None
@@ -101,6 +102,8 @@ def window_caps(args: argparse.Namespace) -> tuple[int | None, int | None, int |
         train = trial_eval = reeval = cap(args.max_train_windows)
     if args.max_eval_windows is not None:
         trial_eval = reeval = cap(args.max_eval_windows)
+    if args.reeval_windows is not None:
+        reeval = cap(args.reeval_windows)
     return train, trial_eval, reeval
 
 
@@ -271,6 +274,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "in trials, all in the re-evaluation)")
     parser.add_argument("--max-eval-windows", type=int, default=None,
                         help="windows scored per split, trials and re-evaluation (0: all)")
+    parser.add_argument("--reeval-windows", type=int, default=None,
+                        help="windows scored per split in the re-evaluation (0: all; default "
+                        "as the trials when a cap is given, else all)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per training")
     parser.add_argument("--no-prune", action="store_true", help="turn pruning off")
