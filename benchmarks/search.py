@@ -51,7 +51,6 @@ from search_task import (
     TRIAL_EVAL_WINDOWS,
     TRIAL_TRAIN_WINDOWS,
     create_task_workspace,
-    register_task_space,
     task_config,
 )
 
@@ -59,7 +58,6 @@ from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig, read_config_literal
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.records import RunRecord, RunStatus
-from informer_nas.nas_system.search_space import search_space_for
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace, render_config
 
@@ -112,13 +110,15 @@ def session_config(args: argparse.Namespace) -> InformerConfig:
     return task_config(args.max_epochs, train, trial_eval, args.threads)
 
 
-def reeval_config(config_used: Path, target: Path, eval_windows: int | None) -> Path:
+def reeval_config(workspace: Workspace, config_used: Path, target: Path,
+                  eval_windows: int | None) -> Path:
     """``config_used.py`` with the re-evaluation's scoring cap, rendered into ``target``."""
     data = read_config_literal(config_used)
     data["training"]["max_eval_windows"] = eval_windows
     config = InformerConfig.model_validate(data)
     target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(target, render_config(config, search_space_for(TASK_NAME)))
+    space = workspace.search_space(load_state(workspace.paths))
+    atomic_write_text(target, render_config(config, space))
     return target
 
 
@@ -143,11 +143,12 @@ def run_facts(workspace: Workspace, run: RunRecord) -> dict[str, Any]:
             "pruned_epochs_saved": saved, "pruned_seconds_saved": saved * per_epoch}
 
 
-def reevaluate(run_dir: Path, out_dir: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+def reevaluate(workspace: Workspace, run_dir: Path, out_dir: Path,
+               args: argparse.Namespace) -> list[dict[str, Any]]:
     """Retrain ``run_dir/config_used.py`` with each eval seed (reusing finished ones)."""
     from informer_nas.nas_system.executor import LocalSubprocessExecutor
 
-    config = reeval_config(run_dir / "config_used.py", out_dir / "config.py",
+    config = reeval_config(workspace, run_dir / "config_used.py", out_dir / "config.py",
                            window_caps(args)[2])
     executor, results = LocalSubprocessExecutor(), []
     seeds: list[int] = args.eval_seeds
@@ -189,7 +190,6 @@ def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, A
     config = session_config(args)
     session_dir = Path(args.out) / brain / f"session_{index}"
     root = session_dir / "workspace"
-    register_task_space(config)
     if (root / "agent_state.json").is_file():
         check_same_settings(Workspace.open(root), config)
     else:
@@ -204,8 +204,8 @@ def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, A
     state = load_state(workspace.paths)
     runs = [run_facts(workspace, r) for r in state.runs if r.verdict is not None]
     incumbent = state.incumbent_run_id
-    reeval = reevaluate(workspace.paths.run_dir(incumbent), session_dir / "reeval" / incumbent,
-                        args) if incumbent else []
+    reeval = reevaluate(workspace, workspace.paths.run_dir(incumbent),
+                        session_dir / "reeval" / incumbent, args) if incumbent else []
     tests = [r["test_mse"] for r in reeval if r["status"] == "ok" and r["test_mse"] is not None]
     incumbent_config = read_config_literal(workspace.paths.config) if incumbent else None
     return {

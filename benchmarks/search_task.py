@@ -16,14 +16,9 @@ dropout, encoder / decoder layers, d_model (<= 256), d_ff, batch size and look-b
 other tunable keys are pinned to the starting config's values (a one-value range), so a
 trial never changes the optimiser, the loss, the schedule or the epoch budget.
 
-No preset of ``nas_system`` expresses this space (``quick`` samples 21 keys, among them
-``training.max_epochs`` in [1, 8], which would defeat ``--max-epochs``), and presets are a
-closed registry (``search_space._PRESET_NARROWING``), while the brains build their space
-from the workspace's preset name (``search_space_for(state.preset)``). Until nas_system
-offers a public way to register a search preset, ``register_task_space`` adds this task's
-narrowing to that registry in the benchmark's process (the sessions run in-process; the
-trainer subprocess never reads the space). A workspace made here therefore opens with
-``nas`` commands only in a process that registered the task too.
+The workspace stores this narrowing (``Workspace.create(..., narrowing=...)``, what
+``nas init --space FILE`` does), so ``nas status``, ``nas resume`` and ``nas report`` work on
+a benchmark workspace like on any other.
 """
 
 from __future__ import annotations
@@ -33,13 +28,10 @@ from typing import Any
 
 from informer_nas.informer.config import InformerConfig
 from informer_nas.nas_system import search_space
-from informer_nas.nas_system.atomic import atomic_write_text
-from informer_nas.nas_system.search_space import SearchSpace, search_space_for
-from informer_nas.nas_system.state import compact_state, load_state
-from informer_nas.nas_system.workspace import Workspace, render_config
+from informer_nas.nas_system.workspace import Workspace
 
 TASK_NAME = "etth1_m_96"
-BASE_PRESET = "quick"  # the closest preset: Workspace.create needs a known config preset
+BASE_PRESET = "quick"  # the workspace's preset; the narrowing below names every key
 PUBLISHED_INFORMER_TEST_MSE = 0.865  # Informer (AAAI 2021), ETTh1 M, horizon 96
 SOTA_TEST_MSE = 0.375  # TimeMixer (ICLR 2024), ETTh1 M, horizon 96, look-back 96
 GOAL_TEST_MSE = 0.45  # issue 7's goal for the offline brain
@@ -59,11 +51,11 @@ TASK_OVERRIDES: dict[str, dict[str, Any]] = {
              "seq_len": 96, "label_len": 48, "pred_len": 96, "batch_size": 32},
 }
 
-# The issue's space (an empty dict keeps the full range); every other key is pinned.
+# The issue's space; every other key is pinned.
 _SEARCHED: dict[str, dict[str, object]] = {
-    "model.attn": {},
-    "model.distil": {},
-    "model.revin": {},
+    "model.attn": {"choices": ("prob", "full")},
+    "model.distil": {"choices": (False, True)},
+    "model.revin": {"choices": (False, True)},
     "model.e_layers": {"low": 1, "high": 3},
     "model.d_layers": {"low": 1, "high": 2},
     "model.d_model": {"choices": (64, 128, 256)},
@@ -102,31 +94,11 @@ def task_narrowing(config: InformerConfig) -> dict[str, dict[str, object]]:
             narrowing[param.name] = dict(_SEARCHED[param.name])
         elif param.kind in ("int", "float"):
             narrowing[param.name] = {"low": flat[param.name], "high": flat[param.name]}
-        elif param.kind == "categorical":
-            narrowing[param.name] = {"choices": (flat[param.name],)}
         else:
-            raise AssertionError(f"{param.name}: a bool key must be searched or left out")
+            narrowing[param.name] = {"choices": [flat[param.name]]}
     return narrowing
 
 
-def register_task_space(config: InformerConfig) -> SearchSpace:
-    """Register the task's space under ``TASK_NAME`` in this process (see the docstring)."""
-    registry: dict[str, dict[str, dict[str, object]]] = search_space._PRESET_NARROWING
-    registry[TASK_NAME] = task_narrowing(config)
-    return search_space_for(TASK_NAME)
-
-
 def create_task_workspace(root: Path, config: InformerConfig) -> Workspace:
-    """A fresh workspace for the task: created from ``BASE_PRESET``, then retargeted.
-
-    ``config.py`` is rendered from ``config`` (the horizon is a fixed task key, so it is set
-    here, not through ``edit_config``) and the state's preset becomes ``TASK_NAME``.
-    """
-    space = register_task_space(config)
-    workspace = Workspace.create(root, BASE_PRESET)
-    atomic_write_text(workspace.paths.config, render_config(config, space))
-    state = load_state(workspace.paths)
-    state.preset = TASK_NAME
-    compact_state(workspace.paths, state)
-    workspace.config()  # validates the rendered file
-    return workspace
+    """A fresh workspace for the task: ``config`` as its start, the task's narrowing."""
+    return Workspace.create(root, BASE_PRESET, config=config, narrowing=task_narrowing(config))

@@ -141,10 +141,12 @@ def run_nas_optimization(
                       "session_id": session_id})
         try:
             from informer_nas.agents.provider import Binding, usage_dict
+            from informer_nas.nas_system.search_space import search_space_for
 
             binding = Binding(recorder=recorder)
+            study_space = search_space_for(state.preset, narrowing=state.narrowing)
             brain_planner, evaluator = build_brain(
-                name, BrainSpec(space, settings, state.preset, binding, tracing_opted_in()),
+                name, BrainSpec(space, settings, study_space, binding, tracing_opted_in()),
                 fallback,
             )
             result = run_session(

@@ -170,14 +170,32 @@ def init(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     preset: PresetOption = Preset.quick,
     data: Annotated[Path | None, typer.Option(help="A CSV (date column); default: ETTh1.")] = None,
+    space: Annotated[Path | None, typer.Option(help=(
+        'A JSON file narrowing the search, e.g. {"model.d_model": {"choices": [64, 128]}, '
+        '"training.max_epochs": {"low": 6, "high": 6}}.'))] = None,
 ) -> None:
     """Create a workspace: a commented config.py from a preset and a fresh state."""
+    from informer_nas.nas_system.search_space import read_narrowing_file
     from informer_nas.nas_system.workspace import Workspace
 
     with _user_errors():
-        created = Workspace.create(workspace, preset.value, data_path=data)
+        narrowing = read_narrowing_file(space) if space else None
+        created = Workspace.create(workspace, preset.value, data_path=data, narrowing=narrowing)
     typer.echo(f"created workspace {workspace} (preset {preset.value}); edit "
                f"{created.paths.config} or start with: nas run --iters 10 --workspace {workspace}")
+    if narrowing:
+        typer.echo(f"search narrowed on {len(narrowing)} keys ({', '.join(narrowing)})"
+                   + _moved_values(preset.value, created.config(), narrowing))
+
+
+def _moved_values(preset: str, config: Any, keys: Any) -> str:
+    """``; starting values moved into it: k a -> b`` for the preset values outside it."""
+    from informer_nas.informer.presets import preset_config
+    from informer_nas.nas_system.search_space import flatten
+
+    before, after = flatten(preset_config(preset).to_dict()), flatten(config.to_dict())
+    moved = [f"{k} {before[k]!r} -> {after[k]!r}" for k in keys if before[k] != after[k]]
+    return f"; starting values moved into it: {', '.join(moved)}" if moved else ""
 
 
 @app.command()

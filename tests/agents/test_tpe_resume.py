@@ -264,3 +264,24 @@ def test_every_preset_is_its_own_baseline(preset: str) -> None:
     params = starting_params(space, distributions(space), config)
     assert set(params) == set(space.keys)
     assert not config_problem(config, params)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_a_narrowed_workspace_is_searched_inside_its_narrowing(
+        tmp_path: Path, sampler: str) -> None:
+    """Every trial of a workspace made with a narrowing lies inside it; pinned keys stay."""
+    narrowing = {"model.d_model": {"choices": [32, 64]}, "model.revin": {"choices": [True]},
+                 "training.max_epochs": {"low": 2, "high": 2},
+                 "model.dropout": {"low": 0.0, "high": 0.05}}
+    root = tmp_path / "ws"
+    Workspace.create(root, "tiny", narrowing=narrowing)
+    run_nas_optimization(root, iters=ITERS, planner=sampler, seed=3, quiet=True,
+                         executor=CallableExecutor(fake_train))
+    configs = trained_configs(root)
+    assert len(configs) == ITERS
+    assert all(c["model.d_model"] in (32, 64) and c["model.revin"] is True
+               and c["training.max_epochs"] == 2 and 0.0 <= c["model.dropout"] <= 0.05
+               for c in configs)
+    distributions = load_study(root).trials[-1].distributions
+    assert distributions["model.d_model"].choices == (32, 64)  # what the sampler drew from
+    assert distributions["model.revin"].choices == (True,)

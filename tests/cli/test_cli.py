@@ -405,3 +405,22 @@ def test_train_writes_run_directory(tmp_path: Path) -> None:
     assert "ok: val MSE" in result.stdout
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == "ok" and metrics["seed"] == 3
+
+
+def test_init_with_a_space_file_narrows_the_search(tmp_path: Path) -> None:
+    space = tmp_path / "space.json"
+    space.write_text('{"model.d_model": {"choices": [64, 32]}, "model.revin": {"choices": [true]}}')
+    result = invoke("init", "--workspace", "ws", "--preset", "tiny", "--space", space)
+    assert result.exit_code == 0, result.output
+    assert "search narrowed on 2 keys (model.d_model, model.revin)" in result.output
+    assert "moved into it: model.d_model 16 -> 32, model.revin False -> True" in result.output
+    assert "tunable: one of 32, 64" in (tmp_path / "ws" / "config.py").read_text()
+
+
+def test_init_with_a_bad_space_file_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
+    space = tmp_path / "space.json"
+    space.write_text('{"model.d_model": {"choices": [300]}}')
+    result = invoke("init", "--workspace", "ws", "--space", space)
+    assert_one_line_error(result)
+    assert "model.d_model choice 300 is not one of" in result.stderr
+    assert not (tmp_path / "ws").exists()

@@ -73,7 +73,7 @@ def planner_instructions(wrapper: RunContextWrapper[ToolContext], agent: Any) ->
     confirm = (f"Accepting or borderline candidates are retrained with "
                f"{ctx.settings.confirm_seeds} more seeds." if ctx.settings.confirm_seeds else "")
     return PLANNER_INSTRUCTIONS.format(
-        space=describe_space(ctx.workspace.search_space(state.preset)),
+        space=describe_space(ctx.workspace.search_space(state)),
         accept=thresholds.accept_improvement, reject=thresholds.reject_degradation,
         overfit_epochs=thresholds.overfit_epochs, confirm=confirm, iteration=iteration,
         max_iterations=state.max_iterations, remaining=state.max_iterations - iteration + 1,

@@ -23,6 +23,7 @@ from informer_nas.nas_system.brain import (
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
 from informer_nas.nas_system.recovery import remove_candidate
+from informer_nas.nas_system.search_space import SearchSpace
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import IterationScratch
 from informer_nas.nas_system.workspace import Workspace
@@ -38,7 +39,7 @@ class BrainSpec:
 
     workspace: Workspace
     settings: SessionSettings
-    preset: str
+    search_space: SearchSpace  # the study's space: the state's preset and narrowing
     binding: Binding
     tracing: bool = False
     models: Mapping[str, Any] = field(default_factory=dict)  # role -> Model (replay)
@@ -47,7 +48,7 @@ class BrainSpec:
 def _tpe(spec: BrainSpec) -> tuple[Planner, Evaluator]:
     from informer_nas.agents.brains.tpe import tpe_planner
 
-    planner = tpe_planner(spec.workspace, spec.settings, spec.preset, spec.binding,
+    planner = tpe_planner(spec.workspace, spec.settings, spec.search_space, spec.binding,
                           spec.models.get("planner"))
     return planner, PolicyEvaluator()
 
@@ -55,7 +56,7 @@ def _tpe(spec: BrainSpec) -> tuple[Planner, Evaluator]:
 def _random(spec: BrainSpec) -> tuple[Planner, Evaluator]:
     from informer_nas.agents.brains.random_search import random_planner
 
-    planner = random_planner(spec.workspace, spec.settings, spec.preset, spec.binding,
+    planner = random_planner(spec.workspace, spec.settings, spec.search_space, spec.binding,
                              spec.models.get("planner"))
     return planner, PolicyEvaluator()
 

@@ -3,7 +3,9 @@
 Planners read this: the LLM gets ``describe_space(space)`` in its prompt, the TPE and
 random brains sample from ``space.params``, and ``edit_config`` validates every change with
 ``space.validate(key, value)``. The forecasting task (``FIXED_KEYS``) is fixed for a
-workspace. Ranges suit a CPU search; presets narrow them (``search_space_for``).
+workspace. Ranges suit a CPU search; presets narrow them, and a workspace may narrow them
+further with its own ``narrowing`` (``nas init --space FILE``), stored in its state so the
+space never changes during a search (``search_space_for``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import dataclasses
 import difflib
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from informer_nas.errors import ConfigError
@@ -45,7 +48,8 @@ class Param:
     Attributes:
         name: the dotted key, e.g. ``model.d_model``.
         kind: ``int`` / ``float`` (range ``low``..``high`` inclusive, optional ``step``,
-            ``log`` scale), ``categorical`` (``choices``), ``bool``.
+            ``log`` scale), ``categorical`` (``choices``), ``bool`` (``choices`` empty: both
+            values; a narrowing may pin it to one).
         description: what the key means, for comments and prompts.
     """
 
@@ -77,7 +81,7 @@ class Param:
     def example(self) -> Scalar:
         """A valid value (the middle of the range or choices)."""
         if self.kind == "bool":
-            return True
+            return bool(self.values[-1])
         if self.kind == "categorical":
             return self.choices[len(self.choices) // 2]
         assert self.low is not None and self.high is not None
@@ -91,7 +95,7 @@ class Param:
     def rule(self) -> str:
         """The constraint in words, e.g. ``an integer in [1, 4]`` or ``one of 'prob', 'full'``."""
         if self.kind == "bool":
-            return "true or false"
+            return " or ".join(str(v).lower() for v in self.values)
         if self.kind == "categorical":
             return "one of " + ", ".join(repr(c) for c in self.choices)
         noun = "an integer" if self.kind == "int" else "a number"
@@ -103,9 +107,16 @@ class Param:
         """A copy with some fields replaced (used by presets)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
+    @property
+    def values(self) -> tuple[Scalar, ...]:
+        """The allowed values of a bool or categorical key."""
+        return (False, True) if self.kind == "bool" and not self.choices else self.choices
+
     def _problem(self, value: object) -> str:
         if self.kind == "bool":
-            return "" if type(value) is bool else f"expected true or false, got {_kind(value)}"
+            if type(value) is not bool:
+                return f"expected true or false, got {_kind(value)}"
+            return "" if value in self.values else f"must be {self.rule()}"
         if self.kind == "categorical":
             return self._categorical_problem(value)
         if self.kind == "int" and type(value) is not int:
@@ -305,32 +316,120 @@ DEFAULT_SPACE = SearchSpace(_PARAMS)
 
 
 def search_space_for(
-    preset: str | None = None, include: InformerConfig | None = None
+    preset: str | None = None,
+    include: InformerConfig | None = None,
+    narrowing: Mapping[str, Mapping[str, object]] | None = None,
 ) -> SearchSpace:
-    """The search space of a preset, widened so that ``include``'s values stay valid.
+    """The search space of a preset, narrowed further, widened to hold ``include``'s values.
 
     Args:
         preset: ``tiny`` / ``quick`` / ``paper`` (None: ``paper``, the full space).
         include: a config (usually the workspace's incumbent) whose tunable values must be
             valid members of the space even if a hand edit put them outside the preset.
+        narrowing: a workspace's own ranges (see ``validate_narrowing``); a key it names
+            replaces the preset's range for that key, measured against the full space.
 
     Raises:
-        ConfigError: unknown preset.
+        ConfigError: unknown preset, or an invalid narrowing.
     """
     name = preset or "paper"
     if name not in _PRESET_NARROWING:
         raise ConfigError(
             f"unknown preset {name!r}; choose one of {', '.join(_PRESET_NARROWING)}"
         )
-    narrowing = _PRESET_NARROWING[name]
-    params = [p.narrowed(**narrowing.get(p.name, {})) for p in _PARAMS]
+    own = validate_narrowing(narrowing or {})
+    params = [_narrowed(p, own.get(p.name, _PRESET_NARROWING[name].get(p.name, {})))
+              for p in _PARAMS]
     if include is not None:
         flat = flatten(include.to_dict())
         params = [_widened(p, flat[p.name]) for p in params]
     return SearchSpace(tuple(params), preset=name)
 
 
+def _narrowed(param: Param, spec: Mapping[str, object]) -> Param:
+    fields = dict(spec)
+    if "choices" in fields:
+        fields["choices"] = tuple(fields["choices"])  # type: ignore[arg-type]
+    return param.narrowed(**fields)
+
+
+def validate_narrowing(raw: object, source: str = "the search-space narrowing"
+                       ) -> dict[str, dict[str, object]]:
+    """Check a workspace's own narrowing of the full space; return it normalised.
+
+    ``raw`` maps tunable keys to ``{"low": .., "high": ..}`` (int / float keys) or
+    ``{"choices": [..]}`` (categorical and bool keys), each within the full space, e.g.
+    ``{"model.d_model": {"choices": [64, 128]}, "model.revin": {"choices": [true]}}``. A
+    one-value range pins a key (``{"low": 6, "high": 6}``). Keys not named keep the preset's
+    range. The result is JSON-ready (choices as lists, in the full space's order).
+
+    Raises:
+        ConfigError: one line naming the key, what is wrong and a valid example.
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{source} must be an object of key -> range, got {_kind(raw)}; "
+                          'e.g. {"model.d_model": {"choices": [64, 128]}}')
+    result: dict[str, dict[str, object]] = {}
+    for key, spec in raw.items():
+        try:
+            param = DEFAULT_SPACE.param(key)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        result[key] = _narrowing_of(param, spec, source)
+    return result
+
+
+def read_narrowing_file(path: Path) -> dict[str, dict[str, object]]:
+    """A narrowing from a JSON file (``nas init --space FILE``), validated.
+
+    Raises:
+        ConfigError: unreadable file, invalid JSON (with its line) or an invalid narrowing.
+    """
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the search-space file {path}: {exc.strerror}; pass "
+                          f"an existing JSON file to --space") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise ConfigError(f"{path}{where} is not valid JSON; write an object such as "
+                          '{"model.d_model": {"choices": [64, 128]}}') from None
+    return validate_narrowing(raw, source=str(path))
+
+
+def _narrowing_of(param: Param, spec: object, source: str) -> dict[str, object]:
+    def refuse(problem: str) -> ConfigError:
+        example = ({"choices": [param.values[0]]} if param.kind in ("bool", "categorical")
+                   else {"low": param.low, "high": param.high})
+        return ConfigError(f"{source}: {param.name} {problem}; e.g. "
+                           f"{json.dumps({param.name: example})}")
+
+    wanted = {"choices"} if param.kind in ("bool", "categorical") else {"low", "high"}
+    if not isinstance(spec, Mapping) or not spec or set(spec) - wanted:
+        raise refuse(f"takes {' and '.join(sorted(wanted))}, got {show_value(spec)}")
+    if "choices" in spec:
+        choices = spec["choices"]
+        if not isinstance(choices, list | tuple) or not choices:
+            raise refuse(f"choices must be a non-empty list, got {show_value(choices)}")
+        for choice in choices:
+            if param._problem(choice):
+                raise refuse(f"choice {show_value(choice)} is not {param.rule()}")
+        kept = tuple(c for c in param.values if any(type(c) is type(x) and c == x
+                                                    for x in choices))
+        return {"choices": list(kept)}
+    low, high = spec.get("low", param.low), spec.get("high", param.high)
+    for bound in (low, high):
+        if param._problem(bound):
+            raise refuse(f"bound {show_value(bound)} is not {param.rule()}")
+    assert isinstance(low, int | float) and isinstance(high, int | float)
+    if low > high:
+        raise refuse(f"low {show_value(low)} is above high {show_value(high)}")
+    return {"low": low, "high": high}
+
+
 def _widened(param: Param, value: object) -> Param:
+    if param.kind == "bool" and param.choices and value not in param.choices:
+        return param.narrowed(choices=())
     if param.kind == "categorical" and value not in param.choices:
         ordered = sorted((*param.choices, value), key=lambda c: (str(type(c)), c))
         return param.narrowed(choices=tuple(ordered))

@@ -96,6 +96,9 @@ class AgentState(_Model):
     schema_version: int = SCHEMA_VERSION
     generation: int = 0  # snapshot number; journal lines of older snapshots are ignored
     preset: str = "paper"
+    # The workspace's own ranges over the preset's (search_space.validate_narrowing), set at
+    # creation and fixed for its life so that a study's space never changes.
+    narrowing: dict[str, dict[str, Any]] = Field(default_factory=dict)
     iteration: int = 0  # completed iterations = the number of the one in progress
     max_iterations: int = 0
     planner: str = ""

@@ -9,8 +9,10 @@ from __future__ import annotations
 import ast
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -27,8 +29,11 @@ from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.search_space import (
     DEFAULT_SPACE,
     FIXED_KEYS,
+    Param,
     SearchSpace,
+    flatten,
     search_space_for,
+    validate_narrowing,
 )
 from informer_nas.nas_system.state import AgentState, compact_state, doctor_hint
 
@@ -145,20 +150,33 @@ class Workspace:
         return self.paths.root
 
     @classmethod
-    def create(cls, root: Path, preset: str, data_path: Path | None = None) -> Workspace:
-        """Create a workspace: a commented ``config.py`` from ``preset`` and a fresh state.
+    def create(cls, root: Path, preset: str, data_path: Path | None = None, *,
+               config: InformerConfig | None = None,
+               narrowing: Mapping[str, Mapping[str, object]] | None = None) -> Workspace:
+        """Create a workspace: a commented ``config.py`` and a fresh state.
 
         Args:
             root: the directory (created if missing; it must not hold a workspace).
-            preset: ``tiny``, ``quick`` or ``paper``.
+            preset: ``tiny``, ``quick`` or ``paper``: the starting config and search ranges.
             data_path: a CSV to forecast instead of the bundled ETTh1.csv.
+            config: the starting config instead of the preset's (``data_path`` still applies);
+                it must lie inside the narrowed space.
+            narrowing: the workspace's own search ranges (``validate_narrowing``), kept in
+                its state; a preset value outside them moves to the nearest allowed value.
 
         Raises:
-            ConfigError: unknown preset, or ``root`` already holds a workspace.
+            ConfigError: unknown preset, invalid narrowing, a starting value outside it, or
+                ``root`` already holds a workspace.
             DataError: ``data_path`` is not a file.
         """
         paths = WorkspacePaths(Path(root).resolve())
-        config = _initial_config(preset, data_path)
+        own = validate_narrowing(narrowing or {})
+        space = search_space_for(preset, narrowing=own)
+        if config is None:
+            config = _fitted_into(_initial_config(preset, data_path), space)
+        else:
+            config = _initial_config(preset, data_path, config)
+            _check_inside(config, space)
         for existing in (paths.config, paths.state):
             if existing.exists():
                 raise ConfigError(
@@ -168,8 +186,8 @@ class Workspace:
         paths.root.mkdir(parents=True, exist_ok=True)
         paths.runs.mkdir(exist_ok=True)
         paths.traces.mkdir(exist_ok=True)
-        atomic_write_text(paths.config, render_config(config, search_space_for(preset)))
-        compact_state(paths, AgentState(preset=preset))
+        atomic_write_text(paths.config, render_config(config, space))
+        compact_state(paths, AgentState(preset=preset, narrowing=own))
         return cls(paths)
 
     @classmethod
@@ -204,9 +222,10 @@ class Workspace:
         """The incumbent config (``config.py``), validated."""
         return check_config_file(self.paths.config)
 
-    def search_space(self, preset: str | None) -> SearchSpace:
-        """The space of ``preset``, widened to hold the incumbent's current values."""
-        return search_space_for(preset, include=self.config())
+    def search_space(self, state: AgentState) -> SearchSpace:
+        """The state's space (preset and narrowing), widened to hold the incumbent's values."""
+        return search_space_for(state.preset, include=self.config(),
+                                narrowing=state.narrowing)
 
 
 def check_config_file(path: Path) -> InformerConfig:
@@ -255,8 +274,58 @@ def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
             f"create one with `nas init {root}`")
 
 
-def _initial_config(preset: str, data_path: Path | None) -> InformerConfig:
-    config = preset_config(preset)
+def _fitted_into(config: InformerConfig, space: SearchSpace) -> InformerConfig:
+    """``config`` with each tunable value outside ``space`` moved to the nearest allowed one.
+
+    Raises:
+        ConfigError: the moved values break a constraint (e.g. d_model and n_heads).
+    """
+    data = config.to_dict()
+    for param in space:
+        *parents, leaf = param.name.split(".")
+        node = data
+        for part in parents:
+            node = node[part]
+        node[leaf] = _nearest(param, node[leaf])
+    try:
+        return InformerConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"the preset's config moved into the search-space narrowing is "
+                          f"invalid: {format_validation_error(exc)}; adjust the narrowing"
+                          ) from None
+
+
+def _nearest(param: Param, value: Any) -> Any:
+    """``value`` if ``param`` allows it, else the closest allowed value."""
+    try:
+        return param.validate(value)
+    except ConfigError:
+        pass
+    if param.kind in ("int", "float"):
+        assert param.low is not None and param.high is not None
+        clamped = min(max(value, param.low), param.high)
+        return int(clamped) if param.kind == "int" else float(clamped)
+    numeric = isinstance(value, int | float) and not isinstance(value, bool) and all(
+        isinstance(c, int | float) and not isinstance(c, bool) for c in param.values)
+    if numeric:
+        return min(param.values, key=lambda c: abs(float(c) - value))
+    return param.values[0]
+
+
+def _check_inside(config: InformerConfig, space: SearchSpace) -> None:
+    """Refuse a starting config with a tunable value outside the workspace's space."""
+    flat = flatten(config.to_dict())
+    for param in space:
+        try:
+            param.validate(flat[param.name])
+        except ConfigError as exc:
+            raise ConfigError(f"the starting config is outside the search space: {exc}; "
+                              f"widen the narrowing or change the starting value") from None
+
+
+def _initial_config(preset: str, data_path: Path | None,
+                    config: InformerConfig | None = None) -> InformerConfig:
+    config = config or preset_config(preset)
     if data_path is None:
         return config
     path = Path(data_path).expanduser().resolve()

@@ -72,7 +72,8 @@ def edit_config(ctx: ToolContext, changes: Sequence[ConfigChange], rationale: st
     paths = ctx.workspace.paths
     base_text = paths.config.read_text(encoding="utf-8")
     base = read_config_literal(paths.config)
-    space = search_space_for(ctx.state.preset, include=validate_config(base, str(paths.config)))
+    space = search_space_for(ctx.state.preset, include=validate_config(base, str(paths.config)),
+                             narrowing=ctx.state.narrowing)
     requested = validate_changes(changes, space)
     recorded = merge_changes(current.changes if current else [], requested, base)
     intended = apply_to_dict(base, recorded)

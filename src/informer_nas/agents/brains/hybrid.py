@@ -80,7 +80,7 @@ def hybrid_prompt(brain: StudyBrain) -> Any:
 def hybrid_brain(spec: BrainSpec) -> tuple[Planner, Evaluator]:
     """The hybrid planner (TPE + LLM) and the LLM evaluator."""
     provider = llm_provider(spec)
-    brain = study_brain("tpe", spec.workspace, spec.settings, spec.preset)
+    brain = study_brain("tpe", spec.workspace, spec.settings, spec.search_space)
 
     def sync(ctx: ToolContext, _: Budget | RunRecord | None) -> None:
         brain.sync(ctx.state)

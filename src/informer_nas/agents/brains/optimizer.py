@@ -11,25 +11,26 @@ from informer_nas.agents.provider import Binding, recording_provider
 from informer_nas.nas_system.brain import Budget
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
-from informer_nas.nas_system.search_space import search_space_for
+from informer_nas.nas_system.search_space import SearchSpace
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.workspace import Workspace
 
 
 def study_brain(sampler: SamplerName, workspace: Workspace, settings: SessionSettings,
-                preset: str) -> StudyBrain:
-    """The workspace's study with ``sampler``, over the preset's (fixed) search space."""
-    return StudyBrain(workspace.paths, sampler, settings.seed, search_space_for(preset))
+                space: SearchSpace) -> StudyBrain:
+    """The workspace's study with ``sampler``, over its (fixed, never widened) space."""
+    return StudyBrain(workspace.paths, sampler, settings.seed, space)
 
 
 def optimizer_planner(sampler: SamplerName, workspace: Workspace, settings: SessionSettings,
-                      preset: str, binding: Binding, model: Model | None = None) -> AgentPlanner:
+                      space: SearchSpace, binding: Binding, model: Model | None = None
+                      ) -> AgentPlanner:
     """An ``AgentPlanner`` whose planner model is an ``OptimizerModel`` over the study.
 
     Args:
         model: replaces the optimizer's model (a replay); the study is still synced.
     """
-    brain = study_brain(sampler, workspace, settings, preset)
+    brain = study_brain(sampler, workspace, settings, space)
     model = model or OptimizerModel(brain, binding, sampler)
 
     def before(ctx: ToolContext, budget: Budget) -> None:

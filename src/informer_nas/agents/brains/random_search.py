@@ -8,11 +8,12 @@ from agents.models.interface import Model
 from informer_nas.agents.brains.optimizer import optimizer_planner
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.provider import Binding
+from informer_nas.nas_system.search_space import SearchSpace
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.workspace import Workspace
 
 
-def random_planner(workspace: Workspace, settings: SessionSettings, preset: str,
+def random_planner(workspace: Workspace, settings: SessionSettings, space: SearchSpace,
                 binding: Binding, model: Model | None = None) -> AgentPlanner:
     """A planner whose model samples with ``RandomSampler(seed=settings.seed + trial)``."""
-    return optimizer_planner("random", workspace, settings, preset, binding, model)
+    return optimizer_planner("random", workspace, settings, space, binding, model)

@@ -67,7 +67,7 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
     result: dict[str, BaseDistribution] = {}
     for param in space:
         if param.kind == "bool":
-            result[param.name] = CategoricalDistribution((False, True))
+            result[param.name] = CategoricalDistribution(param.values)
         elif param.kind == "categorical":
             result[param.name] = CategoricalDistribution(param.choices)
         elif param.kind == "int":
