@@ -57,6 +57,7 @@ from search_task import (
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig, read_config_literal
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.executor import terminate_with_parent
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace, render_config
@@ -200,6 +201,9 @@ def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, A
         timeout=args.timeout, prune=not args.no_prune, quiet=True,
         observer=progress_logger(brain, index, args.trials))
     search_wall = time.perf_counter() - started
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():  # SIGTERM from terminate_with_parent
+        os._exit(1)  # the session saved its state; nobody is left to take the result
     workspace = Workspace.open(root)
     state = load_state(workspace.paths)
     runs = [run_facts(workspace, r) for r in state.runs if r.verdict is not None]
@@ -254,7 +258,8 @@ def run_all(brains: list[str], args: argparse.Namespace) -> dict[str, list[dict[
         done = [run_session(brain, index, args) for brain, index in pairs]
     else:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context,
+                                 initializer=terminate_with_parent) as pool:
             done = list(pool.map(run_session, *zip(*pairs, strict=True),
                                  [args] * len(pairs)))
     return {brain: [s for s in done if s["brain"] == brain] for brain in brains}

@@ -200,6 +200,17 @@ def _linux_prctl() -> Callable[..., int] | None:
     return prctl
 
 
+def terminate_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its parent dies (elsewhere: nothing).
+
+    For worker processes that run sessions (the search benchmark's pool): SIGTERM makes a
+    session save its state and stop its trainer, so a killed parent leaves no orphans.
+    """
+    prctl = _linux_prctl()
+    if prctl is not None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def _die_with_parent() -> Callable[[], None] | None:
     """A ``preexec_fn`` giving the child SIGTERM when its parent dies (Linux), else None.
 
