@@ -47,6 +47,21 @@ def default_planner() -> str:
     return "hybrid" if llm_configured() else "tpe"
 
 
+def workspace_planner(workspace: str | Path) -> str | None:
+    """The planner an existing workspace last ran (None: no workspace, or none recorded)."""
+    from informer_nas.errors import NasError
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.state import load_state
+
+    paths = WorkspacePaths(Path(workspace).resolve())
+    if not paths.state.is_file():
+        return None
+    try:
+        return load_state(paths).planner or None
+    except NasError:  # the session itself reports an unreadable state
+        return None
+
+
 def new_session_id(planner: str) -> str:
     """A sortable, unique session id: UTC time, planner and process id."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
@@ -184,8 +199,11 @@ def _settings(previous: dict[str, Any], *, timeout: float | None,
               prune_percentile: float | None, confirm_seeds: int | None, seed: int | None,
               max_turns: int) -> SessionSettings:
     """The session's settings: the options given, else the previous session's (``previous``)."""
+    recorded_timeout = previous.get("timeout_s")
     return SessionSettings(
-        timeout_s=timeout, thresholds=thresholds or GateThresholds(),
+        timeout_s=timeout if timeout is not None else (
+            float(recorded_timeout) if isinstance(recorded_timeout, int | float) else None),
+        thresholds=thresholds or GateThresholds(),
         prune=prune if prune is not None else bool(previous.get("prune", True)),
         pruning=pruning_settings(prune_rule, prune_percentile, previous.get("pruning")),
         confirm_seeds=confirm_seeds if confirm_seeds is not None else int(

@@ -223,17 +223,18 @@ def run(
 ) -> None:
     """Search: plan, train, judge and record, ITERS iterations in all (creates the workspace)."""
     verbosity = _verbosity(quiet, verbose)
-    from informer_nas.api import default_planner, run_nas_optimization
+    from informer_nas.api import default_planner, run_nas_optimization, workspace_planner
 
-    chosen = planner.value if planner else default_planner()
-    origin = "" if planner else " (default: " + (
+    kept = None if planner else workspace_planner(workspace)
+    chosen = planner.value if planner else kept or default_planner()
+    origin = "" if planner else " (the workspace's)" if kept else " (default: " + (
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
     _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
     with workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters, chosen) as display:
         result = run_nas_optimization(
             workspace=workspace, iters=iters, planner=chosen, preset=preset.value, seed=seed,
-            confirm_seeds=confirm_seeds, timeout=timeout, prune=not no_prune,
+            confirm_seeds=confirm_seeds, timeout=timeout, prune=False if no_prune else None,
             prune_rule=prune_rule.value if prune_rule else None, prune_percentile=prune_percentile,
             fallback=fallback.value if fallback else None, observer=display,
         )

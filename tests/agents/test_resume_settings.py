@@ -26,16 +26,17 @@ def last_header(root: Path) -> dict[str, Any]:
     return read_trace(root / session.trace_file)[0]
 
 
-def test_resume_keeps_planner_fallback_and_pruning(tmp_path: Path) -> None:
+def test_resume_keeps_planner_fallback_pruning_and_timeout(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     events: list[dict[str, Any]] = []
     run_nas_optimization(root, iters=1, planner="random", fallback="tpe", preset="tiny",
                          prune=False, prune_rule="percentile", prune_percentile=25,
-                         executor=CallableExecutor(fake_train), quiet=True)
+                         timeout=90, executor=CallableExecutor(fake_train), quiet=True)
     run_nas_optimization(root, iters=2, executor=CallableExecutor(fake_train), quiet=True,
                          observer=events.append)
     header = last_header(root)
     assert (header["planner"], header["fallback"]) == ("random", "tpe")
+    assert header["settings"]["timeout_s"] == 90
     assert header["settings"]["prune"] is False
     assert header["settings"]["pruning"]["kind"] == "percentile"
     assert header["settings"]["pruning"]["percentile"] == 25
@@ -108,3 +109,17 @@ def test_cli_resume_leaves_the_planner_to_the_api(calls: list[dict[str, Any]],
     result = CliRunner().invoke(app, ["resume", "--workspace", str(tmp_path / "ws")])
     assert result.exit_code == 130, result.output
     assert "planner" not in calls[0] and "fallback" not in calls[0]
+
+
+def test_cli_run_on_an_existing_workspace_keeps_its_planner_and_pruning(
+        calls: list[dict[str, Any]], tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    run_nas_optimization(root, iters=1, planner="random", preset="tiny", prune=False,
+                         executor=CallableExecutor(fake_train), quiet=True)
+    result = CliRunner().invoke(app, ["run", "--iters", "3", "--workspace", str(root)])
+    assert result.exit_code == 130, result.output
+    assert "planner: random (the workspace's)" in result.output
+    assert calls[0]["planner"] == "random" and calls[0]["prune"] is None  # inherited
+    result = CliRunner().invoke(app, ["run", "--iters", "3", "--workspace", str(root),
+                                      "--planner", "tpe", "--no-prune"])
+    assert (calls[1]["planner"], calls[1]["prune"]) == ("tpe", False)
