@@ -30,6 +30,7 @@ Run it alone on the machine: a second job on the same cores makes the times mean
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -112,10 +113,15 @@ def session_config(args: argparse.Namespace) -> InformerConfig:
 
 
 def reeval_config(workspace: Workspace, config_used: Path, target: Path,
-                  eval_windows: int | None) -> Path:
-    """``config_used.py`` with the re-evaluation's scoring cap, rendered into ``target``."""
+                  eval_windows: int | None, train_windows: int | None | str) -> Path:
+    """``config_used.py`` with the re-evaluation's caps, rendered into ``target``.
+
+    ``train_windows`` "same" keeps the trials' training cap (the search's fidelity).
+    """
     data = read_config_literal(config_used)
     data["training"]["max_eval_windows"] = eval_windows
+    if train_windows != "same":
+        data["training"]["max_train_windows"] = train_windows
     config = InformerConfig.model_validate(data)
     target.parent.mkdir(parents=True, exist_ok=True)
     space = workspace.search_space(load_state(workspace.paths))
@@ -149,21 +155,25 @@ def reevaluate(workspace: Workspace, run_dir: Path, out_dir: Path,
     """Retrain ``run_dir/config_used.py`` with each eval seed (reusing finished ones)."""
     from informer_nas.nas_system.executor import LocalSubprocessExecutor
 
+    train_windows = ("same" if args.reeval_train_windows is None
+                     else args.reeval_train_windows or None)
     config = reeval_config(workspace, run_dir / "config_used.py", out_dir / "config.py",
-                           window_caps(args)[2])
+                           window_caps(args)[2], train_windows)
+    digest = hashlib.sha256(config.read_bytes()).hexdigest()
     executor, results = LocalSubprocessExecutor(), []
     seeds: list[int] = args.eval_seeds
     for seed in seeds:
         seed_dir = out_dir / f"seed_{seed}"
         result = read_json(seed_dir / REEVAL_FILE)
-        if result.get("status") != "ok":
+        if result.get("status") != "ok" or result.get("config_sha256") != digest:
             logger.info("re-evaluating %s with seed %d", run_dir.name, seed)
             seed_dir.mkdir(parents=True, exist_ok=True)
             outcome = executor.run(config, seed_dir, seed, args.timeout)
             metrics = outcome.metrics
             result = {"seed": seed, "status": outcome.status.value, "reason": outcome.reason,
                       "val_mse": metrics.get("val_mse"), "test_mse": metrics.get("test_mse"),
-                      "test_mae": metrics.get("test_mae"), "seconds": outcome.seconds}
+                      "test_mae": metrics.get("test_mae"), "seconds": outcome.seconds,
+                      "config_sha256": digest}
             atomic_write_text(seed_dir / REEVAL_FILE, json.dumps(result))
         results.append(result)
     return results
@@ -200,7 +210,7 @@ def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, A
         root, iters=args.trials, planner=brain, seed=session_seed(index),
         timeout=args.timeout, prune=not args.no_prune, quiet=True,
         observer=progress_logger(brain, index, args.trials))
-    search_wall = time.perf_counter() - started
+    search_wall = time.perf_counter() - started  # this invocation only; see search_span
     parent = multiprocessing.parent_process()
     if parent is not None and not parent.is_alive():  # SIGTERM from terminate_with_parent
         os._exit(1)  # the session saved its state; nobody is left to take the result
@@ -214,12 +224,22 @@ def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, A
     incumbent_config = read_config_literal(workspace.paths.config) if incumbent else None
     return {
         "brain": brain, "index": index, "seed": session_seed(index), "workspace": str(root),
-        "stopped_by": result.stopped_by, "search_wall_seconds": search_wall, "runs": runs,
+        "stopped_by": result.stopped_by, "search_wall_seconds": search_span(state.runs),
+        "this_invocation_seconds": search_wall, "runs": runs,
         "curve": best_curve(runs, args.trials), "incumbent_run_id": incumbent,
         "incumbent_config": incumbent_config, "reeval": reeval,
         "reeval_test_mse": mean_std(tests),
         "reeval_seconds": sum(r["seconds"] or 0.0 for r in reeval),
     }
+
+
+def search_span(runs: list[RunRecord]) -> float:
+    """Seconds from the first run's start to the last run's end (across resumes)."""
+    from datetime import datetime
+
+    starts = [datetime.fromisoformat(r.started_at) for r in runs if r.started_at]
+    ends = [datetime.fromisoformat(r.finished_at) for r in runs if r.finished_at]
+    return (max(ends) - min(starts)).total_seconds() if starts and ends else 0.0
 
 
 def check_same_settings(workspace: Workspace, config: InformerConfig) -> None:
@@ -282,6 +302,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reeval-windows", type=int, default=None,
                         help="windows scored per split in the re-evaluation (0: all; default "
                         "as the trials when a cap is given, else all)")
+    parser.add_argument("--reeval-train-windows", type=int, default=None,
+                        help="windows the re-evaluation trains on (0: all; default: the "
+                        "trials' cap, i.e. the search's fidelity)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per training")
     parser.add_argument("--no-prune", action="store_true", help="turn pruning off")
