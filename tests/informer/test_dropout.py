@@ -23,6 +23,19 @@ def test_keep_mask_rate_scale_and_seeding() -> None:
     assert torch.equal(mask, keep_mask(torch.Size([200, 500]), p, torch.device("cpu")))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_keep_mask_has_the_requested_dtype_and_any_element_count(dtype: torch.dtype) -> None:
+    # 3 * 5 * 7 elements: not a multiple of the four 16-bit draws per 64-bit word
+    mask = keep_mask(torch.Size([3, 5, 7]), 0.5, torch.device("cpu"), dtype)
+    assert mask.dtype == dtype and mask.shape == (3, 5, 7)
+    assert set(mask.flatten().tolist()) <= {0.0, 2.0}
+
+
+def test_keep_mask_rounds_p_to_a_multiple_of_2_to_the_minus_16() -> None:
+    # p below 2**-17 rounds to 0 (nothing dropped); the deviation from p is at most 2**-17
+    assert bool((keep_mask(torch.Size([1000, 100]), 2.0**-18, torch.device("cpu")) > 0).all())
+
+
 def test_dropout_module_train_eval_and_gradient() -> None:
     layer = Dropout(0.5)
     x = torch.randn(64, 32, requires_grad=True)

@@ -153,7 +153,8 @@ class DataEmbedding(nn.Module):
 
     def forward(self, x: Tensor, x_mark: Tensor) -> Tensor:
         """(B, L, c_in), (B, L, n_mark) -> (B, L, d_model)."""
-        out: Tensor = self.value_embedding(x)  # a fresh tensor: the sums go in place
-        out += self.position_embedding(x.shape[1])
+        # The first sum is out of place: in place on the convolution's output (a view) would
+        # cost two copies in the backward; the second goes in place on that fresh tensor.
+        out: Tensor = self.value_embedding(x) + self.position_embedding(x.shape[1])
         out += self.temporal_embedding(x_mark)
         return self.dropout(out)  # type: ignore[no-any-return]

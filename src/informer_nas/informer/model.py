@@ -8,8 +8,9 @@ in ``attention.py`` and ``embedding.py``; optional RevIN is in ``revin.py``.
 
 Differences are in how, not what, is computed: kernel-1 and kernel-3 convolutions run as
 matrix products on time-major tensors, the decoder's last layer computes only the rows that
-are returned (every operation after its self-attention is row-wise), and dropout masks are
-drawn faster on CPU (``dropout.keep_mask``).
+are returned (every operation after its self-attention is row-wise) and, with the reference's
+head mixing, only the heads those rows come from; dropout masks are drawn faster on CPU
+(``dropout.keep_mask``, from 16 random bits per element).
 """
 
 from __future__ import annotations
