@@ -156,12 +156,11 @@ def run_nas_optimization(
                       "session_id": session_id})
         try:
             from informer_nas.agents.provider import Binding, usage_dict
-            from informer_nas.nas_system.search_space import search_space_for
+            from informer_nas.nas_system.search_space import study_space
 
             binding = Binding(recorder=recorder)
-            study_space = search_space_for(state.preset, narrowing=state.narrowing)
             brain_planner, evaluator = build_brain(
-                name, BrainSpec(space, settings, study_space, binding, tracing_opted_in()),
+                name, BrainSpec(space, settings, study_space(state), binding, tracing_opted_in()),
                 fallback,
             )
             result = run_session(

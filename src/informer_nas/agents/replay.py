@@ -24,7 +24,7 @@ from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.pruning import PruningSettings
-from informer_nas.nas_system.search_space import search_space_for
+from informer_nas.nas_system.search_space import study_space
 from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import AgentState, compact_state
@@ -126,9 +126,7 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     replayed: list[dict[str, Any]] = []
     settings = _settings(header)
     recorded = AgentState.model_validate(header["state"])
-    spec = BrainSpec(space, settings, search_space_for(recorded.preset,
-                                                       narrowing=recorded.narrowing),
-                     Binding(), models=models)
+    spec = BrainSpec(space, settings, study_space(recorded), Binding(), models=models)
     planner, evaluator = build_brain(str(header.get("planner", "tpe")), spec)
     if not models["evaluator"].records:
         evaluator = PolicyEvaluator()

@@ -17,10 +17,13 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig
+
+if TYPE_CHECKING:
+    from informer_nas.nas_system.state import AgentState
 
 ParamKind = Literal["int", "float", "categorical", "bool"]
 Scalar = int | float | str | bool
@@ -344,6 +347,15 @@ def search_space_for(
         flat = flatten(include.to_dict())
         params = [_widened(p, flat[p.name]) for p in params]
     return SearchSpace(tuple(params), preset=name)
+
+
+def study_space(state: AgentState) -> SearchSpace:
+    """The space a workspace's study samples from: its preset under its narrowing.
+
+    Unlike ``Workspace.search_space`` it is never widened to hold a hand-edited incumbent,
+    so the samplers see the same space for the workspace's whole life (and in a replay).
+    """
+    return search_space_for(state.preset, narrowing=state.narrowing)
 
 
 def _narrowed(param: Param, spec: Mapping[str, object]) -> Param:
