@@ -163,6 +163,7 @@ def reevaluate(workspace: Workspace, run_dir: Path, out_dir: Path,
     executor, results = LocalSubprocessExecutor(), []
     seeds: list[int] = args.eval_seeds
     for seed in seeds:
+        exit_if_orphaned()
         seed_dir = out_dir / f"seed_{seed}"
         result = read_json(seed_dir / REEVAL_FILE)
         if result.get("status") != "ok" or result.get("config_sha256") != digest:
@@ -193,10 +194,22 @@ def progress_logger(brain: str, index: int, trials: int) -> Any:
     return observe
 
 
+def exit_if_orphaned() -> None:
+    """End a pool worker whose parent died (after ``terminate_with_parent``'s SIGTERM).
+
+    The SIGTERM stops only the session or training in progress (which saves its state);
+    without this check the worker would go on to the sessions already queued for it.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None and not parent.is_alive():
+        os._exit(1)  # what finished is saved; nobody is left to take the result
+
+
 def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, Any]:
     """One search session (created or resumed), then its incumbent's re-evaluation."""
     from informer_nas.api import run_nas_optimization
 
+    exit_if_orphaned()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = session_config(args)
     session_dir = Path(args.out) / brain / f"session_{index}"
@@ -211,9 +224,7 @@ def run_session(brain: str, index: int, args: argparse.Namespace) -> dict[str, A
         timeout=args.timeout, prune=not args.no_prune, quiet=True,
         observer=progress_logger(brain, index, args.trials))
     search_wall = time.perf_counter() - started  # this invocation only; see search_span
-    parent = multiprocessing.parent_process()
-    if parent is not None and not parent.is_alive():  # SIGTERM from terminate_with_parent
-        os._exit(1)  # the session saved its state; nobody is left to take the result
+    exit_if_orphaned()
     workspace = Workspace.open(root)
     state = load_state(workspace.paths)
     runs = [run_facts(workspace, r) for r in state.runs if r.verdict is not None]
