@@ -113,15 +113,19 @@ def session_config(args: argparse.Namespace) -> InformerConfig:
 
 
 def reeval_config(workspace: Workspace, config_used: Path, target: Path,
-                  eval_windows: int | None, train_windows: int | None | str) -> Path:
+                  eval_windows: int | None, train_windows: int | None | str,
+                  max_epochs: int | None = None) -> Path:
     """``config_used.py`` with the re-evaluation's caps, rendered into ``target``.
 
-    ``train_windows`` "same" keeps the trials' training cap (the search's fidelity).
+    ``train_windows`` "same" keeps the trials' training cap (the search's fidelity);
+    ``max_epochs`` None keeps the trials' epoch budget (early stopping still applies).
     """
     data = read_config_literal(config_used)
     data["training"]["max_eval_windows"] = eval_windows
     if train_windows != "same":
         data["training"]["max_train_windows"] = train_windows
+    if max_epochs is not None:
+        data["training"]["max_epochs"] = max_epochs
     config = InformerConfig.model_validate(data)
     target.parent.mkdir(parents=True, exist_ok=True)
     space = workspace.search_space(load_state(workspace.paths))
@@ -158,7 +162,7 @@ def reevaluate(workspace: Workspace, run_dir: Path, out_dir: Path,
     train_windows = ("same" if args.reeval_train_windows is None
                      else args.reeval_train_windows or None)
     config = reeval_config(workspace, run_dir / "config_used.py", out_dir / "config.py",
-                           window_caps(args)[2], train_windows)
+                           window_caps(args)[2], train_windows, args.reeval_max_epochs)
     digest = hashlib.sha256(config.read_bytes()).hexdigest()
     executor, results = LocalSubprocessExecutor(), []
     seeds: list[int] = args.eval_seeds
@@ -316,14 +320,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reeval-train-windows", type=int, default=None,
                         help="windows the re-evaluation trains on (0: all; default: the "
                         "trials' cap, i.e. the search's fidelity)")
+    parser.add_argument("--reeval-max-epochs", type=int, default=None,
+                        help="epoch budget of the re-evaluation (default: the trials'; early "
+                        "stopping on val MSE still applies)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per training")
     parser.add_argument("--no-prune", action="store_true", help="turn pruning off")
     parser.add_argument("--eval-seeds", default="1,2,3", help="seeds of the re-evaluation")
     args = parser.parse_args(argv)
     args.eval_seeds = [int(seed) for seed in args.eval_seeds.split(",") if seed.strip()]
-    for name in ("sessions", "trials", "jobs", "max_epochs", "threads"):
-        if getattr(args, name) < 1:
+    for name in ("sessions", "trials", "jobs", "max_epochs", "threads", "reeval_max_epochs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     return args
 

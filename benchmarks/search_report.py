@@ -141,6 +141,8 @@ def markdown(results: dict[str, Any]) -> str:
     caps = results["args"]
     trained_on = ("the trials' training windows" if caps.get("reeval_train_windows") is None
                   else f"{caps['reeval_train_windows'] or 'all'} training windows")
+    if caps.get("reeval_max_epochs") is not None:
+        trained_on += f" for up to {caps['reeval_max_epochs']} epochs"
     lines += ["", f"Goal for the offline brain: test MSE <= {GOAL_TEST_MSE}. Test MSE: the "
               f"session's incumbent retrained on {trained_on} with each eval seed, averaged "
               "over seeds, then mean ± std over sessions. Search wall: first trial's start to "
