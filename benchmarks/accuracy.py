@@ -8,6 +8,7 @@ Usage::
 
     python benchmarks/accuracy.py --config small                 # 3 seeds, full training
     python benchmarks/accuracy.py --config-file my_config.py --seeds 1,2,3
+    python benchmarks/accuracy.py --config-file my_config.py --criterion L1Loss
     python benchmarks/accuracy.py --config tiny --max-epochs 1   # smoke test (seconds)
 
 ``--config`` takes ``small`` (d_model 64, 4 heads, d_ff 256, M 96 -> 24, batch 32), ``paper``
@@ -28,9 +29,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from train_throughput import named_config
 
-from informer_nas.informer.config import InformerConfig, load_config
+from informer_nas.informer.config import InformerConfig, format_validation_error, load_config
 
 
 def build_config(args: argparse.Namespace) -> InformerConfig:
@@ -39,7 +41,7 @@ def build_config(args: argparse.Namespace) -> InformerConfig:
     config = base.to_dict()
     overrides = {"max_epochs": args.max_epochs, "max_train_windows": args.max_train_windows,
                  "max_eval_windows": args.max_eval_windows, "num_threads": args.threads,
-                 "device": args.device}
+                 "device": args.device, "criterion_class": args.criterion}
     config["training"].update({key: value for key, value in overrides.items() if value})
     return InformerConfig.model_validate(config)
 
@@ -95,6 +97,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-train-windows", type=int, default=None)
     parser.add_argument("--max-eval-windows", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--criterion", default=None,
+                        help="training loss instead of the config's (MSELoss, L1Loss, ...)")
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", default=None, help="run directories (default: a temp dir)")
     return parser.parse_args(argv)
@@ -102,7 +106,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    config = build_config(args)
+    try:
+        config = build_config(args)
+    except ValidationError as exc:
+        raise SystemExit(f"accuracy.py: invalid config: {format_validation_error(exc)}; "
+                         "fix the config file or the option") from None
     name = Path(args.config_file).stem if args.config_file else args.config
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="accuracy-"))
     root = out / name
