@@ -322,7 +322,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "trials' cap, i.e. the search's fidelity)")
     parser.add_argument("--reeval-max-epochs", type=int, default=None,
                         help="epoch budget of the re-evaluation (default: the trials'; early "
-                        "stopping on val MSE still applies)")
+                        "stopping still applies)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training")
     parser.add_argument("--timeout", type=float, default=None, help="seconds per training")
     parser.add_argument("--no-prune", action="store_true", help="turn pruning off")
