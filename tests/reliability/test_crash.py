@@ -91,7 +91,10 @@ def test_second_nas_run_refuses_and_names_the_holder(forkserver: ForkServer,
     first = campaign.start(["run", "--iters", "40", "--planner", "tpe", "--quiet"])
     try:
         deadline = time.monotonic() + 60
-        while not lock_status(campaign.paths)[1]:
+        # The holder opens its own trace just after taking the lock: wait for both, so the
+        # snapshot below holds the holder's trace and only the second run could add one.
+        while not (lock_status(campaign.paths)[1] and any(
+                p.name.endswith(f"-{first}.jsonl") for p in campaign.paths.traces.iterdir())):
             assert time.monotonic() < deadline, "the first session never took the lock"
             time.sleep(0.05)
         sessions = [s.session_id for s in load_state(campaign.paths).sessions]
