@@ -236,15 +236,21 @@ def test_pruned_run_explains_itself_in_metrics(
 
 
 class ScriptedTrainer(Trainer):
-    """Replays given val losses instead of training (to test the loop's decisions)."""
+    """Replays given val MSEs instead of training (to test the loop's decisions).
 
-    def __init__(self, config: InformerConfig, val_losses: list[float]) -> None:
+    The val loss (the training criterion on the val split) is ``val_losses`` when given,
+    else the val MSE (an MSE criterion).
+    """
+
+    def __init__(self, config: InformerConfig, val_mses: list[float],
+                 val_losses: list[float] | None = None) -> None:
         super().__init__(config)
-        self.val_losses = val_losses
+        self.val_mses = val_mses
+        self.val_losses = val_losses or val_mses
 
     def run_epoch(self, epoch: int) -> EpochRecord:
-        loss = self.val_losses[epoch - 1]
-        return EpochRecord(epoch, 1.0, loss, loss, loss, loss, loss, self.scheduler.lr, 0.0)
+        mse, loss = self.val_mses[epoch - 1], self.val_losses[epoch - 1]
+        return EpochRecord(epoch, 1.0, loss, mse, mse, mse, mse, self.scheduler.lr, 0.0)
 
 
 @pytest.mark.parametrize(
@@ -265,6 +271,15 @@ def test_early_stopping(
     result = ScriptedTrainer(config, val_losses).fit()
     assert result.status == "ok"
     assert (len(result.history), result.best_epoch) == (epochs_run, best_epoch)
+
+
+def test_early_stopping_and_checkpoint_follow_val_mse_not_the_criterion() -> None:
+    # An L1 criterion: the val loss keeps improving while the val MSE is best at epoch 2.
+    # Patience 2 stops after epoch 4 of 5; epoch 2's weights are the ones kept.
+    config = _tiny(max_epochs=5, patience=2, max_train_windows=8, max_eval_windows=8)
+    result = ScriptedTrainer(config, val_mses=[1.0, 0.5, 0.6, 0.7, 0.8],
+                             val_losses=[1.0, 0.9, 0.8, 0.7, 0.6]).fit()
+    assert (len(result.history), result.best_epoch) == (4, 2)
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")

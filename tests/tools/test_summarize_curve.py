@@ -100,6 +100,14 @@ def test_null_values_are_tolerated() -> None:
     json.dumps(summary.to_dict(), allow_nan=False)  # JSON-safe for the state file
 
 
+def test_best_epoch_follows_val_mse_not_the_val_loss() -> None:
+    # an L1 criterion: the val loss is lowest at epoch 3, the val MSE at epoch 2
+    epochs = [{"epoch": e, "train_loss": 1.0, "val_loss": loss, "val_mse": mse}
+              for e, loss, mse in ((1, 0.9, 1.0), (2, 0.8, 0.6), (3, 0.7, 0.8))]
+    summary = curve_summary(epochs)
+    assert (summary.best_epoch, summary.best_val) == (2, 0.6)
+
+
 def test_falls_back_to_val_loss_without_val_mse() -> None:
     epochs = [{"epoch": 1, "train_loss": 1.0, "val_loss": 0.5}]
     assert curve_summary(epochs).best_val == 0.5

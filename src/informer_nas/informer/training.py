@@ -1,6 +1,6 @@
 """The epoch loop and evaluation, used in-process (tests, benchmarks) and by ``train.py``.
 
-``Trainer.fit`` trains with early stopping on the val loss (a tie is no improvement),
+``Trainer.fit`` trains with early stopping on the val MSE (a tie is no improvement),
 scores val and test every epoch, then reloads the best checkpoint and scores it again.
 Divergence, interruption, pruning and OOM end a run with a status; bugs raise.
 """
@@ -322,20 +322,27 @@ class Trainer:
 
     @property
     def best_epoch(self) -> int | None:
-        """The first epoch with the lowest val loss (None before any epoch)."""
-        best = min(self.history, key=lambda record: record.val_loss, default=None)
+        """The first epoch with the lowest val MSE (None before any epoch).
+
+        Selection follows val MSE, the search's objective, whatever the training criterion:
+        with an L1 or Huber loss the epoch of the lowest val loss can differ.
+        """
+        best = self._best_record()
         return best.epoch if best else None
+
+    def _best_record(self) -> EpochRecord | None:
+        return min(self.history, key=lambda record: record.val_mse, default=None)
 
     def _epoch_loop(self) -> str:
         training = self.config.training
-        best_loss, bad_epochs = math.inf, 0
+        best_mse, bad_epochs = math.inf, 0
         for epoch in range(1, training.max_epochs + 1):
             record = self.run_epoch(epoch)
             self.history.append(record)
-            improved = record.val_loss < best_loss  # a tie is no improvement
+            improved = record.val_mse < best_mse  # a tie is no improvement
             bad_epochs = 0 if improved else bad_epochs + 1
             if improved:
-                best_loss, state = record.val_loss, self.model.state_dict()
+                best_mse, state = record.val_mse, self.model.state_dict()
                 self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
             if self.hooks.on_epoch_end is not None:
                 self.hooks.on_epoch_end(self.history, self.best_state if improved else None)
@@ -366,7 +373,7 @@ class Trainer:
 
     def best_epoch_metrics(self) -> tuple[EvalMetrics | None, EvalMetrics | None]:
         """A failed run reports the numbers its best completed epoch had (None if none)."""
-        best = min(self.history, key=lambda record: record.val_loss, default=None)
+        best = self._best_record()
         if best is None:
             return None, None
         return (

@@ -1,9 +1,9 @@
 """The ``summarize_curve`` tool: a run's learning dynamics as numbers plus a paragraph.
 
 ``curve_summary`` is pure (it reads the epochs of ``history.json``); the tool reads the
-file of a run in the workspace. The best epoch is chosen on ``val_loss`` as the trainer
-does when it keeps ``best_model.pt``; the values reported are ``val_mse`` (the gate's
-metric), falling back to ``val_loss`` when absent.
+file of a run in the workspace. The best epoch is chosen on ``val_mse`` (the gate's
+metric), as the trainer does when it keeps ``best_model.pt``; a history without it falls
+back to ``val_loss``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class CurveSummary:
 
     Attributes:
         epochs_run: completed epochs.
-        best_epoch: 1-based epoch with the lowest val loss.
+        best_epoch: 1-based epoch with the lowest val MSE.
         best_val: val MSE at the best epoch.
         final_val: val MSE at the last epoch.
         train_val_gap: relative gap (val_loss - train_loss) / train_loss at the last epoch.
@@ -119,7 +119,7 @@ def _is_diverged(epochs: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def _best_epoch(epochs: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    scored = [(loss, e) for e in epochs if (loss := _finite(_number(e, "val_loss"))) is not None]
+    scored = [(value, e) for e in epochs if (value := _finite(_val(e))) is not None]
     if not scored:
         return None
     return min(scored, key=lambda pair: pair[0])[1]
