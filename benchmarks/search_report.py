@@ -153,7 +153,7 @@ def markdown(results: dict[str, Any]) -> str:
             lines.append(f"| {brain} | {point['trial']} | {show(point['mean'], point['std'])} "
                          f"| {point['sessions']} |")
     lines += ["", "| brain | session | seed | incumbent | look-back | revin | attn | d_model "
-              "| val MSE | test MSE over seeds |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "| loss | val MSE | test MSE over seeds |", "|---" * 11 + "|"]
     for brain, sessions in results["sessions"].items():
         lines += [incumbent_row(brain, session) for session in sessions]
     machine = results["machine"]
@@ -164,12 +164,13 @@ def markdown(results: dict[str, Any]) -> str:
 
 def incumbent_row(brain: str, session: dict[str, Any]) -> str:
     """One session's incumbent, for the markdown summary."""
-    config = session["incumbent_config"] or {"model": {}, "data": {}}
-    model, data = config["model"], config["data"]
+    config = session["incumbent_config"] or {"model": {}, "data": {}, "training": {}}
+    model, data, training = config["model"], config["data"], config["training"]
     run: dict[str, Any] = next(
         (r for r in session["runs"] if r["run_id"] == session["incumbent_run_id"]), {})
     return (f"| {brain} | {session['index']} | {session['seed']} "
             f"| {session['incumbent_run_id'] or '-'} | {data.get('seq_len', '-')} "
             f"| {model.get('revin', '-')} | {model.get('attn', '-')} "
-            f"| {model.get('d_model', '-')} | {show(run.get('val_mse'))} "
+            f"| {model.get('d_model', '-')} | {training.get('criterion_class', '-')} "
+            f"| {show(run.get('val_mse'))} "
             f"| {show(*session['reeval_test_mse'])} |")
