@@ -12,6 +12,7 @@ from informer_nas.errors import ConfigError
 from informer_nas.informer.config import ModelSection
 from informer_nas.informer.embedding import DataEmbedding, circular_conv3
 from informer_nas.informer.model import DistillingLayer, Informer, count_parameters
+from informer_nas.informer.trend import moving_average
 
 torch.set_num_threads(1)
 
@@ -42,7 +43,8 @@ def _batch(channels: int = 7, freq: str = "h", embed: str = "timeF",
 
 def _model(channels: tuple[int, int, int] = (7, 7, 7), freq: str = "h", **changes: Any) -> Informer:
     torch.manual_seed(0)
-    return Informer(ModelSection(**{**TINY, **changes}), *channels, pred_len=PRED_LEN, freq=freq)
+    return Informer(ModelSection(**{**TINY, **changes}), *channels, pred_len=PRED_LEN, freq=freq,
+                    seq_len=SEQ_LEN)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +71,7 @@ OPTIONS: list[dict[str, Any]] = [
     {"distil": False}, {"mix": False}, {"revin": True}, {"activation": "relu"},
     {"e_layers": 1}, {"e_layers": 3}, {"e_layers": 3, "distil": False},
     {"d_layers": 2}, {"d_layers": 2, "attn": "full", "mix": False},
+    {"decomp": True}, {"decomp": True, "revin": True, "moving_avg": 5},
 ]
 
 
@@ -116,6 +119,39 @@ def test_revin_makes_the_forecast_follow_the_window_scale(channels: tuple[int, i
     torch.testing.assert_close(scaled, 3 * plain + 5, rtol=1e-4, atol=1e-4)
 
 
+def test_moving_average_keeps_a_straight_line_and_a_constant() -> None:
+    steps = torch.arange(20.0).view(1, 20, 1)
+    series = torch.cat([2 * steps + 1, torch.full_like(steps, 3.0)], dim=-1)  # (1, 20, 2)
+    trend = moving_average(series, kernel=5)
+    assert trend.shape == series.shape
+    torch.testing.assert_close(trend[:, 2:-2], series[:, 2:-2])  # centred: exact inside
+    torch.testing.assert_close(trend[..., 1], series[..., 1])  # ends padded by repetition
+    assert trend[0, 0, 0] > series[0, 0, 0] and trend[0, -1, 0] < series[0, -1, 0]
+
+
+@pytest.mark.parametrize("channels", [(3, 3, 3), (3, 3, 1)], ids=["M", "MS-target-last"])
+def test_decomp_adds_the_linear_trend_forecast(channels: tuple[int, int, int]) -> None:
+    # Informer's own output silenced: the forecast is the trend head's, which starts as the
+    # mean of each channel's moving-average trend (the target is the last channel)
+    model = _model(channels, attn="full", decomp=True, moving_avg=3).eval()
+    torch.nn.init.zeros_(model.projection.weight)
+    torch.nn.init.zeros_(model.projection.bias)
+    x_enc, x_mark_enc, x_dec, x_mark_dec = _batch(channels=channels[0])
+    forecast = model(x_enc, x_mark_enc, x_dec, x_mark_dec)
+    mean_trend = moving_average(x_enc, 3).mean(dim=1, keepdim=True)[..., -channels[2]:]
+    torch.testing.assert_close(forecast, mean_trend.expand(BATCH, PRED_LEN, -1))
+
+
+def test_decomp_adds_only_the_trend_head_parameters() -> None:
+    plain, decomposed = _model(), _model(decomp=True)
+    assert count_parameters(decomposed) - count_parameters(plain) == SEQ_LEN * PRED_LEN + PRED_LEN
+
+
+def test_decomp_without_the_look_back_length_is_refused() -> None:
+    with pytest.raises(ConfigError, match="model.decomp needs the look-back length"):
+        Informer(ModelSection(**TINY, decomp=True), 7, 7, 7, pred_len=PRED_LEN)
+
+
 def test_distilling_halves_the_length() -> None:
     layer = DistillingLayer(8).eval()
     assert layer(torch.randn(2, 96, 8)).shape == (2, 48, 8)
@@ -143,8 +179,9 @@ def test_embedding_buffers_are_not_parameters() -> None:
         ((7, 7, 7), "d", {}, "data.freq"),  # unknown frequency
         ((7, 3, 7), "h", {"revin": True}, "model.revin"),  # RevIN needs dec_in == enc_in
         ((7, 7, 0), "h", {}, "c_out"),  # no output channel
+        ((7, 3, 7), "h", {"decomp": True}, "model.decomp"),  # decomp needs dec_in == enc_in
     ],
-    ids=["freq", "revin-channels", "c_out"],
+    ids=["freq", "revin-channels", "c_out", "decomp-channels"],
 )
 def test_bad_sizes_raise_config_error(channels: tuple[int, int, int], freq: str,
                                       changes: dict[str, Any], message: str) -> None:

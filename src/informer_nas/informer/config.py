@@ -50,6 +50,8 @@ class ModelSection(_Section):
     distil: bool = True
     mix: bool = True
     revin: bool = False
+    decomp: bool = False
+    moving_avg: int = Field(25, ge=2, le=1024)
 
 
 class OptimizerParams(_Section):

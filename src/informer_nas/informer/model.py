@@ -4,7 +4,8 @@ Faithful to the reference implementation (zhouhaoyi/Informer2020, after May 2021
 parameters (11,330,055 for the paper's ETTh1 M model), created in the same order (a seeded
 model starts from the reference's initial weights), the same ProbSparse algorithm, post-norm
 layers, distilling between encoder layers, a generative decoder. Attention and embeddings live
-in ``attention.py`` and ``embedding.py``; optional RevIN is in ``revin.py``.
+in ``attention.py`` and ``embedding.py``; optional RevIN is in ``revin.py``, the optional
+trend decomposition in ``trend.py``.
 
 Differences are in how, not what, is computed: kernel-1 and kernel-3 convolutions run as
 matrix products on time-major tensors, the decoder's last layer computes only the rows that
@@ -15,6 +16,7 @@ head mixing, only the heads those rows come from; dropout masks are drawn faster
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -24,6 +26,7 @@ from informer_nas.informer.config import ModelSection
 from informer_nas.informer.dropout import Dropout
 from informer_nas.informer.embedding import DataEmbedding, circular_conv3, n_time_marks
 from informer_nas.informer.revin import RevIN
+from informer_nas.informer.trend import TrendHead
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -169,6 +172,12 @@ class Informer(nn.Module):
     the last ``c_out`` input channels (ETT's target OT is the last column), whose statistics
     de-normalise it.
 
+    Decomposition (``cfg.decomp``, after RevIN's normalisation): the window's moving-average
+    trend is forecast by ``TrendHead``; the encoder sees the seasonal remainder, and the
+    decoder's label part has the same trend removed (it repeats the window's last
+    ``label_len`` steps). The trend forecast of the last ``c_out`` channels is added to
+    Informer's.
+
     Args:
         cfg: the model section of the config.
         enc_in: encoder input channels.
@@ -176,14 +185,16 @@ class Informer(nn.Module):
         c_out: forecast channels.
         pred_len: forecast horizon; the last ``pred_len`` decoder steps are returned.
         freq: ``h`` or ``t``; sets the number of time-mark columns.
+        seq_len: look-back length (needed by ``cfg.decomp`` only).
     """
 
     def __init__(self, cfg: ModelSection, enc_in: int, dec_in: int, c_out: int,
-                 pred_len: int, freq: str = "h") -> None:
+                 pred_len: int, freq: str = "h", seq_len: int | None = None) -> None:
         super().__init__()
-        _check_sizes(cfg, enc_in, dec_in, c_out, pred_len, freq)
+        _check_sizes(cfg, enc_in, dec_in, c_out, pred_len, freq, seq_len)
         self.pred_len = pred_len
         self.revin = RevIN(n_targets=c_out) if cfg.revin else None
+        self.c_out = c_out
         self.enc_embedding = DataEmbedding(enc_in, cfg.d_model, cfg.embed, freq, cfg.dropout)
         self.dec_embedding = DataEmbedding(dec_in, cfg.d_model, cfg.embed, freq, cfg.dropout)
         self.encoder = Encoder(
@@ -194,6 +205,8 @@ class Informer(nn.Module):
         self.decoder = Decoder([self._decoder_layer(cfg) for _ in range(cfg.d_layers)],
                                cfg.d_model)
         self.projection = nn.Linear(cfg.d_model, c_out)
+        self.trend = (TrendHead(seq_len, pred_len, cfg.moving_avg)
+                      if cfg.decomp and seq_len is not None else None)
 
     @staticmethod
     def _encoder_layer(cfg: ModelSection) -> EncoderLayer:
@@ -223,19 +236,25 @@ class Informer(nn.Module):
         Returns:
             (B, pred_len, c_out) forecast.
         """
+        label_len = x_dec.shape[1] - self.pred_len
         if self.revin is not None:
-            label_len = x_dec.shape[1] - self.pred_len
             x_enc, x_dec, stats = self.revin.normalise(x_enc, x_dec, label_len)
+        if self.trend is not None:
+            x_enc, trend = self.trend.decompose(x_enc)
+            x_label = x_dec[:, :label_len] - trend[:, trend.shape[1] - label_len:]
+            x_dec = torch.cat([x_label, x_dec[:, label_len:]], dim=1)
         memory = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
         out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), memory, self.pred_len)
         forecast = self.projection(out)  # (B, pred_len, c_out)
+        if self.trend is not None:
+            forecast = forecast + self.trend(trend)[..., trend.shape[-1] - self.c_out:]
         if self.revin is not None:
             forecast = self.revin.denormalise(forecast, stats)
         return forecast  # type: ignore[no-any-return]
 
 
 def _check_sizes(cfg: ModelSection, enc_in: int, dec_in: int, c_out: int, pred_len: int,
-                 freq: str) -> None:
+                 freq: str, seq_len: int | None) -> None:
     n_time_marks(freq)
     if cfg.d_model % cfg.n_heads:
         raise ConfigError(f"model.d_model ({cfg.d_model}) must be divisible by model.n_heads "
@@ -248,4 +267,10 @@ def _check_sizes(cfg: ModelSection, enc_in: int, dec_in: int, c_out: int, pred_l
         raise ConfigError(
             f"model.revin needs dec_in == enc_in and c_out <= enc_in, got enc_in {enc_in}, "
             f"dec_in {dec_in}, c_out {c_out}; set model.revin to False"
+        )
+    if cfg.decomp and (seq_len is None or dec_in != enc_in or c_out > enc_in):
+        raise ConfigError(
+            f"model.decomp needs the look-back length, dec_in == enc_in and c_out <= enc_in, "
+            f"got seq_len {seq_len}, enc_in {enc_in}, dec_in {dec_in}, c_out {c_out}; "
+            f"set model.decomp to False"
         )

@@ -162,7 +162,7 @@ class Trainer:
         self.data = data.to(self.device)
         self.model = Informer(
             config.model, data.enc_in, data.dec_in, data.c_out, config.data.pred_len,
-            config.data.freq,
+            config.data.freq, config.data.seq_len,
         ).to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), training)
         self.scheduler = EpochScheduler(self.optimizer, training)

@@ -163,6 +163,8 @@ _PARAMS: tuple[Param, ...] = (
           choices=("prob", "full")),
     Param("model.distil", "bool", "halve the sequence between encoder layers (distilling)"),
     Param("model.revin", "bool", "reversible instance normalisation of each input window"),
+    Param("model.decomp", "bool",
+          "forecast the window's moving-average trend linearly, Informer the remainder"),
     Param("model.e_layers", "int", "number of encoder layers", low=1, high=4),
     Param("model.d_layers", "int", "number of decoder layers", low=1, high=3),
     Param("model.d_model", "categorical", "model width; must be divisible by model.n_heads",

@@ -52,6 +52,7 @@ _HEADER = """\
 KEY_DOCS: dict[str, str] = {
     "model.embed": "time-feature embedding: 'timeF', 'fixed' or 'learned'",
     "model.mix": "mix the decoder's attention heads (reference: True)",
+    "model.moving_avg": "moving-average length of model.decomp's trend",
     "training.optimizer_params.momentum": "SGD momentum in [0, 1)",
     "training.scheduler_params": "StepLR settings; other schedulers ignore them",
     "training.scheduler_params.step_size": "StepLR: epochs between decays",
