@@ -263,14 +263,12 @@ def _check_sizes(cfg: ModelSection, enc_in: int, dec_in: int, c_out: int, pred_l
                         ("pred_len", pred_len)):
         if value < 1:
             raise ConfigError(f"Informer {name} must be >= 1, got {value}; check data.features")
-    if cfg.revin and (dec_in != enc_in or c_out > enc_in):
-        raise ConfigError(
-            f"model.revin needs dec_in == enc_in and c_out <= enc_in, got enc_in {enc_in}, "
-            f"dec_in {dec_in}, c_out {c_out}; set model.revin to False"
-        )
-    if cfg.decomp and (seq_len is None or dec_in != enc_in or c_out > enc_in):
-        raise ConfigError(
-            f"model.decomp needs the look-back length, dec_in == enc_in and c_out <= enc_in, "
-            f"got seq_len {seq_len}, enc_in {enc_in}, dec_in {dec_in}, c_out {c_out}; "
-            f"set model.decomp to False"
-        )
+    for option in ("revin", "decomp"):  # both read the forecast channels off the inputs
+        if getattr(cfg, option) and (dec_in != enc_in or c_out > enc_in):
+            raise ConfigError(
+                f"model.{option} needs dec_in == enc_in and c_out <= enc_in, got enc_in "
+                f"{enc_in}, dec_in {dec_in}, c_out {c_out}; set model.{option} to False"
+            )
+    if cfg.decomp and seq_len is None:
+        raise ConfigError("model.decomp needs the look-back length (seq_len); pass it to "
+                          "Informer or set model.decomp to False")
