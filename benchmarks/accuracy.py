@@ -9,6 +9,7 @@ Usage::
     python benchmarks/accuracy.py --config small                 # 3 seeds, full training
     python benchmarks/accuracy.py --config-file my_config.py --seeds 1,2,3
     python benchmarks/accuracy.py --config-file my_config.py --criterion L1Loss --decomp
+    python benchmarks/accuracy.py --config-file my_config.py --linear-skip
     python benchmarks/accuracy.py --config tiny --max-epochs 1   # smoke test (seconds)
 
 ``--config`` takes ``small`` (d_model 64, 4 heads, d_ff 256, M 96 -> 24, batch 32), ``paper``
@@ -43,8 +44,9 @@ def build_config(args: argparse.Namespace) -> InformerConfig:
                  "max_eval_windows": args.max_eval_windows, "num_threads": args.threads,
                  "device": args.device, "criterion_class": args.criterion}
     config["training"].update({key: value for key, value in overrides.items() if value})
-    if args.decomp:
-        config["model"]["decomp"] = True
+    for option in ("decomp", "linear_skip"):
+        if getattr(args, option):
+            config["model"][option] = True
     return InformerConfig.model_validate(config)
 
 
@@ -103,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="training loss instead of the config's (MSELoss, L1Loss, ...)")
     parser.add_argument("--decomp", action="store_true",
                         help="turn on model.decomp (trend decomposition)")
+    parser.add_argument("--linear-skip", action="store_true",
+                        help="turn on model.linear_skip (a linear forecast Informer corrects)")
     parser.add_argument("--device", default=None, choices=["auto", "cpu", "cuda"])
     parser.add_argument("--out", default=None, help="run directories (default: a temp dir)")
     return parser.parse_args(argv)

@@ -58,6 +58,7 @@ _SEARCHED: dict[str, dict[str, object]] = {
     "model.attn": {"choices": ("prob", "full")},
     "model.distil": {"choices": (False, True)},
     "model.revin": {"choices": (False, True)},
+    "model.linear_skip": {"choices": (False, True)},
     "model.e_layers": {"low": 1, "high": 3},
     "model.d_layers": {"low": 1, "high": 2},
     "model.d_model": {"choices": (64, 128, 256)},

@@ -72,6 +72,7 @@ OPTIONS: list[dict[str, Any]] = [
     {"e_layers": 1}, {"e_layers": 3}, {"e_layers": 3, "distil": False},
     {"d_layers": 2}, {"d_layers": 2, "attn": "full", "mix": False},
     {"decomp": True}, {"decomp": True, "revin": True, "moving_avg": 5},
+    {"linear_skip": True}, {"linear_skip": True, "revin": True, "decomp": True},
 ]
 
 
@@ -142,14 +143,45 @@ def test_decomp_adds_the_linear_trend_forecast(channels: tuple[int, int, int]) -
     torch.testing.assert_close(forecast, mean_trend.expand(BATCH, PRED_LEN, -1))
 
 
-def test_decomp_adds_only_the_trend_head_parameters() -> None:
-    plain, decomposed = _model(), _model(decomp=True)
-    assert count_parameters(decomposed) - count_parameters(plain) == SEQ_LEN * PRED_LEN + PRED_LEN
+@pytest.mark.parametrize("channels", [(3, 3, 3), (3, 3, 1)], ids=["M", "MS-target-last"])
+@pytest.mark.parametrize("revin", [False, True])
+def test_untrained_linear_skip_is_the_window_mean_forecast(channels: tuple[int, int, int],
+                                                           revin: bool) -> None:
+    # Informer's projection starts at zero: the forecast is the linear map's, which starts as
+    # each channel's window mean (the target is the last channel)
+    model = _model(channels, linear_skip=True, revin=revin).eval()
+    x_enc, x_mark_enc, x_dec, x_mark_dec = _batch(channels=channels[0])
+    forecast = model(x_enc, x_mark_enc, x_dec, x_mark_dec)
+    mean = x_enc.mean(dim=1, keepdim=True)[..., -channels[2]:]
+    torch.testing.assert_close(forecast, mean.expand(BATCH, PRED_LEN, -1), rtol=1e-5,
+                               atol=1e-5)
 
 
-def test_decomp_without_the_look_back_length_is_refused() -> None:
-    with pytest.raises(ConfigError, match="model.decomp needs the look-back length"):
-        Informer(ModelSection(**TINY, decomp=True), 7, 7, 7, pred_len=PRED_LEN)
+def test_linear_skip_lets_informer_learn_the_rest() -> None:
+    # one optimiser step on a target the linear map cannot give moves Informer's projection
+    # off zero, so Informer's forecast joins the linear one
+    model = _model(linear_skip=True).train()
+    x_enc, x_mark_enc, x_dec, x_mark_dec = _batch()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    loss = (model(x_enc, x_mark_enc, x_dec, x_mark_dec) - 1.0).pow(2).mean()
+    loss.backward()
+    optimizer.step()
+    assert model.projection.weight.abs().sum() > 0
+    model.eval()
+    linear_only = model.skip(x_enc)
+    assert not torch.allclose(model(x_enc, x_mark_enc, x_dec, x_mark_dec), linear_only)
+
+
+@pytest.mark.parametrize("option", ["decomp", "linear_skip"])
+def test_linear_heads_add_only_their_parameters(option: str) -> None:
+    plain, extended = _model(), _model(**{option: True})
+    assert count_parameters(extended) - count_parameters(plain) == SEQ_LEN * PRED_LEN + PRED_LEN
+
+
+@pytest.mark.parametrize("option", ["decomp", "linear_skip"])
+def test_linear_heads_without_the_look_back_length_are_refused(option: str) -> None:
+    with pytest.raises(ConfigError, match=f"model.{option} needs the look-back length"):
+        Informer(ModelSection(**TINY, **{option: True}), 7, 7, 7, pred_len=PRED_LEN)
 
 
 def test_distilling_halves_the_length() -> None:
@@ -180,8 +212,9 @@ def test_embedding_buffers_are_not_parameters() -> None:
         ((7, 3, 7), "h", {"revin": True}, "model.revin"),  # RevIN needs dec_in == enc_in
         ((7, 7, 0), "h", {}, "c_out"),  # no output channel
         ((7, 3, 7), "h", {"decomp": True}, "model.decomp"),  # decomp needs dec_in == enc_in
+        ((3, 3, 7), "h", {"linear_skip": True}, "model.linear_skip"),  # c_out > enc_in
     ],
-    ids=["freq", "revin-channels", "c_out", "decomp-channels"],
+    ids=["freq", "revin-channels", "c_out", "decomp-channels", "skip-channels"],
 )
 def test_bad_sizes_raise_config_error(channels: tuple[int, int, int], freq: str,
                                       changes: dict[str, Any], message: str) -> None:

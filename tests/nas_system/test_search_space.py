@@ -19,9 +19,11 @@ from informer_nas.nas_system.search_space import (
     search_space_for,
 )
 
-# the issues' keys, and model.decomp (the trend decomposition, added for issue 7's goal)
+# the issues' keys, and model.decomp and model.linear_skip (linear heads, added for issue 7's
+# goal)
 ISSUE_KEYS = (
-    "model.attn model.distil model.revin model.decomp model.e_layers model.d_layers model.d_model "
+    "model.attn model.distil model.revin model.decomp model.linear_skip model.e_layers "
+    "model.d_layers model.d_model "
     "model.n_heads model.d_ff model.factor model.dropout model.activation "
     "training.optimizer_class training.optimizer_params.lr "
     "training.optimizer_params.weight_decay training.scheduler_class "

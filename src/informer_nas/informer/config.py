@@ -52,6 +52,7 @@ class ModelSection(_Section):
     revin: bool = False
     decomp: bool = False
     moving_avg: int = Field(25, ge=2, le=1024)
+    linear_skip: bool = False
 
 
 class OptimizerParams(_Section):

@@ -26,7 +26,7 @@ from informer_nas.informer.config import ModelSection
 from informer_nas.informer.dropout import Dropout
 from informer_nas.informer.embedding import DataEmbedding, circular_conv3, n_time_marks
 from informer_nas.informer.revin import RevIN
-from informer_nas.informer.trend import TrendHead
+from informer_nas.informer.trend import TimeLinear, TrendHead
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -178,6 +178,11 @@ class Informer(nn.Module):
     ``label_len`` steps). The trend forecast of the last ``c_out`` channels is added to
     Informer's.
 
+    Linear skip (``cfg.linear_skip``, after RevIN's normalisation, before the
+    decomposition): a ``TimeLinear`` forecast of the whole window's last ``c_out`` channels
+    is added to Informer's, and Informer's output projection starts at zero, so an untrained
+    model is the linear forecaster and Informer learns what it misses.
+
     Args:
         cfg: the model section of the config.
         enc_in: encoder input channels.
@@ -185,7 +190,7 @@ class Informer(nn.Module):
         c_out: forecast channels.
         pred_len: forecast horizon; the last ``pred_len`` decoder steps are returned.
         freq: ``h`` or ``t``; sets the number of time-mark columns.
-        seq_len: look-back length (needed by ``cfg.decomp`` only).
+        seq_len: look-back length (needed by ``cfg.decomp`` and ``cfg.linear_skip`` only).
     """
 
     def __init__(self, cfg: ModelSection, enc_in: int, dec_in: int, c_out: int,
@@ -207,6 +212,11 @@ class Informer(nn.Module):
         self.projection = nn.Linear(cfg.d_model, c_out)
         self.trend = (TrendHead(seq_len, pred_len, cfg.moving_avg)
                       if cfg.decomp and seq_len is not None else None)
+        self.skip = (TimeLinear(seq_len, pred_len)
+                     if cfg.linear_skip and seq_len is not None else None)
+        if self.skip is not None:
+            nn.init.zeros_(self.projection.weight)
+            nn.init.zeros_(self.projection.bias)
 
     @staticmethod
     def _encoder_layer(cfg: ModelSection) -> EncoderLayer:
@@ -239,6 +249,7 @@ class Informer(nn.Module):
         label_len = x_dec.shape[1] - self.pred_len
         if self.revin is not None:
             x_enc, x_dec, stats = self.revin.normalise(x_enc, x_dec, label_len)
+        skip = None if self.skip is None else self.skip(x_enc[..., x_enc.shape[-1] - self.c_out:])
         if self.trend is not None:
             x_enc, trend = self.trend.decompose(x_enc)
             x_label = x_dec[:, :label_len] - trend[:, trend.shape[1] - label_len:]
@@ -248,6 +259,8 @@ class Informer(nn.Module):
         forecast = self.projection(out)  # (B, pred_len, c_out)
         if self.trend is not None:
             forecast = forecast + self.trend(trend)[..., trend.shape[-1] - self.c_out:]
+        if skip is not None:
+            forecast = forecast + skip
         if self.revin is not None:
             forecast = self.revin.denormalise(forecast, stats)
         return forecast  # type: ignore[no-any-return]
@@ -263,12 +276,13 @@ def _check_sizes(cfg: ModelSection, enc_in: int, dec_in: int, c_out: int, pred_l
                         ("pred_len", pred_len)):
         if value < 1:
             raise ConfigError(f"Informer {name} must be >= 1, got {value}; check data.features")
-    for option in ("revin", "decomp"):  # both read the forecast channels off the inputs
+    for option in ("revin", "decomp", "linear_skip"):  # read the forecast channels off the inputs
         if getattr(cfg, option) and (dec_in != enc_in or c_out > enc_in):
             raise ConfigError(
                 f"model.{option} needs dec_in == enc_in and c_out <= enc_in, got enc_in "
                 f"{enc_in}, dec_in {dec_in}, c_out {c_out}; set model.{option} to False"
             )
-    if cfg.decomp and seq_len is None:
-        raise ConfigError("model.decomp needs the look-back length (seq_len); pass it to "
-                          "Informer or set model.decomp to False")
+    for option in ("decomp", "linear_skip"):
+        if getattr(cfg, option) and seq_len is None:
+            raise ConfigError(f"model.{option} needs the look-back length (seq_len); pass it "
+                              f"to Informer or set model.{option} to False")

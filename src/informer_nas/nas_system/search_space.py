@@ -165,6 +165,8 @@ _PARAMS: tuple[Param, ...] = (
     Param("model.revin", "bool", "reversible instance normalisation of each input window"),
     Param("model.decomp", "bool",
           "forecast the window's moving-average trend linearly, Informer the remainder"),
+    Param("model.linear_skip", "bool",
+          "add a linear forecast of the whole window; Informer learns what it misses"),
     Param("model.e_layers", "int", "number of encoder layers", low=1, high=4),
     Param("model.d_layers", "int", "number of decoder layers", low=1, high=3),
     Param("model.d_model", "categorical", "model width; must be divisible by model.n_heads",
