@@ -44,8 +44,8 @@ class RLinear(nn.Module):
         """(B, seq_len, C) -> (B, pred_len, C)."""
         empty = x_enc[:, :0]
         normalised, _, stats = self.revin.normalise(x_enc, empty, 0)
-        forecast: Tensor = self.linear(normalised)
-        return self.revin.denormalise(forecast, stats)
+        forecast: Tensor = self.revin.denormalise(self.linear(normalised), stats)
+        return forecast
 
 
 def scores(model: RLinear, windows: WindowSet) -> tuple[float, float]:
