@@ -197,6 +197,20 @@ def test_status_json_of_recorded_runs(populated: Path) -> None:
     assert status["runs"][1]["changes"] == [{"key": "model.dropout", "value": 0.1}]
 
 
+@pytest.mark.parametrize("columns", [70, 120])
+def test_status_table_never_cuts_run_ids_or_figures(populated: Path, columns: int,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # the changes column gives way first; at 70 columns it does not fit and is left out
+    monkeypatch.setenv("COLUMNS", str(columns))
+    result = invoke("status", "--workspace", populated)
+    assert result.exit_code == 0, result.output
+    for run_id, val_mse in (("run_0000", "0.5"), ("run_0001", "0.6"), ("run_0002", "0.4")):
+        assert re.search(rf"{run_id}\W.*\W{val_mse}\W", result.stdout), result.stdout
+    assert max(len(line) for line in result.stdout.splitlines()) <= columns
+    assert ("dropout=0.1" in result.stdout) == (columns == 120), result.stdout
+    assert ("changes left out" in result.stdout) == (columns == 70), result.stdout
+
+
 def test_report_of_recorded_runs(populated: Path) -> None:
     result = invoke("report", "--workspace", populated)
     assert result.exit_code == 0, result.output
