@@ -152,8 +152,8 @@ def markdown(results: dict[str, Any]) -> str:
         for point in s["best_val_curve"]:
             lines.append(f"| {brain} | {point['trial']} | {show(point['mean'], point['std'])} "
                          f"| {point['sessions']} |")
-    lines += ["", "| brain | session | seed | incumbent | look-back | revin | attn | d_model "
-              "| loss | val MSE | test MSE over seeds |", "|---" * 11 + "|"]
+    lines += ["", "| brain | session | seed | incumbent | look-back | revin | linear skip "
+              "| attn | d_model | loss | val MSE | test MSE over seeds |", "|---" * 12 + "|"]
     for brain, sessions in results["sessions"].items():
         lines += [incumbent_row(brain, session) for session in sessions]
     machine = results["machine"]
@@ -170,7 +170,8 @@ def incumbent_row(brain: str, session: dict[str, Any]) -> str:
         (r for r in session["runs"] if r["run_id"] == session["incumbent_run_id"]), {})
     return (f"| {brain} | {session['index']} | {session['seed']} "
             f"| {session['incumbent_run_id'] or '-'} | {data.get('seq_len', '-')} "
-            f"| {model.get('revin', '-')} | {model.get('attn', '-')} "
+            f"| {model.get('revin', '-')} | {model.get('linear_skip', '-')} "
+            f"| {model.get('attn', '-')} "
             f"| {model.get('d_model', '-')} | {training.get('criterion_class', '-')} "
             f"| {show(run.get('val_mse'))} "
             f"| {show(*session['reeval_test_mse'])} |")
