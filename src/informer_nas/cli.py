@@ -284,24 +284,33 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
     console = _console()
     table = Table(title=f"runs in {summary['workspace']}")
     rows = run_table_rows(summary["runs"])
-    # One line per run: every column keeps its width and the changes get what is left; on
-    # a terminal too narrow for 12 characters of them the column is left out (`nas status
-    # --json` has them in full), so run ids and figures are never cut.
+    # One line per run: every column keeps its width and the changes get what is left. On
+    # a narrow terminal the changes (below 12 characters), then the step type, are left out
+    # (`nas status --json` has everything), so run ids and figures are never cut.
     widths = [max([len(column), *(len(row[index]) for row in rows)])
               for index, column in enumerate(RUN_COLUMNS)]
-    wide = RUN_COLUMNS.index("changes")
-    left = console.width - sum(widths) + widths[wide] - 3 * len(widths) - 1
-    shown = [index for index in range(len(RUN_COLUMNS)) if index != wide or left >= 12]
+    wide, step = RUN_COLUMNS.index("changes"), RUN_COLUMNS.index("step")
+
+    def room(columns: list[int]) -> int:  # characters left beside these columns
+        return int(console.width) - sum(widths[index] + 3 for index in columns) - 1
+
+    shown = [index for index in range(len(RUN_COLUMNS)) if index != wide]
+    if room(shown) < 0:
+        shown.remove(step)
+    elif room(shown) - 3 >= 12:
+        shown.insert(wide, wide)
     for index in shown:
-        width = min(widths[index], left) if index == wide else widths[index]
+        width = min(widths[index], room(shown) + widths[wide]) if index == wide else widths[index]
         table.add_column(RUN_COLUMNS[index], no_wrap=True, overflow="ellipsis", width=width)
     incumbent_id = (summary["incumbent"] or {}).get("run_id")
     for run_row, cells in zip(summary["runs"], rows, strict=True):
         table.add_row(*(cells[index] for index in shown),
                       style="bold green" if run_row["run_id"] == incumbent_id else None)
     console.print(table)
-    if len(shown) < len(RUN_COLUMNS):
-        console.print("(changes left out for the width; nas status --json lists them)")
+    left_out = [RUN_COLUMNS[index] for index in (wide, step) if index not in shown]
+    if left_out:
+        console.print(f"(left out for the width: {', '.join(left_out)}; nas status --json "
+                      "has them)")
     budget, total = summary["budget"], summary["usage"]["total"]
     incumbent = summary["incumbent"]
     console.print(f"planner {summary['planner']}; budget {budget['iterations_done']}/"

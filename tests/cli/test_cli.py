@@ -197,10 +197,10 @@ def test_status_json_of_recorded_runs(populated: Path) -> None:
     assert status["runs"][1]["changes"] == [{"key": "model.dropout", "value": 0.1}]
 
 
-@pytest.mark.parametrize("columns", [70, 120])
+@pytest.mark.parametrize("columns", [60, 70, 120])
 def test_status_table_never_cuts_run_ids_or_figures(populated: Path, columns: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # the changes column gives way first; at 70 columns it does not fit and is left out
+    # the changes column gives way first (70 columns), then the step type (60)
     monkeypatch.setenv("COLUMNS", str(columns))
     result = invoke("status", "--workspace", populated)
     assert result.exit_code == 0, result.output
@@ -208,7 +208,8 @@ def test_status_table_never_cuts_run_ids_or_figures(populated: Path, columns: in
         assert re.search(rf"{run_id}\W.*\W{val_mse}\W", result.stdout), result.stdout
     assert max(len(line) for line in result.stdout.splitlines()) <= columns
     assert ("dropout=0.1" in result.stdout) == (columns == 120), result.stdout
-    assert ("changes left out" in result.stdout) == (columns == 70), result.stdout
+    assert ("small" in result.stdout) == (columns > 60), result.stdout
+    assert ("left out for the width" in result.stdout) == (columns < 120), result.stdout
 
 
 def test_report_of_recorded_runs(populated: Path) -> None:
