@@ -10,8 +10,8 @@ trend decomposition in ``trend.py``.
 Differences are in how, not what, is computed: kernel-1 and kernel-3 convolutions run as
 matrix products on time-major tensors, the decoder's last layer computes only the rows that
 are returned (every operation after its self-attention is row-wise) and, with the reference's
-head mixing, only the heads those rows come from; dropout masks are drawn faster on CPU
-(``dropout.keep_mask``, from 16 random bits per element).
+head mixing, only the heads those rows come from; dropout on CPU draws the dropped
+positions, not a mask (``dropout.drop_positions``).
 """
 
 from __future__ import annotations
