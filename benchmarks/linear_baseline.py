@@ -5,8 +5,9 @@ channel (RevIN), one ``seq_len -> pred_len`` linear map shared by every channel 
 it, and the forecast is mapped back (Li et al., "Revisiting long-term time series
 forecasting", 2023). It uses the package's data pipeline (same split, scaler and windows as
 the trainer), its ``RevIN`` and ``TimeLinear`` (the map ``model.linear_skip`` adds to
-Informer), Adam, early stopping on val MSE with the best epoch kept, and scores every val
-and test window on the standardised scale. Seconds per seed on one CPU thread.
+Informer), and the package's ``Trainer``: Adam at a constant rate, early stopping on val MSE
+with the best epoch reloaded, every val and test window scored on the standardised scale.
+Seconds per seed on one CPU thread.
 
 Usage::
 
@@ -17,19 +18,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import copy
-import time
 
 import torch
 from accuracy import summary
 from torch import Tensor, nn
 
 from informer_nas.informer.config import InformerConfig
-from informer_nas.informer.data import WindowSet, load_dataset
+from informer_nas.informer.data import ETTData, load_dataset
 from informer_nas.informer.revin import RevIN
+from informer_nas.informer.training import CRITERIA, Trainer
 from informer_nas.informer.trend import TimeLinear
-
-CRITERIA = {"MSELoss": nn.MSELoss, "L1Loss": nn.L1Loss, "HuberLoss": nn.HuberLoss}
 
 
 class RLinear(nn.Module):
@@ -40,56 +38,40 @@ class RLinear(nn.Module):
         self.revin = RevIN(n_targets=n_channels)
         self.linear = TimeLinear(seq_len, pred_len)
 
-    def forward(self, x_enc: Tensor) -> Tensor:
-        """(B, seq_len, C) -> (B, pred_len, C)."""
+    def forward(self, x_enc: Tensor, x_mark_enc: Tensor | None = None,
+                x_dec: Tensor | None = None, x_mark_dec: Tensor | None = None) -> Tensor:
+        """(B, seq_len, C) -> (B, pred_len, C); called as Informer is, only the window used."""
         empty = x_enc[:, :0]
         normalised, _, stats = self.revin.normalise(x_enc, empty, 0)
         forecast: Tensor = self.revin.denormalise(self.linear(normalised), stats)
         return forecast
 
 
-def scores(model: RLinear, windows: WindowSet) -> tuple[float, float]:
-    """MSE and MAE over every window of a split."""
-    squared = absolute = count = 0.0
-    with torch.no_grad():
-        for batch in windows.batches(512):
-            error = model(batch.x_enc) - batch.y
-            squared += float(error.pow(2).sum())
-            absolute += float(error.abs().sum())
-            count += error.numel()
-    return squared / count, absolute / count
-
-
-def train_seed(args: argparse.Namespace, seed: int) -> dict[str, float | int]:
-    """One training; the metrics of the epoch with the best val MSE."""
+def baseline_config(args: argparse.Namespace, seed: int) -> InformerConfig:
+    """The data and training sections the baseline trains with (its model section unused)."""
     config = InformerConfig().to_dict()
     config["data"].update(path=args.data, features="M", seq_len=args.seq_len,
-                          label_len=min(48, args.seq_len), pred_len=args.pred_len)
-    data = load_dataset(InformerConfig.model_validate(config).data)
+                          label_len=min(48, args.seq_len), pred_len=args.pred_len,
+                          batch_size=args.batch_size)
+    config["training"].update(
+        optimizer_class="Adam", optimizer_params={"lr": args.lr}, scheduler_class="none",
+        criterion_class=args.criterion, max_epochs=args.epochs, patience=args.patience,
+        seed=seed, num_threads=args.threads, device="cpu",
+    )
+    return InformerConfig.model_validate(config)
+
+
+def train_seed(args: argparse.Namespace, seed: int, data: ETTData) -> dict[str, float | int]:
+    """One training by the package's trainer; the metrics of the best val-MSE epoch."""
+    config = baseline_config(args, seed)
     torch.manual_seed(seed)
     model = RLinear(args.seq_len, args.pred_len, data.c_out)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    criterion = CRITERIA[args.criterion]()
-    generator = torch.Generator().manual_seed(seed)
-    started = time.perf_counter()
-    best: dict[str, float | int] = {}
-    best_state: dict[str, Tensor] = {}
-    for epoch in range(1, args.epochs + 1):
-        for batch in data.train.batches(args.batch_size, shuffle=True, generator=generator,
-                                        drop_last=True):
-            optimizer.zero_grad()
-            criterion(model(batch.x_enc), batch.y).backward()
-            optimizer.step()
-        val_mse, _ = scores(model, data.val)
-        if not best or val_mse < best["val_mse"]:
-            best, best_state = {"epoch": epoch, "val_mse": val_mse}, copy.deepcopy(
-                model.state_dict())
-        elif epoch - int(best["epoch"]) >= args.patience:
-            break
-    model.load_state_dict(best_state)
-    best["test_mse"], best["test_mae"] = scores(model, data.test)
-    best["seconds"] = time.perf_counter() - started
-    return best
+    result = Trainer(config, data, model=model).fit()
+    if result.status != "ok" or result.val is None or result.test is None:
+        raise SystemExit(f"seed {seed}: training ended {result.status}: {result.reason}")
+    return {"epoch": result.best_epoch or 0, "val_mse": result.val.mse,
+            "test_mse": result.test.mse, "test_mae": result.test.mae,
+            "seconds": result.train_seconds}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,8 +91,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    runs = {int(seed): train_seed(args, int(seed)) for seed in args.seeds.split(",")}
+    data = load_dataset(baseline_config(args, seed=0).data)
+    runs = {int(seed): train_seed(args, int(seed), data) for seed in args.seeds.split(",")}
     print(f"RLinear, seq_len {args.seq_len} -> pred_len {args.pred_len}, {args.criterion}, "
           f"lr {args.lr}, batch {args.batch_size}, <= {args.epochs} epochs")
     print("| seed | best epoch | val MSE | test MSE | test MAE | seconds |")

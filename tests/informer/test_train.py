@@ -152,6 +152,32 @@ def test_same_seed_gives_the_same_numbers() -> None:
     assert other.history[0].train_loss != first.history[0].train_loss
 
 
+class _LastValue(torch.nn.Module):
+    """Forecasts each channel's last value times a learned gain (Informer's call signature)."""
+
+    def __init__(self, pred_len: int) -> None:
+        super().__init__()
+        self.pred_len = pred_len
+        self.gain = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x_enc: torch.Tensor, *_: torch.Tensor) -> torch.Tensor:
+        return (x_enc[:, -1:] * self.gain).expand(-1, self.pred_len, -1)
+
+
+def test_trainer_trains_and_scores_another_model_the_same_way() -> None:
+    config = _tiny(max_epochs=3, max_train_windows=256, max_eval_windows=64,
+                   optimizer_params={"lr": 0.05}, scheduler_class="none")
+    model = _LastValue(config.data.pred_len)
+    trainer = Trainer(config, model=model)
+    result = trainer.fit()
+    assert trainer.model is model and result.n_params == 1
+    assert result.status == "ok" and model.gain.item() > 0.1  # learnt from zero
+    # early stopping and the reloaded best checkpoint work as for Informer
+    assert result.best_epoch == min(result.history, key=lambda r: r.val_mse).epoch
+    assert result.val is not None and result.val.mse == pytest.approx(
+        min(r.val_mse for r in result.history))
+
+
 def test_nan_loss_stops_at_once_as_diverged() -> None:
     trainer = Trainer(_tiny(max_train_windows=64, max_eval_windows=32))
     with torch.no_grad():

@@ -143,13 +143,18 @@ class Trainer:
         config: a validated config.
         data: preloaded data (default: loaded from ``config.data`` with the caps).
         hooks: optional callbacks.
+        model: another forecaster to train the same way (default: the ``Informer`` of
+            ``config.model``, built after seeding). It is called as Informer is,
+            ``model(x_enc, x_mark_enc, x_dec, x_mark_dec) -> (B, pred_len, c_out)``; seed
+            torch before building it for repeatable runs.
 
     Raises:
         ConfigError: CUDA requested but absent (DataError: unusable data).
     """
 
     def __init__(
-        self, config: InformerConfig, data: ETTData | None = None, hooks: TrainHooks | None = None
+        self, config: InformerConfig, data: ETTData | None = None,
+        hooks: TrainHooks | None = None, model: nn.Module | None = None,
     ) -> None:
         training = config.training
         self.config, self.hooks = config, hooks or TrainHooks()
@@ -160,10 +165,12 @@ class Trainer:
             data = load_dataset(config.data, config.model.embed, training.max_train_windows,
                                 training.max_eval_windows)
         self.data = data.to(self.device)
-        self.model = Informer(
-            config.model, data.enc_in, data.dec_in, data.c_out, config.data.pred_len,
-            config.data.freq, config.data.seq_len,
-        ).to(self.device)
+        if model is None:
+            model = Informer(
+                config.model, data.enc_in, data.dec_in, data.c_out, config.data.pred_len,
+                config.data.freq, config.data.seq_len,
+            )
+        self.model = model.to(self.device)
         self.optimizer = build_optimizer(self.model.parameters(), training)
         self.scheduler = EpochScheduler(self.optimizer, training)
         self.criterion = CRITERIA[training.criterion_class]()
