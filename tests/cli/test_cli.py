@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -91,7 +92,13 @@ def test_bad_options_exit_2(args: list[str]) -> None:
 @pytest.mark.parametrize("command", ["status", "report", "resume"])
 def test_missing_workspace_is_one_line_error(command: str, tmp_path: Path) -> None:
     # Not a workspace: what happened and what to do, one line, exit 1.
-    assert_one_line_error(invoke(command, "--workspace", tmp_path / "nowhere"))
+    result = invoke(command, "--workspace", tmp_path / "nowhere")
+    assert_one_line_error(result)
+    # what to do is a command that works: it creates the workspace
+    advice = result.stderr.split("`")[1]
+    assert advice.startswith("nas init ")
+    assert invoke(*shlex.split(advice)[1:]).exit_code == 0
+    assert invoke("status", "--workspace", tmp_path / "nowhere").exit_code == 0
 
 
 def test_error_is_one_line_outside_pytest(tmp_path: Path) -> None:

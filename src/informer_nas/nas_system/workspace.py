@@ -272,7 +272,7 @@ def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
         return (f"{paths.root} is a damaged informer-nas workspace ({missing.name} is "
                 f"missing); {doctor_hint(paths)}")
     return (f"{paths.root} is not an informer-nas workspace ({missing.name} is missing); "
-            f"create one with `nas init {root}`")
+            f"create one with `nas init --workspace {root}`")
 
 
 def _fitted_into(config: InformerConfig, space: SearchSpace) -> InformerConfig:
