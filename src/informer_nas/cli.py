@@ -324,14 +324,21 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
 
 
 @app.command()
-def report(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
+def report(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    baseline: Annotated[
+        bool, typer.Option("--baseline/--no-baseline",
+                           help="Set a linear baseline (RLinear, trained once in seconds and "
+                                "cached) against the incumbent.")
+    ] = True,
+) -> None:
     """Write report/: progress.png, the incumbent's curve, report.md and report.html."""
     from informer_nas.nas_system.report import write_report
 
     with _user_errors():
         opened = _open_workspace(workspace)
         with workspace_log(opened.paths.root):
-            report_dir = write_report(opened)
+            report_dir = write_report(opened, baseline=baseline)
     typer.echo(f"report written: {report_dir / 'report.html'} (and report.md, progress.png)")
 
 

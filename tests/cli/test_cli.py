@@ -232,6 +232,61 @@ def test_report_of_recorded_runs(populated: Path) -> None:
     assert not re.search(r"""src=['"](?!data:)""", page)  # nothing outside the file
 
 
+def test_report_sets_the_linear_baseline_against_the_incumbent(
+        populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    saved = json.loads((populated / "report" / "baseline.json").read_text())
+    val_mse = saved["result"]["val_mse"]
+    assert 0 < val_mse < 5 and saved["key"]["data"]["seq_len"] == 48  # the incumbent's
+    line = next(line for line in (populated / "report" / "report.md").read_text().splitlines()
+                if "Linear baseline" in line)
+    change = abs(0.4 - val_mse) / val_mse  # the recorded incumbent's val MSE is 0.4
+    assert f"val MSE {val_mse:.4g}" in line and f"{change:.1%}" in line
+    assert ("lower" in line) == (0.4 < val_mse)
+    assert "Linear baseline" in (populated / "report" / "report.html").read_text()
+
+    # a second report reuses it: nothing is trained
+    import informer_nas.informer.baseline as baseline
+
+    def no_training(*_: Any, **__: Any) -> None:
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(baseline, "train_baseline", no_training)
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    assert f"val MSE {val_mse:.4g}" in (populated / "report" / "report.md").read_text()
+
+    # --no-baseline leaves it out
+    assert invoke("report", "--workspace", populated, "--no-baseline").exit_code == 0
+    assert "Linear baseline" not in (populated / "report" / "report.md").read_text()
+
+
+def test_report_retrains_the_baseline_for_another_data_section(populated: Path) -> None:
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    config = populated / "config.py"
+    config.write_text(config.read_text().replace('"seq_len": 48', '"seq_len": 36'))
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    saved = json.loads((populated / "report" / "baseline.json").read_text())
+    assert saved["key"]["data"]["seq_len"] == 36
+    # a damaged or older cache is trained again, not trusted
+    for damaged in ("{not json", json.dumps({"key": saved["key"], "result": {"val_mse": 1}})):
+        (populated / "report" / "baseline.json").write_text(damaged)
+        assert invoke("report", "--workspace", populated).exit_code == 0
+        assert json.loads((populated / "report" / "baseline.json").read_text()) == {
+            **saved, "result": {**saved["result"],
+                                "train_seconds": pytest.approx(saved["result"]["train_seconds"],
+                                                               abs=100)}}
+
+
+def test_report_without_usable_data_says_why_there_is_no_baseline(populated: Path) -> None:
+    config = populated / "config.py"
+    config.write_text(config.read_text().replace('"path": None', '"path": "gone.csv"'))
+    result = invoke("report", "--workspace", populated)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in (populated / "report" / "report.md").read_text().splitlines()
+                if "Linear baseline" in line)
+    assert "not available" in line and "gone.csv" in line
+
+
 def test_report_html_images_decode_in_chromium(populated: Path, tmp_path: Path) -> None:
     if CHROMIUM is None:
         pytest.skip("chromium not installed (Debian: apt-get install chromium)")

@@ -1,10 +1,16 @@
 """``nas report``: pictures and tables of a workspace, as Markdown and self-contained HTML.
 
 Writes into ``report/``: ``progress.png`` (val MSE per iteration, the best-so-far line,
-accepted and rejected runs marked), ``incumbent_curve.png`` (the incumbent's learning curve,
-re-plotted from its ``history.json``), ``report.md`` and ``report.html`` (the images
-embedded as base64 data URIs, so the one file opens anywhere). matplotlib is imported
-lazily and used through its object-oriented API (no pyplot, no display needed).
+accepted and rejected runs marked, the linear baseline's val MSE), ``incumbent_curve.png``
+(the incumbent's learning curve, re-plotted from its ``history.json``), ``report.md`` and
+``report.html`` (the images embedded as base64 data URIs, so the one file opens anywhere).
+matplotlib is imported lazily and used through its object-oriented API (no pyplot, no
+display needed).
+
+The linear baseline (``informer.baseline``: RevIN + one linear map over time) is trained in
+process on the incumbent's data section and window caps, in seconds, and kept in
+``report/baseline.json`` with the settings it was trained for, so a later report reuses it
+until they change.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from informer_nas.errors import ConfigError
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
@@ -29,25 +36,33 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+    from informer_nas.informer.baseline import BaselineResult
     from informer_nas.nas_system.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
 PROGRESS_PNG = "progress.png"
 CURVE_PNG = "incumbent_curve.png"
+BASELINE_JSON = "baseline.json"
 
 
-def write_report(workspace: Workspace) -> Path:
+def write_report(workspace: Workspace, baseline: bool = True) -> Path:
     """Write the report of a workspace and return the ``report/`` directory.
 
     Args:
         workspace: an opened workspace (its state is read, never changed).
+        baseline: set the linear baseline against the incumbent (trained once, seconds).
     """
     status = workspace_status(workspace)
     report_dir: Path = workspace.paths.report
     report_dir.mkdir(parents=True, exist_ok=True)
+    comparison = linear_baseline(workspace, status, report_dir / BASELINE_JSON) if baseline \
+        else None
+    status["baseline"] = _baseline_summary(comparison, status)
     images = {PROGRESS_PNG: "Validation MSE per iteration"}
-    _save_figure(plot_progress(status["runs"]), report_dir / PROGRESS_PNG)
+    baseline_mse = None if comparison is None or isinstance(comparison, str) \
+        else comparison.val_mse
+    _save_figure(plot_progress(status["runs"], baseline_mse), report_dir / PROGRESS_PNG)
     if _write_incumbent_curve(workspace, status, report_dir / CURVE_PNG):
         images[CURVE_PNG] = f"Learning curve of the incumbent {status['incumbent']['run_id']}"
     else:
@@ -72,9 +87,14 @@ def _new_figure() -> tuple[Figure, Axes]:
     return figure, axes
 
 
-def plot_progress(runs: list[dict[str, Any]]) -> Figure:
-    """Val MSE per iteration: accepted (green), rejected (red), failed (grey), best so far."""
+def plot_progress(runs: list[dict[str, Any]], baseline_mse: float | None = None) -> Figure:
+    """Val MSE per iteration: accepted (green), rejected (red), failed (grey), best so far,
+    and the linear baseline's val MSE (dashed) when given.
+    """
     figure, axes = _new_figure()
+    if baseline_mse is not None:
+        axes.axhline(baseline_mse, color="tab:purple", linestyle="--",
+                     label="linear baseline (RLinear)")
     scored = [run for run in runs if run["val_mse"] is not None]
     for label, color, marker, is_accepted in (
         ("accepted", "tab:green", "o", True),
@@ -162,6 +182,87 @@ def _save_figure(figure: Figure, target: Path) -> None:
     atomic_write_bytes(target, buffer.getvalue())
 
 
+# The linear baseline ----------------------------------------------------------------------
+
+
+def linear_baseline(workspace: Workspace, status: dict[str, Any],
+                    cache: Path) -> BaselineResult | str | None:
+    """The linear baseline for the incumbent's data and window caps.
+
+    Reused from ``cache`` when it was trained for the same settings (and the same data
+    file, by size and modification time), else trained now and cached.
+
+    Returns:
+        The baseline's scores; None without an incumbent; a one-line reason when the
+        incumbent's config or data cannot be used.
+    """
+    from informer_nas.informer.baseline import REPORT_MIN_STEPS, baseline_config, train_baseline
+    from informer_nas.informer.config import load_config
+
+    if status["incumbent"] is None:
+        return None
+    try:
+        config = baseline_config(load_config(workspace.paths.config))
+        key = _baseline_key(config.to_dict())
+        cached = _read_cached_baseline(cache, key)
+        if cached is not None:
+            return cached
+        logger.info("training the linear baseline on the incumbent's data section")
+        result = train_baseline(config, min_steps=REPORT_MIN_STEPS)
+    except (ConfigError, RuntimeError, OSError) as exc:
+        logger.warning("no linear baseline: %s", exc)
+        return str(exc).splitlines()[0]
+    atomic_write_text(cache, json.dumps({"key": key, "result": result.to_dict()}, indent=2))
+    return result
+
+
+def _baseline_key(config: dict[str, Any]) -> dict[str, Any]:
+    from informer_nas.informer.baseline import REPORT_MIN_STEPS
+
+    training = config["training"]
+    key = {"data": config["data"], "seed": training["seed"], "min_steps": REPORT_MIN_STEPS,
+           "max_train_windows": training["max_train_windows"],
+           "max_eval_windows": training["max_eval_windows"]}
+    path = config["data"]["path"]
+    if path is not None:
+        stat = Path(path).stat()
+        key["data_file"] = [stat.st_size, stat.st_mtime_ns]
+    return key
+
+
+def _read_cached_baseline(cache: Path, key: dict[str, Any]) -> BaselineResult | None:
+    """The cached result when it was trained for ``key`` (None if absent, stale or unreadable)."""
+    from informer_nas.informer.baseline import BaselineResult
+
+    try:
+        saved = json.loads(cache.read_text(encoding="utf-8"))
+        if saved["key"] == key:
+            return BaselineResult.from_dict(saved["result"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _baseline_summary(comparison: BaselineResult | str | None,
+                      status: dict[str, Any]) -> str | None:
+    """One line setting the baseline against the incumbent (None when not asked for)."""
+    if comparison is None:
+        return None
+    if isinstance(comparison, str):
+        return f"Linear baseline: not available ({comparison})"
+    line = (f"Linear baseline (RLinear: RevIN + one linear map over time, on the incumbent's "
+            f"data and windows): val MSE {format_mse(comparison.val_mse)}, test MSE "
+            f"{format_mse(comparison.test_mse)}")
+    incumbent_mse = status["incumbent"]["val_mse"]
+    if isinstance(incumbent_mse, int | float) and comparison.val_mse > 0:
+        change = (incumbent_mse - comparison.val_mse) / comparison.val_mse
+        verdict = ("the incumbent is better" if change < 0 else
+                   "the search has not beaten the linear map yet")
+        line += f"; the incumbent's val MSE is {abs(change):.1%} " \
+                f"{'lower' if change < 0 else 'higher'}: {verdict}"
+    return line
+
+
 # Text -----------------------------------------------------------------------------------
 
 
@@ -170,15 +271,18 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
     incumbent = status["incumbent"]
     best = (f"{incumbent['run_id']} (val MSE {format_mse(incumbent['val_mse'])}, "
             f"test MSE {format_mse(incumbent['test_mse'])})") if incumbent else "none yet"
-    return [
+    lines = [
         f"Workspace: {status['workspace']}",
         f"Planner: {status['planner']}",
         f"Budget: {budget['iterations_done']} of {budget['max_iterations']} iterations, "
         f"{budget['runs']} runs, {budget['training_seconds']} s of training",
         f"Incumbent: {best}",
-        f"Tokens: {total['input_tokens']} in, {total['output_tokens']} out in "
-        f"{total['requests']} requests, estimated cost ${total['cost_usd']:.4f}",
     ]
+    if status.get("baseline"):
+        lines.append(status["baseline"])
+    lines.append(f"Tokens: {total['input_tokens']} in, {total['output_tokens']} out in "
+                 f"{total['requests']} requests, estimated cost ${total['cost_usd']:.4f}")
+    return lines
 
 
 def _config_text(status: dict[str, Any]) -> str:
