@@ -203,7 +203,7 @@ def linear_baseline(workspace: Workspace, status: dict[str, Any],
         return None
     try:
         config = baseline_config(load_config(workspace.paths.config))
-        key = _baseline_key(config.to_dict())
+        key = _baseline_key(config.to_dict(), REPORT_MIN_STEPS)
         cached = _read_cached_baseline(cache, key)
         if cached is not None:
             return cached
@@ -216,11 +216,10 @@ def linear_baseline(workspace: Workspace, status: dict[str, Any],
     return result
 
 
-def _baseline_key(config: dict[str, Any]) -> dict[str, Any]:
-    from informer_nas.informer.baseline import REPORT_MIN_STEPS
-
+def _baseline_key(config: dict[str, Any], min_steps: int) -> dict[str, Any]:
+    """What the cached baseline was trained for: data, caps, seed, steps, the data file."""
     training = config["training"]
-    key = {"data": config["data"], "seed": training["seed"], "min_steps": REPORT_MIN_STEPS,
+    key = {"data": config["data"], "seed": training["seed"], "min_steps": min_steps,
            "max_train_windows": training["max_train_windows"],
            "max_eval_windows": training["max_eval_windows"]}
     path = config["data"]["path"]
