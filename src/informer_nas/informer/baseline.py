@@ -46,7 +46,7 @@ class RLinear(nn.Module):
     def forward(self, x_enc: Tensor, x_mark_enc: Tensor | None = None,
                 x_dec: Tensor | None = None, x_mark_dec: Tensor | None = None) -> Tensor:
         """(B, seq_len, C) -> (B, pred_len, c_out); called as Informer is, only the window used."""
-        normalised, _, stats = self.revin.normalise(x_enc, x_enc[:, :0], 0)
+        normalised, stats = self.revin.normalise(x_enc)
         forecast = self.linear(normalised[..., normalised.shape[-1] - self.c_out:])
         out: Tensor = self.revin.denormalise(forecast, stats)
         return out

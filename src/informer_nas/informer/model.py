@@ -247,12 +247,15 @@ class Informer(nn.Module):
             (B, pred_len, c_out) forecast.
         """
         label_len = x_dec.shape[1] - self.pred_len
+        x_label = x_dec[:, :label_len]  # the observed part; the rest is zeros
         if self.revin is not None:
-            x_enc, x_dec, stats = self.revin.normalise(x_enc, x_dec, label_len)
+            x_enc, stats = self.revin.normalise(x_enc)
+            x_label = stats.normalise(x_label)
         skip = None if self.skip is None else self.skip(x_enc[..., x_enc.shape[-1] - self.c_out:])
         if self.trend is not None:
             x_enc, trend = self.trend.decompose(x_enc)
-            x_label = x_dec[:, :label_len] - trend[:, trend.shape[1] - label_len:]
+            x_label = x_label - trend[:, trend.shape[1] - label_len:]
+        if self.revin is not None or self.trend is not None:
             x_dec = torch.cat([x_label, x_dec[:, label_len:]], dim=1)
         memory = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
         out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), memory, self.pred_len)

@@ -18,6 +18,10 @@ class WindowStats(NamedTuple):
     mean: Tensor
     std: Tensor
 
+    def normalise(self, x: Tensor) -> Tensor:
+        """(B, L, C) in the data's units -> normalised with these statistics."""
+        return (x - self.mean) / self.std
+
 
 class RevIN:
     """Per-window, per-channel normalisation of the inputs, undone on the forecast.
@@ -32,23 +36,17 @@ class RevIN:
         self.n_targets = n_targets
         self.eps = eps
 
-    def normalise(self, x_enc: Tensor, x_dec: Tensor,
-                  label_len: int) -> tuple[Tensor, Tensor, WindowStats]:
-        """Normalise the window and the decoder's observed part (its zeros stay zeros).
+    def normalise(self, x_enc: Tensor) -> tuple[Tensor, WindowStats]:
+        """Normalise a window (B, seq_len, C) per channel; return it and its statistics.
 
-        Args:
-            x_enc: (B, seq_len, C).
-            x_dec: (B, label_len + pred_len, C).
-            label_len: number of observed steps at the start of ``x_dec``.
-
-        Returns:
-            The normalised ``x_enc`` and ``x_dec``, and the statistics for ``denormalise``.
+        The statistics also normalise the decoder's observed part
+        (``WindowStats.normalise``) and undo the normalisation on the forecast
+        (``denormalise``).
         """
         mean = x_enc.mean(dim=1, keepdim=True).detach()
         std = torch.sqrt(x_enc.var(dim=1, keepdim=True, unbiased=False) + self.eps).detach()
-        x_label = (x_dec[:, :label_len] - mean) / std
-        x_dec = torch.cat([x_label, x_dec[:, label_len:]], dim=1)
-        return (x_enc - mean) / std, x_dec, WindowStats(mean, std)
+        stats = WindowStats(mean, std)
+        return stats.normalise(x_enc), stats
 
     def denormalise(self, forecast: Tensor, stats: WindowStats) -> Tensor:
         """(B, pred_len, n_targets) in normalised units -> the data's units."""
