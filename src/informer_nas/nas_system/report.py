@@ -58,7 +58,7 @@ def write_report(workspace: Workspace, baseline: bool = True) -> Path:
     report_dir.mkdir(parents=True, exist_ok=True)
     comparison = linear_baseline(workspace, status, report_dir / BASELINE_JSON) if baseline \
         else None
-    status["baseline"] = _baseline_summary(comparison, status)
+    summary = _summary_lines(status, _baseline_summary(comparison, status))
     images = {PROGRESS_PNG: "Validation MSE per iteration"}
     baseline_mse = None if comparison is None or isinstance(comparison, str) \
         else comparison.val_mse
@@ -67,8 +67,9 @@ def write_report(workspace: Workspace, baseline: bool = True) -> Path:
         images[CURVE_PNG] = f"Learning curve of the incumbent {status['incumbent']['run_id']}"
     else:
         (report_dir / CURVE_PNG).unlink(missing_ok=True)
-    atomic_write_text(report_dir / "report.md", render_markdown(status, images))
-    atomic_write_text(report_dir / "report.html", render_html(status, images, report_dir))
+    atomic_write_text(report_dir / "report.md", render_markdown(status, summary, images))
+    html_text = render_html(status, summary, images, report_dir)
+    atomic_write_text(report_dir / "report.html", html_text)
     logger.info("report written to %s", report_dir)
     return report_dir
 
@@ -265,7 +266,8 @@ def _baseline_summary(comparison: BaselineResult | str | None,
 # Text -----------------------------------------------------------------------------------
 
 
-def _summary_lines(status: dict[str, Any]) -> list[str]:
+def _summary_lines(status: dict[str, Any], baseline_line: str | None) -> list[str]:
+    """The report's opening lines: workspace, planner, budget, incumbent, baseline, tokens."""
     budget, total = status["budget"], status["usage"]["total"]
     incumbent = status["incumbent"]
     best = (f"{incumbent['run_id']} (val MSE {format_mse(incumbent['val_mse'])}, "
@@ -277,8 +279,8 @@ def _summary_lines(status: dict[str, Any]) -> list[str]:
         f"{budget['runs']} runs, {budget['training_seconds']} s of training",
         f"Incumbent: {best}",
     ]
-    if status.get("baseline"):
-        lines.append(status["baseline"])
+    if baseline_line:
+        lines.append(baseline_line)
     lines.append(f"Tokens: {total['input_tokens']} in, {total['output_tokens']} out in "
                  f"{total['requests']} requests, estimated cost ${total['cost_usd']:.4f}")
     return lines
@@ -289,10 +291,10 @@ def _config_text(status: dict[str, Any]) -> str:
     return json.dumps(incumbent["config"], indent=2) if incumbent else "(no incumbent yet)"
 
 
-def render_markdown(status: dict[str, Any], images: dict[str, str]) -> str:
-    """report.md: summary, pictures (linked files), table of runs, incumbent config."""
+def render_markdown(status: dict[str, Any], summary: list[str], images: dict[str, str]) -> str:
+    """report.md: the summary lines, pictures (linked files), table of runs, incumbent config."""
     lines = ["# informer-nas report", ""]
-    lines += [f"- {line}" for line in _summary_lines(status)] + [""]
+    lines += [f"- {line}" for line in summary] + [""]
     lines += [f"![{caption}]({name})\n" for name, caption in images.items()]
     lines += ["## Runs", "", "| " + " | ".join(RUN_COLUMNS) + " |",
               "|" + "---|" * len(RUN_COLUMNS)]
@@ -311,13 +313,14 @@ _CSS = (
 )
 
 
-def render_html(status: dict[str, Any], images: dict[str, str], report_dir: Path) -> str:
+def render_html(status: dict[str, Any], summary: list[str], images: dict[str, str],
+                report_dir: Path) -> str:
     """report.html: the same content as report.md with the images inlined."""
     esc = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
              f"<title>informer-nas report</title><style>{_CSS}</style></head><body>",
              "<h1>informer-nas report</h1><ul>"]
-    parts += [f"<li>{esc(line)}</li>" for line in _summary_lines(status)] + ["</ul>"]
+    parts += [f"<li>{esc(line)}</li>" for line in summary] + ["</ul>"]
     for name, caption in images.items():
         data = base64.b64encode((report_dir / name).read_bytes()).decode("ascii")
         parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{esc(caption)}'>"
