@@ -4,6 +4,8 @@ One process builds the real ``Trainer`` (a config of ``train_throughput.py``: ``
 ``paper``) and measures, at the given thread count:
 
 - the step: median wall time of ``Trainer.train_step`` over ``--steps`` steps, unprofiled;
+- dropout's share: the same step with the dropout probability at 0 (every other FLOP
+  unchanged), the two trainers alternating block by block so that drift hits both alike;
 - the per-step overhead: the same step at batch size 1 (a fresh trainer, same model), where
   the arithmetic is negligible and what is left is Python, the dispatcher, autograd and the
   optimizer's fixed cost; this part does not shrink with more cores or faster kernels;
@@ -46,12 +48,15 @@ from informer_nas.informer.training import Trainer
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 
 
-def trainer_for(name: str, threads: int, batch_size: int | None = None) -> Trainer:
+def trainer_for(name: str, threads: int, batch_size: int | None = None,
+                dropout: float | None = None) -> Trainer:
     """The real trainer for a named config on CPU (train windows uncapped)."""
     config = named_config(name).to_dict()
     config["training"].update(device="cpu", num_threads=threads)
     if batch_size is not None:
         config["data"]["batch_size"] = batch_size
+    if dropout is not None:
+        config["model"]["dropout"] = dropout
     trainer = Trainer(InformerConfig.model_validate(config))
     trainer.model.train()
     return trainer
@@ -74,6 +79,24 @@ def median_step_seconds(trainer: Trainer, steps: int, warmup: int) -> float:
         if index >= warmup:
             times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def alternating_medians(trainers: list[Trainer], steps: int, block: int = 5,
+                        warmup: int = 3) -> list[float]:
+    """Median step seconds of each trainer, run in turns of ``block`` steps."""
+    sources = [batches(trainer) for trainer in trainers]
+    times: list[list[float]] = [[] for _ in trainers]
+    for trainer, source in zip(trainers, sources, strict=True):
+        for _ in range(warmup):
+            trainer.train_step(next(source))
+    for _ in range(-(-steps // block)):
+        for trainer, source, measured in zip(trainers, sources, times, strict=True):
+            for _ in range(block):
+                batch = next(source)
+                started = time.perf_counter()
+                trainer.train_step(batch)
+                measured.append(time.perf_counter() - started)
+    return [statistics.median(measured) for measured in times]
 
 
 def matmul_flops(name: str, shapes: list[Any]) -> float:
@@ -143,6 +166,8 @@ def report(name: str, threads: int, steps: int, target_ms: float | None,
     trainer = trainer_for(name, threads)
     step_ms = median_step_seconds(trainer, steps, warmup=5) * 1e3
     parts = profiled_breakdown(trainer, steps)
+    with_dropout, without = alternating_medians(
+        [trainer, trainer_for(name, threads, dropout=0.0)], steps)
     single = trainer_for(name, threads, batch_size=1)
     overhead_ms = median_step_seconds(single, max(steps, 20), warmup=5) * 1e3
     peak = sgemm_gflops(threads)
@@ -160,6 +185,9 @@ def report(name: str, threads: int, steps: int, target_ms: float | None,
     for key in ("attention kernels", "other ATen ops",
                 "outside ATen ops (with the profiler's own cost)"):
         echo(f"| {key} | {parts[key]:.1f} | |")
+    echo(f"| dropout (forward and backward) | {(with_dropout - without) * 1e3:.1f} | the "
+         f"step with dropout {trainer.config.model.dropout}, {with_dropout * 1e3:.1f} ms, "
+         f"against p = 0, {without * 1e3:.1f} ms, alternating |")
     echo(f"| per-step overhead (batch 1, unprofiled) | {overhead_ms:.1f} | Python, dispatch, "
          "autograd, optimizer |")
     echo(f"| floor: products at the sgemm rate + overhead | {floor_ms:.1f} | "
