@@ -17,7 +17,12 @@ from typing import Any
 import pytest
 import torch
 
-from informer_nas.informer.config import InformerConfig, TrainingSection, load_config
+from informer_nas.informer.config import (
+    InformerConfig,
+    TrainingSection,
+    load_config,
+    read_config_literal,
+)
 from informer_nas.informer.optimizers import build_optimizer
 from informer_nas.informer.presets import preset_config
 from informer_nas.informer.run_files import EXIT_CODES, EpochRecord, config_used_text
@@ -352,3 +357,14 @@ def test_config_used_records_the_seed(tmp_path: Path, source: str) -> None:
     path = tmp_path / "config_used.py"
     path.write_text(config_used_text(source, config), encoding="utf-8")
     assert load_config(path).training.seed == 42
+
+
+def test_config_used_keeps_every_value_when_written_out_in_full(tmp_path: Path) -> None:
+    # two seeds in the source: the validated config is written out as a Python literal
+    source = '# "seed": 1\nCONFIG = {"training": {"seed": 1}}\n'
+    values = _tiny(seed=7).to_dict()
+    values["data"]["path"] = str(tmp_path / "true null false.csv")
+    config = InformerConfig.model_validate(values)
+    path = tmp_path / "config_used.py"
+    path.write_text(config_used_text(source, config), encoding="utf-8")
+    assert read_config_literal(path) == config.to_dict()

@@ -15,6 +15,7 @@ import io
 import json
 import logging
 import os
+import pprint
 import re
 import tempfile
 from collections.abc import Sequence
@@ -184,8 +185,7 @@ def config_used_text(source: str, config: InformerConfig) -> str:
             return source
         return pattern.sub(lambda m: f"{m.group(1)}{seed}", source)
     commented = "".join(f"# {line}\n" for line in source.splitlines())
-    body = json.dumps(config.to_dict(), indent=4)
-    body = body.replace("true", "True").replace("false", "False").replace("null", "None")
+    body = pprint.pformat(config.to_dict(), indent=4, sort_dicts=False)  # a Python literal
     return f"# Original config file:\n{commented}\nCONFIG = {body}\n"
 
 
