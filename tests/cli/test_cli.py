@@ -262,7 +262,7 @@ def test_report_sets_the_linear_baseline_against_the_incumbent(
 
 def test_report_retrains_the_baseline_for_another_data_section(populated: Path) -> None:
     assert invoke("report", "--workspace", populated).exit_code == 0
-    config = populated / "config.py"
+    config = populated / "runs" / "run_0002" / "config_used.py"  # the incumbent's snapshot
     config.write_text(config.read_text().replace('"seq_len": 48', '"seq_len": 36'))
     assert invoke("report", "--workspace", populated).exit_code == 0
     saved = json.loads((populated / "report" / "baseline.json").read_text())
@@ -278,13 +278,51 @@ def test_report_retrains_the_baseline_for_another_data_section(populated: Path) 
 
 
 def test_report_without_usable_data_says_why_there_is_no_baseline(populated: Path) -> None:
-    config = populated / "config.py"
+    config = populated / "runs" / "run_0002" / "config_used.py"
     config.write_text(config.read_text().replace('"path": None', '"path": "gone.csv"'))
     result = invoke("report", "--workspace", populated)
     assert result.exit_code == 0, result.output
     line = next(line for line in (populated / "report" / "report.md").read_text().splitlines()
                 if "Linear baseline" in line)
     assert "not available" in line and "gone.csv" in line
+
+
+def test_status_and_report_take_the_incumbent_config_from_its_run(
+        populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # during an iteration config.py holds the candidate, not the incumbent
+    config = populated / "config.py"
+    config.write_text(config.read_text().replace('"seq_len": 48', '"seq_len": 36'))
+    status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)
+    assert status["incumbent"]["config"]["data"]["seq_len"] == 48
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    saved = json.loads((populated / "report" / "baseline.json").read_text())
+    assert saved["key"]["data"]["seq_len"] == 48
+    assert '"seq_len": 48' in (populated / "report" / "report.md").read_text()
+    # without the run's snapshot, config.py is what there is
+    (populated / "runs" / "run_0002" / "config_used.py").unlink()
+    status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)
+    assert status["incumbent"]["config"]["data"]["seq_len"] == 36
+
+
+def test_report_beside_a_running_session_trains_the_baseline_on_one_thread(
+        populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import informer_nas.informer.baseline as baseline
+    from informer_nas.nas_system.lock import workspace_lock
+    from informer_nas.nas_system.paths import WorkspacePaths
+
+    snapshot = populated / "runs" / "run_0002" / "config_used.py"
+    snapshot.write_text(re.sub(r'"num_threads": \w+', '"num_threads": 2', snapshot.read_text()))
+    threads: list[int | None] = []
+
+    def record_threads(config: Any, **_: Any) -> None:
+        threads.append(config.training.num_threads)
+        raise RuntimeError("not trained in this test")
+
+    monkeypatch.setattr(baseline, "train_baseline", record_threads)
+    with workspace_lock(WorkspacePaths(populated.resolve())):  # a session holds it
+        assert invoke("report", "--workspace", populated).exit_code == 0
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    assert threads == [1, 2]  # alone: the incumbent's own setting
 
 
 def test_report_html_images_decode_in_chromium(populated: Path, tmp_path: Path) -> None:

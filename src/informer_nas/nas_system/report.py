@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
+from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
     format_mse,
@@ -191,19 +192,24 @@ def linear_baseline(workspace: Workspace, status: dict[str, Any],
     """The linear baseline for the incumbent's data and window caps.
 
     Reused from ``cache`` when it was trained for the same settings (and the same data
-    file, by size and modification time), else trained now and cached.
+    file, by size and modification time), else trained now and cached. While a session
+    holds the workspace, it trains on one thread: two trainings each spreading over every
+    core slow each other down many times over (measured: 6 s alone, 217 s beside a
+    session's training).
 
     Returns:
         The baseline's scores; None without an incumbent; a one-line reason when the
         incumbent's config or data cannot be used.
     """
     from informer_nas.informer.baseline import REPORT_MIN_STEPS, baseline_config, train_baseline
-    from informer_nas.informer.config import load_config
+    from informer_nas.informer.config import validate_config
 
     if status["incumbent"] is None:
         return None
+    _, session_running = lock_status(workspace.paths)
     try:
-        config = baseline_config(load_config(workspace.paths.config))
+        config = baseline_config(validate_config(status["incumbent"]["config"]),
+                                 num_threads=1 if session_running else None)
         key = _baseline_key(config.to_dict(), REPORT_MIN_STEPS)
         cached = _read_cached_baseline(cache, key)
         if cached is not None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from informer_nas.errors import ConfigError
 from informer_nas.informer.config import read_config_literal
+from informer_nas.informer.run_files import CONFIG_USED
 from informer_nas.nas_system.records import RoleUsage, RunRecord
 from informer_nas.nas_system.state import load_state
 
@@ -99,8 +101,21 @@ def _incumbent(
         "run_id": run_id,
         "val_mse": run["val_mse"] if run else None,
         "test_mse": run["test_mse"] if run else None,
-        "config": read_config_literal(workspace.paths.config),
+        "config": incumbent_config(workspace, run_id),
     }
+
+
+def incumbent_config(workspace: Workspace, run_id: str) -> dict[str, Any]:
+    """The config the incumbent trained with: its run's ``config_used.py``.
+
+    ``config.py`` holds the incumbent only between iterations (during one it is the
+    candidate being trained), so it is read only when the run's snapshot is missing or
+    unreadable.
+    """
+    try:
+        return read_config_literal(workspace.paths.run_dir(run_id) / CONFIG_USED)
+    except ConfigError:
+        return read_config_literal(workspace.paths.config)
 
 
 def format_mse(value: Any) -> str:
