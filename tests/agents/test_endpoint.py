@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import openai
 import pytest
@@ -15,7 +14,7 @@ from agents.models.interface import ModelTracing
 from informer_nas.agents.endpoint import EndpointProtocolError, GuardedModel, LastAnswer
 from informer_nas.agents.function_tools import tool_error_message
 from informer_nas.agents.planner import is_unreachable
-from informer_nas.agents.provider import NonStreamingModel
+from informer_nas.agents.provider import ModelRequest, NonStreamingModel
 from informer_nas.errors import WorkspaceLocked
 from informer_nas.nas_system.lock import workspace_lock
 from informer_nas.nas_system.paths import WorkspacePaths
@@ -25,7 +24,7 @@ class RaisingModel(NonStreamingModel):
     def __init__(self, error: Exception) -> None:
         self.error = error
 
-    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
+    async def respond(self, request: ModelRequest) -> ModelResponse:
         raise self.error
 
 

@@ -14,16 +14,11 @@ from __future__ import annotations
 from typing import Any
 
 import openai
-from agents.agent_output import AgentOutputSchemaBase
 from agents.exceptions import AgentsException
-from agents.handoffs import Handoff
-from agents.items import ModelResponse, TResponseInputItem
-from agents.model_settings import ModelSettings
-from agents.models.interface import Model, ModelTracing
-from agents.tool import Tool
-from openai.types.responses.response_prompt_param import ResponsePromptParam
+from agents.items import ModelResponse
+from agents.models.interface import Model
 
-from informer_nas.agents.provider import NonStreamingModel
+from informer_nas.agents.provider import ModelRequest, NonStreamingModel
 from informer_nas.errors import NasError
 
 BASE_URL_HINT = "check NAS_LLM_BASE_URL (it usually ends in /v1)"
@@ -58,26 +53,9 @@ class GuardedModel(NonStreamingModel):
         self.base_url = base_url
         self.last = last
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
+    async def respond(self, request: ModelRequest) -> ModelResponse:
         try:
-            return await self.inner.get_response(
-                system_instructions, input, model_settings, tools, output_schema, handoffs,
-                tracing, previous_response_id=previous_response_id,
-                conversation_id=conversation_id, prompt=prompt,
-            )
+            return await request.send(self.inner)
         except (openai.OpenAIError, AgentsException):
             raise  # transport errors and model mistakes are handled by their callers
         except Exception as exc:

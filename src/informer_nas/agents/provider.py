@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -118,34 +119,37 @@ class Price:
         return (input_tokens * self.input_per_m + output_tokens * self.output_per_m) / 1e6
 
 
+@dataclass(frozen=True)
+class ModelRequest:
+    """The arguments of one ``Model.get_response`` call, to read or to pass on."""
+
+    system_instructions: str | None
+    input: str | list[TResponseInputItem]
+    model_settings: ModelSettings
+    tools: list[Tool]
+    output_schema: AgentOutputSchemaBase | None
+    handoffs: list[Handoff]
+    tracing: ModelTracing
+    previous_response_id: str | None = None
+    conversation_id: str | None = None
+    prompt: ResponsePromptParam | None = None
+
+    async def send(self, model: Model) -> ModelResponse:
+        """Ask ``model`` the same."""
+        return await model.get_response(
+            self.system_instructions, self.input, self.model_settings, self.tools,
+            self.output_schema, self.handoffs, self.tracing,
+            previous_response_id=self.previous_response_id,
+            conversation_id=self.conversation_id, prompt=self.prompt,
+        )
+
+
 class NonStreamingModel(Model):
-    """A ``Model`` for agents that are never streamed (ours never are)."""
+    """A ``Model`` for agents that are never streamed (ours never are).
 
-    def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        raise UserError("informer-nas runs its agents without streaming")
-
-
-class RecordingModel(NonStreamingModel):
-    """Wraps a model: traces each response and meters its usage under ``role``."""
-
-    def __init__(self, inner: Model, role: str, binding: Binding, price: Price = Price()) -> None:
-        self.inner = inner
-        self.role = role
-        self.binding = binding
-        self.price = price
+    Subclasses answer in ``respond``, which receives the call's arguments as one
+    ``ModelRequest``.
+    """
 
     async def get_response(
         self,
@@ -161,15 +165,35 @@ class RecordingModel(NonStreamingModel):
         conversation_id: str | None,
         prompt: ResponsePromptParam | None,
     ) -> ModelResponse:
+        return await self.respond(ModelRequest(
+            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing,
+            previous_response_id, conversation_id, prompt,
+        ))
+
+    @abstractmethod
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        """Answer one ``get_response`` call."""
+
+    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[TResponseStreamEvent]:
+        raise UserError("informer-nas runs its agents without streaming")
+
+
+class RecordingModel(NonStreamingModel):
+    """Wraps a model: traces each response and meters its usage under ``role``."""
+
+    def __init__(self, inner: Model, role: str, binding: Binding, price: Price = Price()) -> None:
+        self.inner = inner
+        self.role = role
+        self.binding = binding
+        self.price = price
+
+    async def respond(self, request: ModelRequest) -> ModelResponse:
         recorder = self.binding.recorder
         root = recorder.root if recorder else ""
-        parts = request_parts(system_instructions, input, tools, output_schema, root)
+        parts = request_parts(request.system_instructions, request.input, request.tools,
+                              request.output_schema, root)
         started = time.monotonic()
-        response = await self.inner.get_response(
-            system_instructions, input, model_settings, tools, output_schema, handoffs, tracing,
-            previous_response_id=previous_response_id, conversation_id=conversation_id,
-            prompt=prompt,
-        )
+        response = await request.send(self.inner)
         self._meter(response)
         if recorder is not None:
             usage = response.usage

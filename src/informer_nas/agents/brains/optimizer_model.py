@@ -14,23 +14,17 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
 from agents.items import ModelResponse, TResponseInputItem
-from agents.model_settings import ModelSettings
-from agents.models.interface import ModelTracing
-from agents.tool import Tool
 from agents.usage import Usage
 from openai.types.responses import (
     ResponseFunctionToolCall,
     ResponseOutputMessage,
     ResponseOutputText,
 )
-from openai.types.responses.response_prompt_param import ResponsePromptParam
 
 from informer_nas.agents.brains.study import Proposal, StudyBrain
 from informer_nas.agents.function_tools import TOOL_ERROR_PREFIX
-from informer_nas.agents.provider import Binding, NonStreamingModel
+from informer_nas.agents.provider import Binding, ModelRequest, NonStreamingModel
 from informer_nas.informer.config import read_config_literal
 from informer_nas.nas_system.records import ConfigChange, StepType
 
@@ -93,21 +87,8 @@ class OptimizerModel(NonStreamingModel):
         self.binding = binding
         self.label = label
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
-        exchanges = tool_exchanges(input)
+    async def respond(self, request: ModelRequest) -> ModelResponse:
+        exchanges = tool_exchanges(request.input)
         output = self._next(exchanges)
         return ModelResponse(output=[output], usage=Usage(requests=1), response_id=None)
 

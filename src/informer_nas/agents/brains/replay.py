@@ -13,17 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from agents.agent_output import AgentOutputSchemaBase
-from agents.handoffs import Handoff
-from agents.items import ModelResponse, TResponseInputItem, TResponseOutputItem
-from agents.model_settings import ModelSettings
-from agents.models.interface import ModelTracing
-from agents.tool import Tool
+from agents.items import ModelResponse, TResponseOutputItem
 from agents.usage import Usage
-from openai.types.responses.response_prompt_param import ResponsePromptParam
 from pydantic import TypeAdapter
 
-from informer_nas.agents.provider import NonStreamingModel
+from informer_nas.agents.provider import ModelRequest, NonStreamingModel
 from informer_nas.agents.trace import combined_digest, digest, request_parts
 from informer_nas.errors import ReplayDivergence
 from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
@@ -68,20 +62,7 @@ class ReplayModel(NonStreamingModel):
     def remaining(self) -> int:
         return len(self.records) - self.position
 
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
+    async def respond(self, request: ModelRequest) -> ModelResponse:
         step = self.position
         if step >= len(self.records):
             raise ReplayDivergence(
@@ -89,7 +70,8 @@ class ReplayModel(NonStreamingModel):
                 f"the {len(self.records)} recorded"
             )
         recorded = self.records[step]
-        parts = request_parts(system_instructions, input, tools, output_schema, self.root)
+        parts = request_parts(request.system_instructions, request.input, request.tools,
+                              request.output_schema, self.root)
         if combined_digest(parts) != recorded.get("digest"):
             raise ReplayDivergence(describe_difference(self.role, step,
                                                        recorded.get("parts", {}), parts))
