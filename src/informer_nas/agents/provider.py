@@ -134,6 +134,11 @@ class ModelRequest:
     conversation_id: str | None = None
     prompt: ResponsePromptParam | None = None
 
+    def parts(self, root: str) -> dict[str, Any]:
+        """Digests of each part of the request, as the trace records them (``request_parts``)."""
+        return request_parts(self.system_instructions, self.input, self.tools,
+                             self.output_schema, root)
+
     async def send(self, model: Model) -> ModelResponse:
         """Ask ``model`` the same."""
         return await model.get_response(
@@ -190,8 +195,7 @@ class RecordingModel(NonStreamingModel):
     async def respond(self, request: ModelRequest) -> ModelResponse:
         recorder = self.binding.recorder
         root = recorder.root if recorder else ""
-        parts = request_parts(request.system_instructions, request.input, request.tools,
-                              request.output_schema, root)
+        parts = request.parts(root)
         started = time.monotonic()
         response = await request.send(self.inner)
         self._meter(response)

@@ -18,7 +18,7 @@ from agents.usage import Usage
 from pydantic import TypeAdapter
 
 from informer_nas.agents.provider import ModelRequest, NonStreamingModel
-from informer_nas.agents.trace import combined_digest, digest, request_parts
+from informer_nas.agents.trace import combined_digest, digest
 from informer_nas.errors import ReplayDivergence
 from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
 from informer_nas.nas_system.records import RunStatus
@@ -70,8 +70,7 @@ class ReplayModel(NonStreamingModel):
                 f"the {len(self.records)} recorded"
             )
         recorded = self.records[step]
-        parts = request_parts(request.system_instructions, request.input, request.tools,
-                              request.output_schema, self.root)
+        parts = request.parts(self.root)
         if combined_digest(parts) != recorded.get("digest"):
             raise ReplayDivergence(describe_difference(self.role, step,
                                                        recorded.get("parts", {}), parts))
