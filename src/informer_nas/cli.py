@@ -315,6 +315,9 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
     incumbent = summary["incumbent"]
     console.print(f"planner {summary['planner']}; budget {budget['iterations_done']}/"
                   f"{budget['max_iterations']} iterations, {budget['training_seconds']} s training")
+    session = summary["session"]
+    if session["running"]:
+        console.print(f"a session is running: pid {session['pid']} since {session['since']}")
     console.print("incumbent " + (f"{incumbent['run_id']}: val MSE "
                                   f"{format_mse(incumbent['val_mse'])}, test MSE "
                                   f"{format_mse(incumbent['test_mse'])}" if incumbent

@@ -6,6 +6,7 @@ The end-to-end tests train the ``tiny`` preset for real (seconds per run, one th
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -304,7 +305,7 @@ def test_status_and_report_take_the_incumbent_config_from_its_run(
     assert status["incumbent"]["config"]["data"]["seq_len"] == 36
 
 
-def test_report_beside_a_running_session_trains_the_baseline_on_one_thread(
+def test_status_and_report_beside_a_running_session(
         populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import informer_nas.informer.baseline as baseline
     from informer_nas.nas_system.lock import workspace_lock
@@ -321,8 +322,16 @@ def test_report_beside_a_running_session_trains_the_baseline_on_one_thread(
     monkeypatch.setattr(baseline, "train_baseline", record_threads)
     with workspace_lock(WorkspacePaths(populated.resolve())):  # a session holds it
         assert invoke("report", "--workspace", populated).exit_code == 0
+        assert "- Session: running (pid " in (populated / "report" / "report.md").read_text()
+        status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)
+        assert status["session"]["running"] and status["session"]["pid"] == os.getpid()
+        assert "a session is running: pid" in invoke("status", "--workspace", populated).stdout
     assert invoke("report", "--workspace", populated).exit_code == 0
     assert threads == [1, 2]  # alone: the incumbent's own setting
+    assert "Session:" not in (populated / "report" / "report.md").read_text()
+    status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)
+    assert status["session"] == {"running": False, "pid": None, "since": None}
+    assert "a session is running" not in invoke("status", "--workspace", populated).stdout
 
 
 def test_report_html_images_decode_in_chromium(populated: Path, tmp_path: Path) -> None:

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
-from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
     format_mse,
@@ -206,10 +205,9 @@ def linear_baseline(workspace: Workspace, status: dict[str, Any],
 
     if status["incumbent"] is None:
         return None
-    _, session_running = lock_status(workspace.paths)
     try:
         config = baseline_config(validate_config(status["incumbent"]["config"]),
-                                 num_threads=1 if session_running else None)
+                                 num_threads=1 if status["session"]["running"] else None)
         key = _baseline_key(config.to_dict(), REPORT_MIN_STEPS)
         cached = _read_cached_baseline(cache, key)
         if cached is not None:
@@ -285,6 +283,10 @@ def _summary_lines(status: dict[str, Any], baseline_line: str | None) -> list[st
         f"{budget['runs']} runs, {budget['training_seconds']} s of training",
         f"Incumbent: {best}",
     ]
+    session = status["session"]
+    if session["running"]:
+        lines.insert(2, f"Session: running (pid {session['pid']} since {session['since']}); "
+                        "this report is a snapshot")
     if baseline_line:
         lines.append(baseline_line)
     lines.append(f"Tokens: {total['input_tokens']} in, {total['output_tokens']} out in "

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.run_files import CONFIG_USED
+from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.records import RoleUsage, RunRecord
 from informer_nas.nas_system.state import load_state
 
@@ -29,7 +30,8 @@ def workspace_status(workspace: Workspace) -> dict[str, Any]:
         workspace: an opened workspace.
 
     Returns:
-        A dict with ``workspace``, ``planner``, ``budget``, ``incumbent`` (or None),
+        A dict with ``workspace``, ``planner``, ``session`` (whether a live process holds
+        the workspace now, its pid and since when), ``budget``, ``incumbent`` (or None),
         ``runs`` (one dict per run, oldest first) and ``usage`` (per role plus ``total``).
 
     Raises:
@@ -41,6 +43,7 @@ def workspace_status(workspace: Workspace) -> dict[str, Any]:
     return {
         "workspace": str(paths.root),
         "planner": state.planner,
+        "session": _session(workspace),
         "budget": _budget(state.iteration, state.max_iterations, runs),
         "incumbent": _incumbent(workspace, state.incumbent_run_id, runs),
         "runs": runs,
@@ -89,6 +92,14 @@ def _budget(iteration: int, max_iterations: int, runs: list[dict[str, Any]]) -> 
         "runs": len(runs),
         "training_seconds": round(seconds, 1),
     }
+
+
+def _session(workspace: Workspace) -> dict[str, Any]:
+    """Whether a session (or another ``nas`` command that writes) holds the workspace now."""
+    holder, running = lock_status(workspace.paths)
+    live = holder if running else None
+    return {"running": running, "pid": live.pid if live else None,
+            "since": live.started_at if live else None}
 
 
 def _incumbent(
