@@ -290,7 +290,7 @@ def test_report_without_usable_data_says_why_there_is_no_baseline(populated: Pat
 
 def test_status_and_report_take_the_incumbent_config_from_its_run(
         populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # during an iteration config.py holds the candidate, not the incumbent
+    # config.py edited by hand since: the incumbent's scores are for its own config
     config = populated / "config.py"
     config.write_text(config.read_text().replace('"seq_len": 48', '"seq_len": 36'))
     status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)

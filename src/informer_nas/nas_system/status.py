@@ -119,9 +119,9 @@ def _incumbent(
 def incumbent_config(workspace: Workspace, run_id: str) -> dict[str, Any]:
     """The config the incumbent trained with: its run's ``config_used.py``.
 
-    ``config.py`` holds the incumbent only between iterations (during one it is the
-    candidate being trained), so it is read only when the run's snapshot is missing or
-    unreadable.
+    ``config.py`` is the incumbent's too, unless it was edited by hand since (the next
+    session starts from the edit, but the incumbent's scores are not for it); it is read
+    only when the run's snapshot is missing or unreadable.
     """
     try:
         return read_config_literal(workspace.paths.run_dir(run_id) / CONFIG_USED)
