@@ -193,8 +193,8 @@ def linear_baseline(workspace: Workspace, status: dict[str, Any],
     Reused from ``cache`` when it was trained for the same settings (and the same data
     file, by size and modification time), else trained now and cached. While a session
     holds the workspace, it trains on one thread: two trainings each spreading over every
-    core slow each other down many times over (measured: 6 s alone, 217 s beside a
-    session's training).
+    core slow each other down many times over (BENCHMARKS.md: 6 s alone, 211 s on two
+    threads beside a session's training, 10 s on one).
 
     Returns:
         The baseline's scores; None without an incumbent; a one-line reason when the
