@@ -56,8 +56,7 @@ def write_report(workspace: Workspace, baseline: bool = True) -> Path:
     status = workspace_status(workspace)
     report_dir: Path = workspace.paths.report
     report_dir.mkdir(parents=True, exist_ok=True)
-    comparison = linear_baseline(workspace, status, report_dir / BASELINE_JSON) if baseline \
-        else None
+    comparison = linear_baseline(status, report_dir / BASELINE_JSON) if baseline else None
     summary = _summary_lines(status, _baseline_summary(comparison, status))
     images = {PROGRESS_PNG: "Validation MSE per iteration"}
     baseline_mse = None if comparison is None or isinstance(comparison, str) \
@@ -186,9 +185,9 @@ def _save_figure(figure: Figure, target: Path) -> None:
 # The linear baseline ----------------------------------------------------------------------
 
 
-def linear_baseline(workspace: Workspace, status: dict[str, Any],
-                    cache: Path) -> BaselineResult | str | None:
-    """The linear baseline for the incumbent's data and window caps.
+def linear_baseline(status: dict[str, Any], cache: Path) -> BaselineResult | str | None:
+    """The linear baseline for the incumbent's data and window caps (``status`` of
+    ``workspace_status``: its incumbent's config, and whether a session is running).
 
     Reused from ``cache`` when it was trained for the same settings (and the same data
     file, by size and modification time), else trained now and cached. While a session
