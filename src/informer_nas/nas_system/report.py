@@ -192,8 +192,8 @@ def linear_baseline(status: dict[str, Any], cache: Path) -> BaselineResult | str
     Reused from ``cache`` when it was trained for the same settings (and the same data
     file, by size and modification time), else trained now and cached. While a session
     holds the workspace, it trains on one thread: two trainings each spreading over every
-    core slow each other down many times over (BENCHMARKS.md: 6 s alone, 211 s on two
-    threads beside a session's training, 10 s on one).
+    core slow each other down many times over (``benchmarks/baseline_beside_training.py``:
+    7 s alone, 216 s on two threads beside a training, 12 s on one).
 
     Returns:
         The baseline's scores; None without an incumbent; a one-line reason when the
