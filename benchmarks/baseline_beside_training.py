@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from informer_nas.errors import ConfigError
 from informer_nas.informer.baseline import REPORT_MIN_STEPS, baseline_config, train_baseline
 from informer_nas.informer.config import InformerConfig, load_config
 from informer_nas.informer.presets import preset_config
@@ -64,7 +65,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="the incumbent's config (default: the quick preset)")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     args = parser.parse_args(argv)
-    config = load_config(args.config_file) if args.config_file else preset_config("quick")
+    try:
+        config = load_config(args.config_file) if args.config_file else preset_config("quick")
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
     counts = [int(value) for value in args.threads.split(",")]
     alone = {threads: baseline_seconds(config, threads) for threads in counts}
     beside = {}
