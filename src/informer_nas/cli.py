@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -359,9 +360,18 @@ def replay(
     """Replay a recorded session into a fresh workspace; exit 1 at the first divergence."""
     from informer_nas.agents.replay import replay_trace
 
-    target = workspace or Path(tempfile.mkdtemp(prefix="nas-replay-")) / "workspace"
-    with _user_errors():
-        outcome = replay_trace(trace, workspace=target, retrain=retrain)
+    temp_parent: Path | None = None
+    if workspace is None:
+        temp_parent = Path(tempfile.mkdtemp(prefix="nas-replay-"))
+        workspace = temp_parent / "workspace"
+    try:
+        with _user_errors():
+            outcome = replay_trace(trace, workspace=workspace, retrain=retrain)
+    except BaseException:
+        # The user was never told where a temporary workspace is: leave nothing behind.
+        if temp_parent is not None:
+            shutil.rmtree(temp_parent, ignore_errors=True)
+        raise
     if not outcome.identical:
         _fail(f"{outcome.summary()}; the replayed workspace is {outcome.workspace}")
     typer.echo(f"{outcome.summary()}; replayed workspace: {outcome.workspace}")

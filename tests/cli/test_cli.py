@@ -12,6 +12,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,20 @@ def test_train_non_literal_config_is_refused(tmp_path: Path) -> None:
 
 def test_replay_missing_trace_is_one_line_error(tmp_path: Path) -> None:
     assert_one_line_error(invoke("replay", tmp_path / "missing.jsonl"))
+
+
+def test_failed_replay_leaves_no_temporary_workspace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without --workspace the replay goes to a fresh temporary directory, whose path is only
+    # printed on success; a replay that fails must not leave it behind.
+    temp_root = tmp_path / "tmp"
+    temp_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp_root))
+    garbled = tmp_path / "garbled.jsonl"
+    garbled.write_text('{"kind": "session_start"\n')
+    assert_one_line_error(invoke("replay", garbled))
+    assert list(temp_root.iterdir()) == []
 
 
 # init / status / report on a fresh workspace ---------------------------------------------
