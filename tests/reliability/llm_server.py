@@ -115,6 +115,9 @@ class ScriptedServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: ScriptedServer
+    # Keep-alive, as real endpoints answer: the client then reuses its connection across
+    # agent runs, which is what breaks if a failed run closes the event loop it is bound to.
+    protocol_version = "HTTP/1.1"
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))

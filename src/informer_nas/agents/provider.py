@@ -48,6 +48,8 @@ def run_async(coroutine: Awaitable[T]) -> T:
     its end before the exception goes on, so the SDK leaves its trace scope inside the
     task's own ``Context``; a coroutine left suspended would be closed by the garbage
     collector instead, outside it (``Exception ignored in: <coroutine object Runner.run>``).
+    The loop stays open after an ordinary exception (a turn limit, a refused answer), since
+    the HTTP client of the next call is bound to it; only an interrupt closes it.
     """
     global _LOOP
     if _LOOP is None or _LOOP.is_closed():
@@ -56,6 +58,9 @@ def run_async(coroutine: Awaitable[T]) -> T:
     task = asyncio.ensure_future(coroutine, loop=loop)
     try:
         return loop.run_until_complete(task)
+    except Exception:
+        _cancel_tasks(loop)
+        raise
     except BaseException:
         _LOOP = None
         _close_loop(loop)
@@ -63,7 +68,17 @@ def run_async(coroutine: Awaitable[T]) -> T:
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Cancel the loop's tasks, run them to their end, then close the loop.
+    """Cancel the loop's tasks, run them to their end, then close the loop."""
+    _cancel_tasks(loop)
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    except BaseException as exc:  # noqa: BLE001 - closing must not mask the first error
+        logger.debug("shutdown_asyncgens: %r", exc)
+    loop.close()
+
+
+def _cancel_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the loop's pending tasks and run them to their end.
 
     A task may re-raise the interrupt while it unwinds (a tool task awaited by the runner
     hands its ``KeyboardInterrupt`` on): that stops the loop again, so the cancelled tasks
@@ -83,11 +98,6 @@ def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
             logger.debug("task raised while cancelled: %r", exc)
     else:
         logger.warning("agent tasks still pending after %d cancellation rounds", _DRAIN_ROUNDS)
-    try:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-    except BaseException as exc:  # noqa: BLE001 - closing must not mask the first error
-        logger.debug("shutdown_asyncgens: %r", exc)
-    loop.close()
 
 
 @dataclass
