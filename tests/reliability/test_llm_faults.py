@@ -150,7 +150,8 @@ def test_persistent_failure_stops_cleanly_and_resume_completes(
     with scripted_server(iteration(0.2), fallback=always(failing)) as server:
         result = session(server, iters=3)
     assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
-    assert "unreachable" in events(tmp_path / "ws", "planning_failure")[-1]["reason"]
+    reason = events(tmp_path / "ws", "planning_failure")[-1]["reason"]
+    assert ("Error code: 500" if fault == "500" else "timed out") in reason
     kept = consistent(tmp_path / "ws").runs
     assert len(kept) == 1 and kept[0].accepted
     with scripted_server([*iteration(0.3), *iteration(0.1)]) as server:
@@ -168,6 +169,22 @@ def test_failure_after_launch_keeps_the_run(session: Session, llm_env: pytest.Mo
     assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
     state = consistent(tmp_path / "ws")
     assert [(r.status.value, r.accepted) for r in state.runs] == [("ok", True)]
+
+
+@pytest.mark.parametrize("status", [400, 422])
+def test_refused_request_stops_cleanly_with_the_endpoints_reason(
+        status: int, session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A 400 or 422 (a context length exceeded, a model without tool calls) is not retried
+    and not the model's mistake: the session stops with the endpoint's words, state saved."""
+    llm_env.setenv("NAS_LLM_MAX_RETRIES", "0")
+    refusal = error(status, f"This model's maximum context length is 8192 tokens ({KEY})")
+    with scripted_server(iteration(0.2), fallback=always(refusal)) as server:
+        result = session(server, iters=3)
+    assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
+    assert f"Error code: {status}" in result.message
+    assert "maximum context length" in result.message and KEY not in result.message
+    assert [(r.status.value, r.accepted) for r in consistent(tmp_path / "ws").runs] == [
+        ("ok", True)]
 
 
 def test_persistent_failure_with_fallback_goes_on_with_tpe(
@@ -192,7 +209,7 @@ def test_cli_reports_an_unavailable_model_in_one_line(forkserver: ForkServer,
                               err_log=tmp_path / "err.log")
     lines = (tmp_path / "err.log").read_text().splitlines()
     assert code == 1 and len(lines) == 1, lines
-    assert lines[0].startswith("error: the planner's model is unavailable")
+    assert lines[0].startswith("error: the planner's model is unavailable (Error code: 500")
     assert "nas resume" in lines[0] and "--fallback tpe" in lines[0]
     assert consistent(tmp_path / "ws").runs == []
 

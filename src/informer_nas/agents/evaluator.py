@@ -21,7 +21,7 @@ from agents.tool_context import ToolContext as SdkToolContext
 from pydantic import BaseModel
 
 from informer_nas.agents.function_tools import evaluator_tools
-from informer_nas.agents.planner import is_unreachable, run_config
+from informer_nas.agents.planner import is_unreachable, run_config, unavailable_reason
 from informer_nas.agents.policy import policy_outcome
 from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
 from informer_nas.nas_system.brain import EvaluatorOutcome
@@ -116,7 +116,7 @@ class AgentEvaluator:
         except Exception as exc:
             if not is_unreachable(exc):
                 raise
-            return self._fallback(ctx, run_id, f"evaluator unreachable ({exc})")
+            return self._fallback(ctx, run_id, f"evaluator unreachable ({unavailable_reason(exc)})")
         return self._parse(ctx, run_id, output)
 
     def _parse(self, ctx: ToolContext, run_id: str, output: Any) -> EvaluatorOutcome:

@@ -112,16 +112,28 @@ def run_config(provider: RoleModelProvider, tracing: bool = False) -> RunConfig:
 
 
 def is_unreachable(error: BaseException) -> bool:
-    """A transport failure left after the client's retries (not a model mistake), or an
-    answer that is not a chat completion (a wrong ``NAS_LLM_BASE_URL``)."""
+    """The endpoint cannot serve the session (not a model mistake the model can correct):
+    a transport failure left after the client's retries, any HTTP error status (401, 404,
+    a 400 or 422 such as an exceeded context length or a model without tool calls, 5xx),
+    or an answer that is not a chat completion (a wrong ``NAS_LLM_BASE_URL``)."""
     import openai
 
     from informer_nas.agents.endpoint import EndpointProtocolError
 
-    return isinstance(error, openai.APIConnectionError | openai.APITimeoutError
-                      | openai.RateLimitError | openai.InternalServerError
-                      | openai.AuthenticationError | openai.PermissionDeniedError
-                      | openai.NotFoundError | EndpointProtocolError)
+    return isinstance(error, openai.APIConnectionError | openai.APIStatusError
+                      | EndpointProtocolError)
+
+
+def unavailable_reason(error: BaseException) -> str:
+    """One line for the user: what the endpoint said, keys redacted, capped."""
+    import openai
+
+    from informer_nas.nas_system.secrets import redact_text
+
+    text = " ".join(redact_text(str(error)).split())
+    if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
+        text += " (check OPENAI_API_KEY or OPENROUTER_API_KEY)"
+    return text if len(text) <= 300 else f"{text[:300]}..."
 
 
 PromptBuilder = Callable[[ToolContext, Budget], str]
@@ -176,7 +188,7 @@ class AgentPlanner:
             return PlannerOutcome.failed(f"planning failure: {exc}")
         except Exception as exc:
             if is_unreachable(exc):
-                raise BrainUnavailable(f"the planner's model is unreachable: {exc}") from exc
+                raise BrainUnavailable(unavailable_reason(exc)) from exc
             raise
         return _outcome(result.final_output)
 

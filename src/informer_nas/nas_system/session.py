@@ -127,6 +127,7 @@ class _Loop:
     confirm: SeedConfirmer | None = None
     iterations_run: int = 0
     announced: set[str] = field(default_factory=set)
+    stop_message: str = ""  # why the planner became unavailable
 
     def emit(self, event: str, **data: Any) -> None:
         try:
@@ -152,7 +153,7 @@ class _Loop:
         while state.iteration < state.max_iterations:
             stop = self.iteration()
             if stop is not None:
-                return self.result(stop)
+                return self.result(stop, self.stop_message)
         return self.result("budget")
 
     def iteration(self) -> StopReason | None:
@@ -166,6 +167,7 @@ class _Loop:
             outcome = self.planner.plan_iteration(self.ctx, budget)
         except BrainUnavailable as exc:
             logger.error("planner unavailable: %s", exc)
+            self.stop_message = str(exc)
             self.emit("planning_failure", iteration=budget.iteration, reason=str(exc),
                       committed=False)
             record = self.launched_record()
