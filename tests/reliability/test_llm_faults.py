@@ -324,6 +324,19 @@ def test_answer_that_is_not_a_completion_stops_cleanly(reply: str, session: Sess
     consistent(tmp_path / "ws")
 
 
+def test_huge_answer_is_stored_capped(session: Session, tmp_path: Path) -> None:
+    """A model's free text goes back to the planner with every later history: it is capped
+    before it is stored, so one rambling answer cannot grow the state and the prompts."""
+    rambling = "because " * 40_000
+    with scripted_server([*iteration(0.2)[:3], answer(json.dumps(
+            {"step_type": "small", "plan": rambling, "reason": rambling}))]) as server:
+        result = session(server, iters=1)
+    assert result.stopped_by == "budget"
+    run = consistent(tmp_path / "ws").runs[0]
+    assert run.plan.startswith("because") and len(run.plan) <= 2000 and len(run.reason) <= 2000
+    assert (tmp_path / "ws" / "agent_state.json").stat().st_size < 50_000
+
+
 def test_decision_without_launch_is_a_planning_failure(session: Session,
                                                        tmp_path: Path) -> None:
     """The model answers at once (no training): the iteration is spent, nothing trained."""

@@ -21,7 +21,12 @@ from agents.tool_context import ToolContext as SdkToolContext
 from pydantic import BaseModel
 
 from informer_nas.agents.function_tools import evaluator_tools
-from informer_nas.agents.planner import is_unreachable, run_config, unavailable_reason
+from informer_nas.agents.planner import (
+    capped,
+    is_unreachable,
+    run_config,
+    unavailable_reason,
+)
 from informer_nas.agents.policy import policy_outcome
 from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
 from informer_nas.nas_system.brain import EvaluatorOutcome
@@ -122,8 +127,8 @@ class AgentEvaluator:
     def _parse(self, ctx: ToolContext, run_id: str, output: Any) -> EvaluatorOutcome:
         try:
             data = json.loads(str(output))
-            return EvaluatorOutcome(bool(data["accept"]), str(data["reason"]),
-                                    str(data.get("feedback", "")))
+            return EvaluatorOutcome(bool(data["accept"]), capped(str(data["reason"])),
+                                    capped(str(data.get("feedback", ""))))
         except (ValueError, KeyError, TypeError):
             return self._fallback(ctx, run_id, f"unusable evaluator output {output!r:.200}")
 

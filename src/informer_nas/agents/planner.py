@@ -23,6 +23,7 @@ from informer_nas.nas_system.brain import BrainUnavailable, Budget, PlannerOutco
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
 from informer_nas.nas_system.search_space import describe_space
+from informer_nas.tools.edit_config import MAX_RATIONALE
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +198,13 @@ class AgentPlanner:
             self.after(ctx, record)
 
 
+def capped(text: str, limit: int = MAX_RATIONALE) -> str:
+    """A model's free text as it may be stored and shown again: at most ``limit`` characters
+    (each iteration's history carries it back to the planner)."""
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+
+
 def _outcome(output: Any) -> PlannerOutcome:
     if not isinstance(output, PlannerDecision):
         return PlannerOutcome.failed(f"planning failure: unusable final output {output!r:.200}")
-    return PlannerOutcome(output.step_type, output.plan, output.reason)
+    return PlannerOutcome(output.step_type, capped(output.plan), capped(output.reason))
