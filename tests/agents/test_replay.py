@@ -12,7 +12,7 @@ import informer_nas.agents.planner as planner_module
 from informer_nas.agents.replay import replay_trace
 from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization
-from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace
 
@@ -102,3 +102,40 @@ def test_replay_prunes_with_the_recorded_rule(tmp_path: Path) -> None:
     executor = CallableExecutor(pruning_fake_train)
     report = replay_trace(trace, tmp_path / "replayed", retrain=True, executor=executor)
     assert report.identical, report.divergence
+
+
+def test_session_stopped_early_replays_identically(tmp_path: Path) -> None:
+    """Ctrl+C in the second of three iterations: the replay covers the committed one, with
+    the budget the prompts named (3), not the number of committed iterations."""
+    trainings = 0
+
+    def interrupted_second(request: TrainRequest) -> TrainOutcome:
+        nonlocal trainings
+        trainings += 1
+        if trainings == 2:
+            raise KeyboardInterrupt
+        return fake_train(request)
+
+    root = tmp_path / "recorded"
+    result = run_nas_optimization(root, iters=3, planner="tpe", preset="tiny",
+                                  executor=CallableExecutor(interrupted_second), quiet=True)
+    assert (result.stopped_by, result.iteration) == ("interrupted", 1)
+    report = replay_trace(next((root / "traces").glob("*.jsonl")), tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert report.iterations == 1
+
+
+def test_resumed_session_replays_identically(tmp_path: Path) -> None:
+    """A resumed session's launches are pruned against the earlier sessions' runs: the
+    replay reads those runs' curves from the trace's workspace."""
+    root = tmp_path / "recorded"
+    for iters in (4, 7):
+        run_nas_optimization(root, iters=iters, planner="tpe", preset="tiny",
+                             prune_rule="percentile", prune_percentile=10,
+                             executor=CallableExecutor(pruning_fake_train), quiet=True)
+    second = sorted((root / "traces").glob("*.jsonl"))[-1]
+    statuses = [r.status.value for r in load_state(Workspace.open(root).paths).runs[4:]]
+    assert "pruned" in statuses  # the second session's pruning used the first one's runs
+    report = replay_trace(second, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert report.iterations == 3

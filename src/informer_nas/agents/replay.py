@@ -10,6 +10,7 @@ reports identical or the first divergence.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,22 +63,60 @@ def _settings(header: dict[str, Any]) -> SessionSettings:
     return SessionSettings(thresholds=thresholds, pruning=pruning, **recorded)
 
 
-def _fresh_workspace(root: Path, header: dict[str, Any]) -> Workspace:
+def _source_workspace(trace_path: Path) -> Path | None:
+    """The workspace the trace was recorded in (``<workspace>/traces/<session>.jsonl``)."""
+    root = trace_path.resolve().parent.parent
+    return root if (root / "agent_state.json").is_file() else None
+
+
+def _fresh_workspace(root: Path, header: dict[str, Any], source: Path | None) -> Workspace:
+    """A workspace as the recorded session found it: its config, its state and, copied from
+    ``source`` when it is there, the earlier runs' files the tools read (history, metrics,
+    config snapshot; not the checkpoints): a resumed session's pruning thresholds and curve
+    summaries come from them."""
     state = AgentState.model_validate(header["state"])
     workspace = Workspace.create(root, state.preset)
     atomic_write_text(workspace.paths.config, header["config"])
     compact_state(workspace.paths, state)
+    if source is not None:
+        _copy_runs(source, workspace, [run.run_id for run in state.runs])
     return workspace
 
 
-def _target_iterations(header: dict[str, Any], records: list[dict[str, Any]]) -> int:
-    """How far to replay: the recorded budget, or what was committed before a stop."""
-    events = [r for r in records if r.get("kind") == "event"]
-    end = next((e for e in events if e.get("name") == "session_end"), None)
-    if end is not None and end.get("stopped_by") in ("budget", "planner"):
+def _copy_runs(source: Path, workspace: Workspace, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        earlier = source / "runs" / run_id
+        if earlier.is_dir():
+            shutil.copytree(earlier, workspace.paths.run_dir(run_id),
+                            ignore=shutil.ignore_patterns("*.pt"))
+        else:
+            logger.warning("replay: %s is missing; tools that read it will differ", earlier)
+
+
+def _finished(records: list[dict[str, Any]]) -> bool:
+    """Whether the recorded session ran to its end (budget spent or the planner's stop)."""
+    end = next((r for r in records if r.get("kind") == "event"
+                and r.get("name") == "session_end"), None)
+    return end is not None and end.get("stopped_by") in ("budget", "planner")
+
+
+def _budget(header: dict[str, Any], records: list[dict[str, Any]]) -> int:
+    """The iteration budget the recorded session ran with (its prompts name it)."""
+    end = next((r for r in records if r.get("kind") == "event"
+                and r.get("name") == "session_end"), None)
+    if end is not None:
         return int(end["max_iterations"])
-    committed = sum(1 for e in events if e.get("name") == "verdict" or (
-        e.get("name") == "planning_failure" and e.get("committed")))
+    iters = header.get("iters")
+    return int(iters) if iters is not None else int(header["state"].get("max_iterations", 0))
+
+
+def _target_iterations(header: dict[str, Any], records: list[dict[str, Any]]) -> int:
+    """How far to replay: the budget, or what was committed before a stop or a kill."""
+    if _finished(records):
+        return _budget(header, records)
+    committed = sum(1 for r in records if r.get("kind") == "event" and (
+        r.get("name") == "verdict" or (r.get("name") == "planning_failure"
+                                       and r.get("committed"))))
     return int(header["state"].get("iteration", 0)) + committed
 
 
@@ -115,8 +154,8 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     header = records[0]
     if (Path(workspace) / "agent_state.json").exists():
         raise ConfigError(f"{workspace} already holds a workspace; replay into a new directory")
-    target = _target_iterations(header, records)
-    space = _fresh_workspace(Path(workspace), header)
+    budget, target = _budget(header, records), _target_iterations(header, records)
+    space = _fresh_workspace(Path(workspace), header, _source_workspace(Path(trace_path)))
     root = str(space.paths.root)
     models = {role: ReplayModel(role, [r for r in records if r.get("kind") == "model"
                                        and r.get("role") == role], root)
@@ -132,14 +171,16 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
         evaluator = PolicyEvaluator()
     divergence: str | None = None
     try:
-        run_session(space, planner, evaluator, settings, replay_executor, target,
-                    lambda event: replayed.append(event), confirm=ensure_seeds)
+        run_session(space, planner, evaluator, settings, replay_executor, budget,
+                    lambda event: replayed.append(event), confirm=ensure_seeds,
+                    stop_after=target)
     except ReplayDivergence as exc:
         divergence = str(exc)
     verdicts = [{f: e.get(f) for f in VERDICT_FIELDS} for e in replayed
                 if e.get("event") == "verdict"]
     divergence = divergence or _compare(_verdicts(records), verdicts)
-    divergence = divergence or _leftovers(models, trainings, retrain)
+    if _finished(records):  # an unfinished session leaves its last iteration's responses
+        divergence = divergence or _leftovers(models, trainings, retrain)
     divergence = divergence or _final_config(records, space)
     return ReplayReport(Path(trace_path), space.paths.root, divergence is None, divergence,
                         len(verdicts))

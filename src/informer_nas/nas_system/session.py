@@ -128,6 +128,7 @@ class _Loop:
     iterations_run: int = 0
     announced: set[str] = field(default_factory=set)
     stop_message: str = ""  # why the planner became unavailable
+    stop_after: int | None = None  # a replay of an unfinished session ends there
 
     def emit(self, event: str, **data: Any) -> None:
         try:
@@ -151,6 +152,8 @@ class _Loop:
             self.emit("resume_evaluation", run_id=pending.run_id)
             self.finish_run(pending, None)
         while state.iteration < state.max_iterations:
+            if self.stop_after is not None and state.iteration >= self.stop_after:
+                return self.result("interrupted", "the recorded session stopped here")
             stop = self.iteration()
             if stop is not None:
                 return self.result(stop, self.stop_message)
@@ -325,6 +328,7 @@ def run_session(
     observer: SessionObserver | None = None,
     session: SessionInfo | None = None,
     confirm: SeedConfirmer | None = None,
+    stop_after: int | None = None,
 ) -> SessionResult:
     """Run iterations until the workspace's budget is spent, the planner stops, or Ctrl+C.
 
@@ -342,6 +346,8 @@ def run_session(
             ``usage`` receives the session's token usage.
         confirm: trains confirmation seeds, ``(ctx, run_id, K)``; required when
             ``settings.confirm_seeds`` > 0 (``tools.launch_training.ensure_seeds``).
+        stop_after: stop (as ``interrupted``) once this many iterations are committed, below
+            the budget; a replay of a session that was stopped early uses it.
 
     Raises:
         ConfigError: ``iters`` below 1, or confirmation seeds without ``confirm``.
@@ -363,7 +369,8 @@ def run_session(
             state.sessions.append(session)
         ctx = SessionContext(workspace, state, settings, executor, session=session,
                              usage_at_start={r: u.model_copy() for r, u in state.usage.items()})
-        loop = _Loop(ctx, planner, evaluator, observer or (lambda event: None), confirm)
+        loop = _Loop(ctx, planner, evaluator, observer or (lambda event: None), confirm,
+                     stop_after=stop_after)
         loop.ctx.on_progress = loop.on_progress
         pending = repair_workspace(loop.ctx)
         loop.ctx.save()
