@@ -224,6 +224,20 @@ def test_runs_left_running_are_marked_interrupted(bench: Bench) -> None:
     assert_healthy_now(bench)
 
 
+def test_run_left_running_after_its_training_finished_is_kept(bench: Bench) -> None:
+    """Killed between the trainer's metrics.json and the run's record: not redone."""
+    record = bench.add_run(0.6, status=RunStatus.RUNNING)
+    metrics_path = bench.paths.run_dir(record.run_id) / "metrics.json"
+    metrics_path.write_text(json.dumps({**json.loads(metrics_path.read_text()), "status": "ok"}))
+    state = load_state(bench.paths)
+    state.runs[-1].verdict = state.runs[-1].accepted = state.runs[-1].decided_by = None
+    save_state(bench.paths, state)
+    report = diagnose(bench.paths.root, repair=True)
+    finding = next(f for f in report.findings if f.subject == f"runs/{record.run_id}")
+    assert finding.severity == "info" and "judges its result" in finding.action
+    assert report.is_healthy and load_state(bench.paths).runs[-1].status is RunStatus.RUNNING
+
+
 def test_a_live_session_is_left_alone(bench: Bench) -> None:
     bench.add_run(0.6, status=RunStatus.RUNNING)
     bench.paths.candidate.write_text("in progress")

@@ -168,6 +168,23 @@ def test_ctrl_c_during_training_stops_cleanly_and_iteration_is_redone(
         "run_0001", "run_0002"]
 
 
+def test_training_finished_before_the_stop_is_kept_not_redone(workspace: Workspace) -> None:
+    """The trainer wrote metrics.json, then the session stopped before saving the run."""
+    def finished_then_interrupted(request: TrainRequest) -> TrainOutcome:
+        train_by_dropout(request)
+        raise KeyboardInterrupt
+
+    result = session(workspace, ScriptPlanner([0.1]), 2,
+                     executor=CallableExecutor(finished_then_interrupted))
+    assert result.stopped_by == "interrupted"  # type: ignore[attr-defined]
+    executor = CallableExecutor(train_by_dropout)
+    session(workspace, ScriptPlanner([0.2]), iters=2, executor=executor)
+    state = load_state(workspace.paths)
+    assert [(r.run_id, r.status, r.val_mse, r.accepted) for r in state.runs] == [
+        ("run_0000", RunStatus.OK, 1.1, True), ("run_0001", RunStatus.OK, 1.2, False)]
+    assert len(executor.requests) == 1  # only the second iteration trained again
+
+
 def test_torn_accept_is_repaired(workspace: Workspace) -> None:
     session(workspace, ScriptPlanner([0.3]), iters=1)
     with pytest.raises(RuntimeError):  # the process dies after training run_0001

@@ -29,6 +29,7 @@ from informer_nas.nas_system.atomic import atomic_write_bytes
 from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
+from informer_nas.nas_system.recovery import finished_metrics
 from informer_nas.nas_system.salvage import (
     rebuild_state,
     record_from_run_dir,
@@ -249,6 +250,9 @@ class _Doctor:
             subject = f"runs/{run.run_id}"
             if run.status is RunStatus.RUNNING and self.is_live:
                 self.add("info", subject, "status running", "trained by the live session")
+            elif run.status is RunStatus.RUNNING and finished_metrics(self.paths, run):
+                self.add("info", subject, "left `running` by a process that died after its "
+                         "training finished", "kept: the next `nas resume` judges its result")
             elif run.status is RunStatus.RUNNING:
                 self.fix("warning", subject, "left `running` by a process that died",
                          "mark it interrupted (its iteration is redone)",
