@@ -22,6 +22,7 @@ from informer_nas.nas_system.settings import SessionSettings
 if TYPE_CHECKING:
     from informer_nas.agents.trace import TraceRecorder
     from informer_nas.nas_system.executor import TrainingExecutor
+    from informer_nas.nas_system.state import AgentState, SessionInfo
     from informer_nas.nas_system.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -62,10 +63,15 @@ def workspace_planner(workspace: str | Path) -> str | None:
         return None
 
 
-def new_session_id(planner: str) -> str:
-    """A sortable, unique session id: UTC time, planner and process id."""
+def new_session_id(planner: str, taken: Path | None = None) -> str:
+    """A sortable session id: UTC time, planner and process id, plus a counter when a trace
+    of that name already exists in ``taken`` (two sessions of one process in one second)."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    return f"{stamp}-{planner}-{os.getpid()}"
+    session_id, number = f"{stamp}-{planner}-{os.getpid()}", 1
+    while taken is not None and (taken / f"{session_id}.jsonl").exists():
+        number += 1
+        session_id = f"{stamp}.{number}-{planner}-{os.getpid()}"  # sorts after the first
+    return session_id
 
 
 def run_nas_optimization(
@@ -142,15 +148,23 @@ def run_nas_optimization(
             max_turns=max_turns,
         )
         state = load_state(space.paths)
+        _check_budget(iters, state.iteration)
+        budget = iters if iters is not None else state.max_iterations
+        if budget <= state.iteration and state.current is None:  # nothing to run or judge
+            return SessionResult("budget", 0, state.iteration, budget, state.incumbent_run_id,
+                                 "the budget is spent")
         if planner is None and fallback is None and isinstance(header.get("fallback"), str):
             fallback = header["fallback"]
         name = planner or state.planner or default_planner()
-        session_id = new_session_id(name)
+        session_id = new_session_id(name, taken=space.paths.traces)
         trace_file = f"traces/{session_id}.jsonl"
         recorder = TraceRecorder(space.paths.root / trace_file, space.paths.root,
                                  secrets=secret_values(llm_environment()))
         write_header(recorder, space, name, settings, iters, state.model_dump(mode="json"),
                      fallback)
+        info = SessionInfo(session_id=session_id, started_at=now_iso(), planner=name,
+                           trace_file=trace_file)
+        _record_session_start(space, state, info, name, iters)
         if observer is not None:
             observer({"event": "session_start", "planner": name, "fallback": fallback,
                       "session_id": session_id})
@@ -166,15 +180,36 @@ def run_nas_optimization(
             result = run_session(
                 space, brain_planner, evaluator, settings,
                 RecordingExecutor(executor or LocalSubprocessExecutor(), recorder), iters,
-                _observers(recorder, observer, quiet),
-                SessionInfo(session_id=session_id, started_at=now_iso(), planner=name,
-                            trace_file=trace_file),
-                confirm=ensure_seeds,
+                _observers(recorder, observer, quiet), info, confirm=ensure_seeds,
             )
             recorder.write("usage", session=usage_dict(binding.session_usage))
             return result
         finally:
             recorder.close()
+
+
+def _check_budget(iters: int | None, done: int) -> None:
+    """Refuse a budget below 1 or below the iterations already done (before any write)."""
+    if iters is not None and iters < 1:
+        raise ConfigError(f"iters must be >= 1, got {iters}; pass --iters 20")
+    if iters is not None and iters < done:
+        raise ConfigError(f"--iters {iters} is below the {done} iterations this workspace has "
+                          f"done (--iters is the total budget); pass --iters {done + 10} to "
+                          "run 10 more")
+
+
+def _record_session_start(workspace: Workspace, state: AgentState, info: SessionInfo,
+                          planner: str, iters: int | None) -> None:
+    """Save the session, its planner and its budget right after the trace's header: a kill
+    while the brain is being built must not leave a trace the state does not name (the next
+    session reads its settings from the last named trace) or a budget of 0."""
+    from informer_nas.nas_system.state import save_state
+
+    if iters is not None:
+        state.max_iterations = iters
+    state.planner = planner
+    state.sessions.append(info)
+    save_state(workspace.paths, state)
 
 
 def previous_header(workspace: Workspace) -> dict[str, Any]:

@@ -128,6 +128,10 @@ def _finish(result: SessionResult, root: Path) -> None:
     why = "; the planner stopped early" if result.stopped_by == "planner" else ""
     typer.echo(f"done: {budget['iterations_done']}/{budget['max_iterations']} iterations, "
                f"{budget['runs']} runs{why}")
+    if result.stopped_by == "budget" and result.iterations_run == 0:
+        done = budget["iterations_done"]
+        typer.echo(f"nothing to run: the budget of {budget['max_iterations']} iterations is "
+                   f"spent; extend it with `{resume_hint} --iters {done + 10}`")
     if incumbent:
         typer.echo(f"incumbent {incumbent['run_id']}: val MSE {format_mse(incumbent['val_mse'])}"
                    f", test MSE {format_mse(incumbent['test_mse'])}")

@@ -123,3 +123,37 @@ def test_cli_run_on_an_existing_workspace_keeps_its_planner_and_pruning(
     result = CliRunner().invoke(app, ["run", "--iters", "3", "--workspace", str(root),
                                       "--planner", "tpe", "--no-prune"])
     assert (calls[1]["planner"], calls[1]["prune"]) == ("tpe", False)
+
+
+def test_kill_while_the_brain_is_built_keeps_budget_planner_and_seed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A first session killed after its trace's header, before any iteration: the resume
+    still knows the budget, the planner and the seed it was started with."""
+    import informer_nas.agents.wiring as wiring
+
+    def killed(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    root = tmp_path / "ws"
+    with monkeypatch.context() as patch:
+        patch.setattr(wiring, "build_brain", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_nas_optimization(root, iters=3, planner="random", seed=7, preset="tiny",
+                                 executor=CallableExecutor(fake_train), quiet=True)
+    result = run_nas_optimization(root, executor=CallableExecutor(fake_train), quiet=True)
+    assert (result.stopped_by, result.iteration, result.max_iterations) == ("budget", 3, 3)
+    header = last_header(root)
+    assert (header["planner"], header["settings"]["seed"]) == ("random", 7)
+
+
+def test_budget_below_the_iterations_done_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    run_nas_optimization(root, iters=2, preset="tiny", executor=CallableExecutor(fake_train),
+                         quiet=True)
+    traces = sorted((root / "traces").iterdir())
+    with pytest.raises(ConfigError, match="below the 2 iterations"):
+        run_nas_optimization(root, iters=1, executor=CallableExecutor(fake_train), quiet=True)
+    spent = run_nas_optimization(root, executor=CallableExecutor(fake_train), quiet=True)
+    assert (spent.iterations_run, spent.iteration) == (0, 2)
+    assert sorted((root / "traces").iterdir()) == traces  # nothing ran, nothing written
+    assert load_state(Workspace.open(root).paths).max_iterations == 2

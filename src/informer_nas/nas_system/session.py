@@ -365,8 +365,12 @@ def run_session(
         if iters is not None:
             state.max_iterations = iters
         state.planner = planner.name
-        if session is not None:
-            state.sessions.append(session)
+        if session is not None:  # the caller may have recorded it already
+            known = next((s for s in state.sessions if s.session_id == session.session_id), None)
+            if known is None:
+                state.sessions.append(session)
+            else:
+                session = known
         ctx = SessionContext(workspace, state, settings, executor, session=session,
                              usage_at_start={r: u.model_copy() for r, u in state.usage.items()})
         loop = _Loop(ctx, planner, evaluator, observer or (lambda event: None), confirm,
