@@ -213,19 +213,20 @@ def _record_session_start(workspace: Workspace, state: AgentState, info: Session
 
 
 def previous_header(workspace: Workspace) -> dict[str, Any]:
-    """The header of the workspace's last session trace ({} when there is none)."""
-    from informer_nas.agents.trace import read_trace
+    """The header of the workspace's last session trace whose header is readable ({} when
+    there is none): the settings a resume inherits. Damage further down a trace does not
+    matter; an unreadable header falls back to the session before, with a warning."""
+    from informer_nas.agents.trace import read_trace_header
     from informer_nas.errors import NasError
     from informer_nas.nas_system.state import load_state
 
-    sessions = load_state(workspace.paths).sessions
-    if not sessions:
-        return {}
-    try:
-        header = read_trace(workspace.paths.root / sessions[-1].trace_file)[0]
-    except NasError:
-        return {}
-    return header if isinstance(header, dict) else {}
+    for session in reversed(load_state(workspace.paths).sessions):
+        try:
+            return read_trace_header(workspace.paths.root / session.trace_file)
+        except NasError as exc:
+            logger.warning("settings not read from %s (%s); trying the session before",
+                           session.trace_file, exc)
+    return {}
 
 
 def _settings(previous: dict[str, Any], *, timeout: float | None,

@@ -157,3 +157,16 @@ def test_budget_below_the_iterations_done_is_refused(tmp_path: Path) -> None:
     assert (spent.iterations_run, spent.iteration) == (0, 2)
     assert sorted((root / "traces").iterdir()) == traces  # nothing ran, nothing written
     assert load_state(Workspace.open(root).paths).max_iterations == 2
+
+
+def test_damage_below_the_trace_header_keeps_the_settings(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    run_nas_optimization(root, iters=1, planner="random", seed=7, timeout=90, preset="tiny",
+                         executor=CallableExecutor(fake_train), quiet=True)
+    trace = next((root / "traces").glob("*.jsonl"))
+    lines = trace.read_text().splitlines()
+    trace.write_text("\n".join([lines[0], "{garbage", *lines[2:]]) + "\n")
+    run_nas_optimization(root, iters=2, executor=CallableExecutor(fake_train), quiet=True)
+    header = last_header(root)
+    assert (header["planner"], header["settings"]["seed"]) == ("random", 7)
+    assert header["settings"]["timeout_s"] == 90

@@ -128,6 +128,17 @@ def test_replay_missing_trace_is_one_line_error(tmp_path: Path) -> None:
     assert_one_line_error(invoke("replay", tmp_path / "missing.jsonl"))
 
 
+@pytest.mark.parametrize("text", [
+    b"[]\n", b'{"kind": "header"}\n', b'{"kind": "header", "state": {"x": 1}, "config": ""}\n',
+    b'{"kind": "header", "settings": "oops", "state": {}, "config": ""}\n', b"\xff\xfe\n",
+], ids=["list", "bare-header", "bad-state", "bad-settings", "not-utf8"])
+def test_malformed_trace_is_one_line_error(text: bytes, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    trace.write_bytes(text)
+    assert_one_line_error(invoke("replay", trace, "--workspace", tmp_path / "replayed"))
+    assert not (tmp_path / "replayed").exists()
+
+
 def test_failed_replay_leaves_no_temporary_workspace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

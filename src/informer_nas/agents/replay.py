@@ -20,7 +20,7 @@ from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
 from informer_nas.agents.trace import read_trace
 from informer_nas.agents.wiring import BrainSpec, build_brain
-from informer_nas.errors import ConfigError, ReplayDivergence
+from informer_nas.errors import ConfigError, HistoryCorrupt, ReplayDivergence
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
@@ -154,7 +154,16 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     header = records[0]
     if (Path(workspace) / "agent_state.json").exists():
         raise ConfigError(f"{workspace} already holds a workspace; replay into a new directory")
-    budget, target = _budget(header, records), _target_iterations(header, records)
+    try:  # everything the header must hold, checked before anything is written
+        budget, target = _budget(header, records), _target_iterations(header, records)
+        settings = _settings(header)
+        recorded = AgentState.model_validate(header["state"])
+        if not isinstance(header["config"], str):
+            raise TypeError("config is not text")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HistoryCorrupt(f"{trace_path}: its header is malformed ({type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:200]}); it cannot be "
+                             "replayed") from None
     space = _fresh_workspace(Path(workspace), header, _source_workspace(Path(trace_path)))
     root = str(space.paths.root)
     models = {role: ReplayModel(role, [r for r in records if r.get("kind") == "model"
@@ -163,8 +172,6 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     trainings = ReplayExecutor([r for r in records if r.get("kind") == "train"])
     replay_executor = (executor or LocalSubprocessExecutor()) if retrain else trainings
     replayed: list[dict[str, Any]] = []
-    settings = _settings(header)
-    recorded = AgentState.model_validate(header["state"])
     spec = BrainSpec(space, settings, study_space(recorded), Binding(), models=models)
     planner, evaluator = build_brain(str(header.get("planner", "tpe")), spec)
     if not models["evaluator"].records:

@@ -165,27 +165,56 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
     """Read a trace; a truncated last line (a crash while writing) is dropped.
 
     Raises:
-        HistoryCorrupt: the file is missing, has no header, or a line before the last
-            is not JSON.
+        HistoryCorrupt: the file is missing or unreadable, has no header, or a line before
+            the last is not a JSON object.
     """
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise HistoryCorrupt(f"trace {path} not found; list the traces/ folder of the "
-                             "workspace for the session files") from None
+    lines = _trace_text(path).splitlines()
     records: list[dict[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
             if number == len(lines):
                 logger.warning("%s: last line truncated (crash while writing); ignored", path)
                 break
             raise HistoryCorrupt(f"{path}:{number}: not a JSON line; the trace is corrupt "
                                  "and cannot be replayed") from None
+        if not isinstance(record, dict):
+            raise HistoryCorrupt(f"{path}:{number}: not a JSON object; the trace is corrupt "
+                                 "and cannot be replayed")
+        records.append(record)
     if not records or records[0].get("kind") != "header":
         raise HistoryCorrupt(f"{path}: no header line; it is not a session trace")
     return records
+
+
+def read_trace_header(path: Path) -> dict[str, Any]:
+    """The first line of a trace only: a session's settings survive damage further down.
+
+    Raises:
+        HistoryCorrupt: the file is missing or unreadable, or its first line is no header.
+    """
+    first = _trace_text(path).partition("\n")[0]
+    try:
+        header = json.loads(first)
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("kind") != "header":
+        raise HistoryCorrupt(f"{path}:1: not a trace header")
+    return header
+
+
+def _trace_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise HistoryCorrupt(f"trace {path} not found; list the traces/ folder of the "
+                             "workspace for the session files") from None
+    except UnicodeDecodeError:
+        raise HistoryCorrupt(f"{path}: not UTF-8 text; it is not a session trace") from None
+    except OSError as exc:
+        raise HistoryCorrupt(f"{path}: cannot be read ({exc.strerror}); check the path and "
+                             "its permissions") from None
 
 
 class RecordingExecutor(TrainingExecutor):

@@ -354,10 +354,15 @@ class _Doctor:
 
     def check_trace(self, path: Path, subject: str) -> None:
         body, tail, bad = split_json_lines(path.read_bytes())
-        if bad:
+        if bad and bad[0] == 1:
+            self.fix("warning", subject, "its header (line 1) is not JSON: the trace cannot be "
+                     "replayed", "a resume takes its settings from the session before; pass "
+                     "--seed, --timeout or the pruning options to set them", None)
+        elif bad:
             self.fix("warning", subject, f"line {bad[0]} is not JSON ({len(bad)} such line(s)): "
-                     f"the trace cannot be replayed past it", "the state and the runs do not "
-                     "depend on it; keep it for reading or delete it", None)
+                     f"the trace cannot be replayed past it", "the state, the runs and the "
+                     "settings a resume reads (line 1) do not depend on it; keep it for "
+                     "reading or delete it", None)
         if not tail:
             return
 
