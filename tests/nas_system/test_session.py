@@ -217,6 +217,31 @@ def test_hand_edited_config_is_kept_and_a_bad_one_refused(workspace: Workspace) 
     assert not executor.requests
 
 
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ('"pred_len": 12,', '"pred_len": 24,', "data.pred_len"),
+    ('"target": "OT",', '"target": "HUFL",', "data.target"),
+], ids=["pred_len", "target"])
+def test_hand_edit_of_the_task_is_refused(workspace: Workspace, old: str, new: str,
+                                          key: str) -> None:
+    """Runs of another task would be compared with the incumbent's: refused, nothing run."""
+    from informer_nas.errors import ConfigError
+    from informer_nas.nas_system.doctor import diagnose
+
+    session(workspace, ScriptPlanner([0.1]), iters=1)
+    text = workspace.paths.config.read_text()
+    assert old in text
+    workspace.paths.config.write_text(text.replace(old, new))
+    executor = CallableExecutor(train_by_dropout)
+    with pytest.raises(ConfigError, match=f"task is fixed for a workspace, but {key}"):
+        session(workspace, ScriptPlanner([0.2]), iters=2, executor=executor)
+    assert not executor.requests
+    report = diagnose(workspace.paths.root, repair=True)
+    assert any(f.severity == "error" and key in f.problem for f in report.findings)
+    assert workspace.paths.config.read_text() == text  # restored; the edit kept in a backup
+    session(workspace, ScriptPlanner([0.2]), iters=2, executor=executor)
+    assert len(executor.requests) == 1
+
+
 def test_iters_below_one_is_refused(workspace: Workspace) -> None:
     from informer_nas.errors import ConfigError
 

@@ -46,7 +46,7 @@ from informer_nas.nas_system.state import (
     now_iso,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import check_config_file
+from informer_nas.nas_system.workspace import check_config_file, task_changes
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +297,11 @@ class _Doctor:
         used = self.incumbent_config(state)
         if state is None or used is None or self.is_live or used.read_bytes() == (
                 text := config.read_bytes()):
+            return
+        changed = task_changes(check_config_file(config), check_config_file(used))
+        if changed:
+            self.restore_config(state, f"changes the workspace's forecasting task ({changed[0]})"
+                                "; sessions refuse it", "error", "bak")
             return
         other = next((r.run_id for r in reversed(state.runs) if r.run_id != state.incumbent_run_id
                       and _read(self.paths.run_dir(r.run_id) / "config_used.py") == text), None)

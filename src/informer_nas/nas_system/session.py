@@ -53,7 +53,7 @@ from informer_nas.nas_system.state import (
     load_state,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import Workspace
+from informer_nas.nas_system.workspace import Workspace, check_task
 
 logger = logging.getLogger(__name__)
 
@@ -362,6 +362,7 @@ def run_session(
     with workspace_lock(workspace.paths):
         load_config(workspace.paths.config)  # a bad hand edit stops here, before training
         state = load_state(workspace.paths)
+        check_task(workspace.paths, state)  # and so does a hand edit of the task
         if iters is not None:
             state.max_iterations = iters
         state.planner = planner.name

@@ -229,6 +229,42 @@ class Workspace:
                                 narrowing=state.narrowing)
 
 
+def task_changes(config: InformerConfig, reference: InformerConfig) -> list[str]:
+    """How ``config`` changes the forecasting task of ``reference`` (``FIXED_KEYS``)."""
+    ours, theirs = flatten(config.to_dict()), flatten(reference.to_dict())
+    return [f"{key} is {ours.get(key)!r} where this workspace's runs have {theirs.get(key)!r}"
+            for key in sorted(FIXED_KEYS) if ours.get(key) != theirs.get(key)]
+
+
+def workspace_task(paths: WorkspacePaths, state: AgentState) -> InformerConfig | None:
+    """The config the workspace's task is read from: the incumbent's ``config_used.py``,
+    else the first run's that is readable (None before any run)."""
+    ids = [state.incumbent_run_id] if state.incumbent_run_id else []
+    for run_id in [*ids, *(run.run_id for run in state.runs)]:
+        try:
+            return check_config_file(paths.run_dir(run_id) / "config_used.py")
+        except ConfigError:
+            continue
+    return None
+
+
+def check_task(paths: WorkspacePaths, state: AgentState) -> None:
+    """Refuse a ``config.py`` (edited by hand) that changes the workspace's task.
+
+    Raises:
+        ConfigError: which key changed, and what to do.
+    """
+    reference = workspace_task(paths, state)
+    if reference is None:
+        return
+    changes = task_changes(check_config_file(paths.config), reference)
+    if changes:
+        raise ConfigError(
+            f"{paths.config}: the forecasting task is fixed for a workspace, but {changes[0]}; "
+            "put the value back (or run `nas doctor --repair`), or start a new workspace "
+            "with `nas init` for the other task")
+
+
 def check_config_file(path: Path) -> InformerConfig:
     """Read a config file by literal evaluation and validate it; every error names a line.
 
