@@ -84,7 +84,8 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def _user_errors() -> Iterator[None]:
-    """Turn a NasError into one line on stderr and exit code 1 (no traceback)."""
+    """Turn a NasError, or an OSError (a path that cannot be created, read or written),
+    into one line on stderr and exit code 1 (no traceback)."""
     from informer_nas.errors import NasError
 
     try:
@@ -92,6 +93,11 @@ def _user_errors() -> Iterator[None]:
     except NasError as exc:
         logger.error("%s", exc)
         _fail(" ".join(str(exc).split()) or type(exc).__name__)
+    except OSError as exc:
+        logger.error("%s", exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _fail(f"{where}{exc.strerror or exc}; check that the path is a directory you can "
+              "write to, or choose another")
 
 
 def _console(quiet: bool = False) -> Any:
@@ -235,7 +241,7 @@ def run(
     origin = "" if planner else " (the workspace's)" if kept else " (default: " + (
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
     _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
-    with workspace_log(workspace, verbosity), _session_display(
+    with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters, chosen) as display:
         result = run_nas_optimization(
             workspace=workspace, iters=iters, planner=chosen, preset=preset.value, seed=seed,
@@ -259,7 +265,7 @@ def resume(
 
     with _user_errors():
         _open_workspace(workspace)  # not a workspace: one line, never a new one
-    with workspace_log(workspace, verbosity), _session_display(
+    with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters) as display:
         result = run_nas_optimization(workspace=workspace, iters=iters, observer=display)
     _finish(result, workspace)
@@ -419,6 +425,11 @@ def train(
     console = _console()
     with _user_errors():
         chosen_seed = load_config(config).training.seed if seed is None else seed
+        finished = [name for name in ("metrics.json", "history.json", "best_model.pt")
+                    if (run_dir / name).exists()]
+        if finished:
+            _fail(f"{run_dir} already holds a run ({', '.join(finished)}); choose a new "
+                  "--run-dir, or delete that one first")
         try:
             with SessionDisplay(console, verbosity, show_session=False) as display:
                 outcome = LocalSubprocessExecutor().run(config, run_dir, chosen_seed, timeout,

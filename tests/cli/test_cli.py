@@ -139,6 +139,27 @@ def test_malformed_trace_is_one_line_error(text: bytes, tmp_path: Path) -> None:
     assert not (tmp_path / "replayed").exists()
 
 
+def test_paths_that_cannot_be_created_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("")
+    assert_one_line_error(invoke("init", "--workspace", tmp_path / "afile" / "ws"))
+    assert_one_line_error(invoke("run", "--iters", "1", "--workspace", tmp_path / "afile" / "ws"))
+    config = tmp_path / "config.py"
+    config.write_bytes(b'CONFIG = {"model": {}}  # caf\xe9\n')
+    assert_one_line_error(invoke("train", config, "--run-dir", tmp_path / "run"))
+
+
+def test_train_never_overwrites_a_finished_run(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text('{"status": "ok"}')
+    config = tmp_path / "config.py"
+    config.write_text("CONFIG = {}\n")
+    result = invoke("train", config, "--run-dir", run_dir)
+    assert_one_line_error(result)
+    assert "already holds a run" in result.stderr
+    assert (run_dir / "metrics.json").read_text() == '{"status": "ok"}'
+
+
 def test_failed_replay_leaves_no_temporary_workspace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -179,6 +179,11 @@ def read_config_literal(path: Path) -> dict[str, Any]:
         source = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; create one with `nas init`") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: byte {exc.start} is not UTF-8 text; save the file as "
+                          "UTF-8") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a directory; name a config file") from None
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:
