@@ -23,6 +23,8 @@ from typer.testing import CliRunner
 
 from informer_nas.cli import app
 from informer_nas.display import SessionDisplay
+from informer_nas.informer.presets import preset_config
+from informer_nas.nas_system.workspace import render_config
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -152,8 +154,8 @@ def test_train_never_overwrites_a_finished_run(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.json").write_text('{"status": "ok"}')
-    config = tmp_path / "config.py"
-    config.write_text("CONFIG = {}\n")
+    config = tmp_path / "config.py"  # tiny: were the run trained anyway, it takes seconds
+    config.write_text(render_config(preset_config("tiny")))
     result = invoke("train", config, "--run-dir", run_dir)
     assert_one_line_error(result)
     assert "already holds a run" in result.stderr
