@@ -194,6 +194,11 @@ def init(
         created = Workspace.create(workspace, preset.value, data_path=data, narrowing=narrowing)
     typer.echo(f"created workspace {workspace} (preset {preset.value}); edit "
                f"{created.paths.config} or start with: nas run --iters 10 --workspace {workspace}")
+    if data is not None:
+        task = created.config().data
+        typer.echo(f"data {task.path}: features {task.features}, target {task.target!r}, split "
+                   f"{task.split!r}, freq {task.freq!r}, forecasting {task.pred_len} steps "
+                   "(the task is fixed once the first run is trained)")
     if narrowing:
         typer.echo(f"search narrowed on {len(narrowing)} keys ({', '.join(narrowing)})"
                    + _moved_values(preset.value, created.config(), narrowing))

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from informer_nas.cli import app
 from informer_nas.display import SessionDisplay
+from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.workspace import render_config
 
@@ -569,8 +570,6 @@ def test_replay_of_session_trace_is_identical(session: dict[str, Any], tmp_path:
 
 
 def test_train_writes_run_directory(tmp_path: Path) -> None:
-    from informer_nas.informer.presets import preset_config
-
     config = tmp_path / "config.py"
     config.write_text(f"CONFIG = {preset_config('tiny').to_dict()!r}\n")
     result = invoke("train", config, "--run-dir", tmp_path / "run", "--seed", "3", "--quiet")
@@ -597,3 +596,33 @@ def test_init_with_a_bad_space_file_is_one_line_and_creates_nothing(tmp_path: Pa
     assert_one_line_error(result)
     assert "model.d_model choice 300 is not one of" in result.stderr
     assert not (tmp_path / "ws").exists()
+
+
+def write_csv(path: Path, rows: int, bad_row: int | None = None) -> Path:
+    lines = ["date,a,load"]
+    for row in range(rows):
+        stamp = f"2020-01-{1 + row // 24:02d} {row % 24:02d}:00:00"
+        value = "x" if row == bad_row else f"{row % 7 / 7:.3f}"
+        lines.append(f"{stamp},{value},{row % 5 / 5:.3f}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_init_with_own_data_fits_target_and_split(tmp_path: Path) -> None:
+    """A CSV without OT, shorter than the ETT months: its last column, a ratio split."""
+    csv = write_csv(tmp_path / "mine.csv", rows=600)
+    result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
+    assert result.exit_code == 0, result.output
+    assert "target 'load'" in result.stdout and "split 'ratio'" in result.stdout
+    data = read_config_literal(tmp_path / "ws" / "config.py")["data"]
+    assert (data["target"], data["split"], data["path"]) == ("load", "ratio", str(csv))
+
+
+@pytest.mark.parametrize(("rows", "bad_row", "phrase"), [
+    (600, 30, "non-numeric"), (40, None, "fewer than seq_len + pred_len")])
+def test_init_with_unusable_data_is_one_line_and_creates_nothing(
+        tmp_path: Path, rows: int, bad_row: int | None, phrase: str) -> None:
+    csv = write_csv(tmp_path / "mine.csv", rows=rows, bad_row=bad_row)
+    result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
+    assert_one_line_error(result)
+    assert phrase in result.stderr and not (tmp_path / "ws").exists()

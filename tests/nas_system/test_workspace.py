@@ -59,10 +59,16 @@ def test_create_refuses_to_overwrite_a_workspace(tmp_path: Path) -> None:
 
 
 def test_create_with_a_data_file(tmp_path: Path) -> None:
+    from informer_nas.informer.data import bundled_csv_path
+
     csv = tmp_path / "series.csv"
-    csv.write_text("date,OT\n")
+    csv.write_bytes(bundled_csv_path().read_bytes())
     workspace = Workspace.create(tmp_path / "ws", "tiny", data_path=csv)
     assert read_config_literal(workspace.paths.config)["data"]["path"] == str(csv.resolve())
+    csv.write_text("date,OT\n")  # a header and no rows: refused before anything is written
+    with pytest.raises(DataError, match="fewer than seq_len"):
+        Workspace.create(tmp_path / "empty", "tiny", data_path=csv)
+    assert not (tmp_path / "empty").exists()
     with pytest.raises(DataError, match="missing.csv not found"):
         Workspace.create(tmp_path / "other", "tiny", data_path=tmp_path / "missing.csv")
 

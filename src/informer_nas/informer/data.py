@@ -151,6 +151,38 @@ def _check_lengths(raw: RawSeries, borders: list[tuple[int, int]], data: DataSec
             )
 
 
+def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
+    """Check the CSV of ``data.path`` for a new workspace, and what its data section needs.
+
+    A file without the target column forecasts its last column; a file too short for the
+    ETT months is split by ratio (70/10/20 %, as the reference does for its own CSVs).
+
+    Returns:
+        The settings to change (``{"target": ..., "split": ...}``) and why, one line each.
+
+    Raises:
+        DataError: the file cannot serve the windows even then (the message says why).
+    """
+    path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
+    changes: dict[str, str] = {}
+    notes: list[str] = []
+    frame = _read_frame(str(path), _stat_or_raise(path).st_mtime_ns)
+    candidates = [str(c) for c in frame.columns if c != "date"]
+    if data.target not in candidates and candidates and "date" in frame.columns:
+        changes["target"] = candidates[-1]
+        notes.append(f"target {candidates[-1]!r}: the file has no {data.target!r} column")
+    raw = read_series(path, changes.get("target", data.target))
+    ett_rows = split_borders(len(raw.values), data.seq_len, "ett", data.freq)[2][1]
+    if data.split == "ett" and len(raw.values) < ett_rows:
+        changes["split"] = "ratio"
+        notes.append(f"split 'ratio' (70/10/20 %): {len(raw.values)} rows are fewer than the "
+                     f"{ett_rows} of the ETT months")
+    fitted = data.model_copy(update=changes)
+    _check_lengths(raw, split_borders(len(raw.values), fitted.seq_len, fitted.split,
+                                      fitted.freq), fitted)
+    return changes, notes
+
+
 @dataclass(frozen=True)
 class Scaler:
     """Per-column standardisation fit on the train rows (population std, ddof 0)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from informer_nas.nas_system.search_space import (
     validate_narrowing,
 )
 from informer_nas.nas_system.state import AgentState, compact_state, doctor_hint
+
+logger = logging.getLogger(__name__)
 
 _HEADER = """\
 # informer-nas config: the incumbent training config of this workspace.
@@ -365,9 +368,15 @@ def _initial_config(preset: str, data_path: Path | None,
     config = config or preset_config(preset)
     if data_path is None:
         return config
+    from informer_nas.informer.data import fit_csv
+
     path = Path(data_path).expanduser().resolve()
     if not path.is_file():
         raise DataError(f"data file {data_path} not found; pass an existing CSV to --data")
     data = config.to_dict()
     data["data"]["path"] = str(path)
+    changes, notes = fit_csv(InformerConfig.model_validate(data).data)
+    data["data"].update(changes)
+    for note in notes:
+        logger.info("%s: %s", path.name, note)
     return InformerConfig.model_validate(data)
