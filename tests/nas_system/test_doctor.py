@@ -173,6 +173,19 @@ def test_a_record_failing_the_schema_comes_back_from_its_run_dir(bench: Bench) -
     assert_healthy_now(bench)
 
 
+def test_runs_that_are_not_a_list_are_a_schema_error_doctor_repairs(bench: Bench) -> None:
+    completed = bench.completed()
+    compact_state(bench.paths, bench.state)
+    raw = json.loads(bench.paths.state.read_text())
+    raw["runs"] = {}
+    bench.paths.state.write_text(json.dumps(raw))
+    with pytest.raises(HistoryCorrupt, match="does not match the state schema"):
+        load_state(bench.paths)
+    diagnose(bench.paths.root, repair=True)
+    assert bench.completed() == completed
+    assert_healthy_now(bench)
+
+
 def test_a_garbled_journal_line_is_skipped_and_the_later_lines_kept(bench: Bench) -> None:
     completed = bench.completed()
     journal = journal_path(bench.paths)

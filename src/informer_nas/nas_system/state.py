@@ -218,6 +218,8 @@ def _read_journal(paths: WorkspacePaths) -> list[dict[str, Any]]:
 
 def _replay(raw: dict[str, Any], entries: list[dict[str, Any]]) -> None:
     runs = raw.setdefault("runs", [])
+    if not isinstance(runs, list):
+        return  # the schema check that follows names the field
     index = {run.get("run_id"): i for i, run in enumerate(runs) if isinstance(run, dict)}
     for entry in entries:
         raw.update(entry.get("head", {}))
