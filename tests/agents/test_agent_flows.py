@@ -149,3 +149,26 @@ def test_evaluator_turn_limit_falls_back_to_the_policy(workspace: Workspace) -> 
     model = ScriptedModel([[call("run_metrics", {"run_id": "run_0001"}, n)] for n in range(2)])
     record = run_evaluator(workspace, model, max_turns=2)
     assert record.decided_by == "policy" and "evaluator failed" in record.verdict_reason
+
+
+def test_unknown_tool_message_lists_the_agents_own_tools() -> None:
+    """The evaluator asking for launch_training is told its own tools, not the planner's."""
+    from agents import RunContextWrapper
+    from agents.run_config import ToolErrorFormatterArgs
+
+    from informer_nas.agents.evaluator import build_evaluator_agent
+    from informer_nas.agents.planner import build_planner_agent, tool_error_formatter, tool_names
+    from informer_nas.agents.provider import Binding
+
+    def message(agent_tools: list[str]) -> str | None:
+        args = ToolErrorFormatterArgs(kind="tool_not_found", tool_type="function",
+                                      tool_name="launch_training", call_id="c1",
+                                      default_message="", run_context=RunContextWrapper(None))
+        return tool_error_formatter(agent_tools)(args)
+
+    evaluator = tool_names(build_evaluator_agent(Binding()))
+    planner = tool_names(build_planner_agent(Binding()))
+    assert "launch_training" in planner and "launch_training" not in evaluator
+    text = message(evaluator) or ""
+    assert text.startswith("ERROR: there is no tool 'launch_training'; use ")
+    assert all(name in text for name in evaluator) and text.count("launch_training") == 1

@@ -25,6 +25,7 @@ from informer_nas.agents.planner import (
     capped,
     is_unreachable,
     run_config,
+    tool_names,
     unavailable_reason,
 )
 from informer_nas.agents.policy import policy_outcome
@@ -85,12 +86,13 @@ def build_evaluator_agent(binding: Binding) -> Agent[ToolContext]:
 def build_judge_tool(binding: Binding, provider: RoleModelProvider, max_turns: int,
                      tracing: bool = False) -> FunctionTool:
     """The evaluator as a tool (``Agent.as_tool``) returning ``EvaluatorDecision`` JSON."""
-    return build_evaluator_agent(binding).as_tool(
+    agent = build_evaluator_agent(binding)
+    return agent.as_tool(
         tool_name=JUDGE_TOOL,
         tool_description="Judge a borderline candidate against the incumbent.",
         custom_output_extractor=decision_json,
         parameters=JudgeRequest,
-        run_config=run_config(provider, tracing),
+        run_config=run_config(provider, tool_names(agent), tracing),
         max_turns=max_turns,
         failure_error_function=None,  # failures fall back to the policy, below
     )

@@ -9,10 +9,10 @@ limit are the same.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from agents import Agent, RunConfig, RunContextWrapper, Runner
+from agents import Agent, FunctionTool, RunConfig, RunContextWrapper, Runner
 from agents.exceptions import AgentsException, MaxTurnsExceeded
 from agents.run_config import ToolErrorFormatterArgs
 from pydantic import BaseModel
@@ -92,23 +92,35 @@ def build_planner_agent(binding: Binding) -> Agent[ToolContext]:
     )
 
 
-def format_tool_error(args: ToolErrorFormatterArgs[Any]) -> str | None:
-    """Model-visible text for an unknown tool name (other errors keep their own)."""
-    if args.kind == "tool_not_found":
-        return (f"{TOOL_ERROR_PREFIX}there is no tool {args.tool_name!r}; use read_history, "
-                "get_config, summarize_curve, edit_config or launch_training")
-    return None
+def tool_names(agent: Agent[Any]) -> list[str]:
+    """The names of an agent's function tools, for messages to its model."""
+    return [tool.name for tool in agent.tools if isinstance(tool, FunctionTool)]
 
 
-def run_config(provider: RoleModelProvider, tracing: bool = False) -> RunConfig:
-    """The run settings both agents share: our provider, unknown tools reported back."""
+def tool_error_formatter(tools: Sequence[str]) -> Callable[[ToolErrorFormatterArgs[Any]],
+                                                           str | None]:
+    """Model-visible text for an unknown tool name, listing the agent's own ``tools`` (other
+    errors keep their own text)."""
+    def format_tool_error(args: ToolErrorFormatterArgs[Any]) -> str | None:
+        if args.kind == "tool_not_found":
+            return (f"{TOOL_ERROR_PREFIX}there is no tool {args.tool_name!r}; use "
+                    f"{', '.join(tools[:-1])} or {tools[-1]}")
+        return None
+
+    return format_tool_error
+
+
+def run_config(provider: RoleModelProvider, tools: Sequence[str],
+               tracing: bool = False) -> RunConfig:
+    """The run settings both agents share: our provider, unknown tools reported back with
+    the agent's own ``tools``."""
     return RunConfig(
         model_provider=provider,
         tracing_disabled=not tracing,
         trace_include_sensitive_data=False,
         workflow_name="informer-nas",
         tool_not_found_behavior="return_error_to_model",
-        tool_error_formatter=format_tool_error,
+        tool_error_formatter=tool_error_formatter(tools),
     )
 
 
@@ -166,7 +178,7 @@ class AgentPlanner:
         self.name = name
         self.binding = binding
         self.agent = build_planner_agent(binding)
-        self.run_config = run_config(provider, tracing)
+        self.run_config = run_config(provider, tool_names(self.agent), tracing)
         self.prompt = prompt
         self.before = before
         self.after = after
