@@ -133,6 +133,14 @@ def test_invalid_candidate_costs_no_run_id(ctx: ToolContext) -> None:
     assert ctx.state.runs == [] and ctx.state.next_run_number == 0
 
 
+@pytest.mark.parametrize("seed", [-1, 2**31, 10**20])
+def test_seed_out_of_range_costs_no_run_id(ctx: ToolContext, seed: int) -> None:
+    with pytest.raises(LaunchError, match="seed must be between 0 and 2147483647"):
+        launch_training(ctx, seed=seed)
+    assert ctx.state.runs == [] and ctx.state.next_run_number == 0
+    assert not executor_of(ctx).requests
+
+
 @pytest.mark.parametrize(
     ("seed", "expected"),
     [(None, 10), (1234, 1234)],

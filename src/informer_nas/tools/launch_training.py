@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 _SEED_LIMIT = 2**31 - 1
 CONFIRMATION_SEED_OFFSET = 100_000
 _METRIC_KEYS = ("val_mse", "val_mae", "test_mse", "test_mae")
+MAX_SEED = 2**31 - 1  # training.seed's bound
 
 
 def run_seed(base_seed: int, iteration: int) -> int:
@@ -193,6 +194,9 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     Args:
         seed: training seed; omit it to use the session's deterministic per-iteration seed.
     """
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise LaunchError(f"seed must be between 0 and {MAX_SEED}, got {seed}; omit it to use "
+                          "the session's seed for this iteration")
     current = _scratch(ctx)
     config = _candidate_path(ctx)
     plan = prune_plan(ctx)
