@@ -344,3 +344,22 @@ def test_decision_without_launch_is_a_planning_failure(session: Session,
         result = session(server, iters=2)
     assert (result.stopped_by, result.iteration) == ("budget", 2)
     assert [r.iteration for r in consistent(tmp_path / "ws").runs] == [2]
+
+
+def test_model_that_never_launches_stops_the_session(session: Session, tmp_path: Path) -> None:
+    """Three iterations in a row without a candidate: stop, not the whole budget spent."""
+    with scripted_server([], fallback=always(decision("nothing"))) as server:
+        result = session(server, iters=6)
+    assert (result.stopped_by, result.iteration) == ("brain_unavailable", 3)
+    assert "3 iterations in a row ended without a candidate" in result.message
+    assert consistent(tmp_path / "ws").runs == []
+
+
+def test_model_that_never_launches_hands_over_to_the_fallback(session: Session,
+                                                             tmp_path: Path) -> None:
+    with scripted_server([], fallback=always(decision("nothing"))) as server:
+        result = session(server, iters=4, fallback="tpe")
+    assert (result.stopped_by, result.iteration) == ("budget", 4), result
+    runs = consistent(tmp_path / "ws").runs
+    assert [r.iteration for r in runs] == [2, 3, 4]  # the first failure spent iteration 1
+    assert all(r.plan.startswith("tpe trial") for r in runs)

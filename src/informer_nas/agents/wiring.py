@@ -96,30 +96,50 @@ def build_brain(name: str, spec: BrainSpec,
     return planner, evaluator
 
 
+SWITCH_AFTER_FAILURES = 2  # before the session's own stop (MAX_FAILURES_IN_A_ROW)
+
+
 class FallbackPlanner:
-    """Uses ``primary`` until its model is unreachable, then ``backup`` for good."""
+    """Uses ``primary`` until its model is unreachable, or until it ends
+    ``SWITCH_AFTER_FAILURES`` iterations in a row without a candidate (a model that never
+    launches a training); then ``backup`` for good, starting with the iteration at hand."""
 
     def __init__(self, primary: Planner, backup: Planner) -> None:
         self.primary = primary
         self.backup = backup
         self.active = primary
         self.name = primary.name
+        self.failures_in_a_row = 0
 
     def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
         if self.active is self.backup:
             return self.backup.plan_iteration(ctx, budget)
         try:
-            return self.primary.plan_iteration(ctx, budget)
+            outcome = self.primary.plan_iteration(ctx, budget)
         except BrainUnavailable as exc:
-            logger.warning("%s; continuing on the %s brain", exc, self.backup.name)
-            self.active = self.backup
-            current = ctx.state.current
-            if current is not None and current.launched_run_id is not None:
-                return PlannerOutcome.failed(f"planning failure: {exc}")
-            ctx.state.current = IterationScratch(iteration=budget.iteration)
-            ctx.save()
-            remove_candidate(ctx)
-            return self.backup.plan_iteration(ctx, budget)
+            return self._switch(ctx, budget, str(exc))
+        current = ctx.state.current
+        launched = current is not None and current.launched_run_id is not None
+        if launched or (outcome.step_type == "stop" and outcome.failure is None):
+            self.failures_in_a_row = 0
+            return outcome
+        self.failures_in_a_row += 1
+        if self.failures_in_a_row < SWITCH_AFTER_FAILURES:
+            return outcome
+        why = outcome.failure or "the planner launched no training"
+        return self._switch(ctx, budget, f"{self.failures_in_a_row} iterations in a row without "
+                                         f"a candidate (the last: {why})")
+
+    def _switch(self, ctx: ToolContext, budget: Budget, why: str) -> PlannerOutcome:
+        logger.warning("%s; continuing on the %s brain", why, self.backup.name)
+        self.active = self.backup
+        current = ctx.state.current
+        if current is not None and current.launched_run_id is not None:
+            return PlannerOutcome.failed(f"planning failure: {why}")
+        ctx.state.current = IterationScratch(iteration=budget.iteration)
+        ctx.save()
+        remove_candidate(ctx)
+        return self.backup.plan_iteration(ctx, budget)
 
     def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
         self.primary.finish_iteration(ctx, record)

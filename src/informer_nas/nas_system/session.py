@@ -58,6 +58,9 @@ from informer_nas.nas_system.workspace import Workspace, check_task
 logger = logging.getLogger(__name__)
 
 SessionObserver = Callable[[dict[str, Any]], None]
+# A planner that ends this many iterations in a row without a candidate (a model that never
+# launches, or keeps failing to answer) stops the session instead of spending the budget.
+MAX_FAILURES_IN_A_ROW = 3
 StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable"]
 # (ctx, run_id, K): make sure run_id has results for the session's K confirmation seeds.
 SeedConfirmer = Callable[[ToolContext, str, int], object]
@@ -129,6 +132,7 @@ class _Loop:
     announced: set[str] = field(default_factory=set)
     stop_message: str = ""  # why the planner became unavailable
     stop_after: int | None = None  # a replay of an unfinished session ends there
+    failures_in_a_row: int = 0  # iterations spent without a candidate, since the last one
 
     def emit(self, event: str, **data: Any) -> None:
         try:
@@ -155,6 +159,10 @@ class _Loop:
             if self.stop_after is not None and state.iteration >= self.stop_after:
                 return self.result("interrupted", "the recorded session stopped here")
             stop = self.iteration()
+            if stop is None and self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                stop = "brain_unavailable"
+                self.stop_message = (f"{self.failures_in_a_row} iterations in a row ended "
+                                     f"without a candidate; the last: {self.stop_message}")
             if stop is not None:
                 return self.result(stop, self.stop_message)
         return self.result("budget")
@@ -214,6 +222,8 @@ class _Loop:
         self.ctx.save()
         remove_candidate(self.ctx)
         self.iterations_run += 1
+        self.failures_in_a_row += 1
+        self.stop_message = why
         self.planner.finish_iteration(self.ctx, None)
 
     def finish_run(self, record: RunRecord, outcome: PlannerOutcome | None) -> None:
@@ -227,6 +237,7 @@ class _Loop:
         record = find_run(self.ctx, record.run_id) or record
         commit(self.ctx, record, decision)
         self.iterations_run += 1
+        self.failures_in_a_row = 0
         incumbent = find_run(self.ctx, self.ctx.state.incumbent_run_id)
         self.emit("verdict", iteration=record.iteration, run_id=record.run_id,
                   verdict=decision.verdict, accepted=decision.accepted,
