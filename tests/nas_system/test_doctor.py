@@ -187,6 +187,20 @@ def test_runs_that_are_not_a_list_are_a_schema_error_doctor_repairs(bench: Bench
     assert_healthy_now(bench)
 
 
+def test_a_lost_journal_is_noticed_and_its_runs_rebuilt(bench: Bench) -> None:
+    """agent_state.json alone (a backup without the journal): the finished runs come back
+    from their run directories instead of vanishing from a "healthy" workspace."""
+    completed = bench.completed()
+    journal_path(bench.paths).unlink()
+    assert load_state(bench.paths).runs == []
+    looked = diagnose(bench.paths.root)
+    assert not looked.is_healthy
+    assert any("4 finished run(s) have no record" in f.problem for f in looked.findings)
+    diagnose(bench.paths.root, repair=True)
+    assert bench.completed() == completed
+    assert_healthy_now(bench)
+
+
 def test_a_garbled_journal_line_is_skipped_and_the_later_lines_kept(bench: Bench) -> None:
     completed = bench.completed()
     journal = journal_path(bench.paths)

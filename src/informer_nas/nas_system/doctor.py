@@ -26,6 +26,7 @@ from typing import Literal
 
 from informer_nas.errors import ConfigError, HistoryCorrupt, NasError, WorkspaceLocked
 from informer_nas.nas_system.atomic import atomic_write_bytes
+from informer_nas.nas_system.executor import read_metrics
 from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
@@ -206,6 +207,13 @@ class _Doctor:
         except HistoryCorrupt as exc:
             return self.rebuild(str(exc).split("; it was left untouched")[0]
                                 .split("; run `nas doctor")[0])
+        recorded = {run.run_id for run in state.runs}
+        lost = [run_id for run_id in run_dir_ids(self.paths) if run_id not in recorded
+                and (read_metrics(self.paths.run_dir(run_id))[0] or {}).get("status") == "ok"]
+        if lost and not self.is_live:
+            return self.rebuild(f"{len(lost)} finished run(s) have no record ({', '.join(lost[:3])}"
+                                f"{', ...' if len(lost) > 3 else ''}): agent_state.journal was "
+                                "lost or cut")
         journal = journal_path(self.paths)
         if journal.is_file() and not journal.read_bytes().endswith(b"\n"):
             self.add("info", journal.name, "its last line was torn by a crash during a save",

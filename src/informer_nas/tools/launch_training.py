@@ -201,9 +201,9 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     config = _candidate_path(ctx)
     plan = prune_plan(ctx)
     record = _start_record(ctx, current, seed)
-    run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
     on_event = _tagged(ctx.on_progress, run_id=record.run_id)
     try:
+        run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
         outcome = _train(ctx, config, run_dir, record.seed, on_event, plan)
         if outcome.status is RunStatus.PRUNED:
             outcome = _explain_pruning(outcome, run_dir, plan)
