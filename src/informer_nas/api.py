@@ -48,8 +48,9 @@ def default_planner() -> str:
     return "hybrid" if llm_configured() else "tpe"
 
 
-def workspace_planner(workspace: str | Path) -> str | None:
-    """The planner an existing workspace last ran (None: no workspace, or none recorded)."""
+def existing_state(workspace: str | Path) -> AgentState | None:
+    """The state of an existing workspace (None: no workspace, or an unreadable state, which
+    the session itself reports): its planner and preset, before a session starts."""
     from informer_nas.errors import NasError
     from informer_nas.nas_system.paths import WorkspacePaths
     from informer_nas.nas_system.state import load_state
@@ -58,8 +59,8 @@ def workspace_planner(workspace: str | Path) -> str | None:
     if not paths.state.is_file():
         return None
     try:
-        return load_state(paths).planner or None
-    except NasError:  # the session itself reports an unreadable state
+        return load_state(paths)
+    except NasError:
         return None
 
 

@@ -222,7 +222,8 @@ def run(
         typer.Option(help="The brain (default: hybrid with an LLM endpoint, else tpe)."),
     ] = None,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
-    preset: PresetOption = Preset.quick,
+    preset: Annotated[Preset | None, typer.Option(
+        help="Starting config for a new workspace [default: quick].")] = None,
     seed: Annotated[int | None, typer.Option(
         min=0, help="Base seed (default: the workspace's, else 0).")] = None,
     confirm_seeds: Annotated[int | None, typer.Option(
@@ -239,9 +240,17 @@ def run(
 ) -> None:
     """Search: plan, train, judge and record, ITERS iterations in all (creates the workspace)."""
     verbosity = _verbosity(quiet, verbose)
-    from informer_nas.api import default_planner, run_nas_optimization, workspace_planner
+    if no_prune and (prune_rule is not None or prune_percentile is not None):
+        _fail("--no-prune turns pruning off; it excludes --prune-rule and --prune-percentile",
+              code=2)
+    from informer_nas.api import default_planner, existing_state, run_nas_optimization
 
-    kept = None if planner else workspace_planner(workspace)
+    existing = existing_state(workspace)
+    if preset is not None and existing is not None and existing.preset != preset.value:
+        typer.echo(f"note: {workspace} exists with preset {existing.preset}; --preset only sets "
+                   f"up a new workspace (use another --workspace for a {preset.value} search)",
+                   err=verbosity == "quiet")
+    kept = None if planner or existing is None else existing.planner or None
     chosen = planner.value if planner else kept or default_planner()
     origin = "" if planner else " (the workspace's)" if kept else " (default: " + (
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
@@ -249,7 +258,8 @@ def run(
     with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters, chosen) as display:
         result = run_nas_optimization(
-            workspace=workspace, iters=iters, planner=chosen, preset=preset.value, seed=seed,
+            workspace=workspace, iters=iters, planner=chosen,
+            preset=(preset or Preset.quick).value, seed=seed,
             confirm_seeds=confirm_seeds, timeout=timeout, prune=False if no_prune else None,
             prune_rule=prune_rule.value if prune_rule else None, prune_percentile=prune_percentile,
             fallback=fallback.value if fallback else None, observer=display,

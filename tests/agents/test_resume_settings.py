@@ -103,6 +103,24 @@ def test_cli_prune_options_reach_the_api(calls: list[dict[str, Any]]) -> None:
     assert (calls[0]["prune_rule"], calls[0]["prune_percentile"]) == ("percentile", 25.0)
 
 
+def test_cli_no_prune_with_a_prune_rule_is_refused(calls: list[dict[str, Any]]) -> None:
+    result = CliRunner().invoke(app, ["run", "--iters", "2", "--no-prune",
+                                      "--prune-rule", "percentile"])
+    assert result.exit_code == 2 and not calls
+    assert result.stderr.strip().splitlines() == [
+        "error: --no-prune turns pruning off; it excludes --prune-rule and --prune-percentile"]
+
+
+def test_cli_preset_on_an_existing_workspace_is_noted(calls: list[dict[str, Any]],
+                                                      tmp_path: Path) -> None:
+    Workspace.create(tmp_path / "ws", "tiny")
+    result = CliRunner().invoke(app, ["run", "--iters", "2", "--workspace",
+                                      str(tmp_path / "ws"), "--preset", "paper"])
+    assert "exists with preset tiny; --preset only sets up a new workspace" in result.stdout
+    result = CliRunner().invoke(app, ["run", "--iters", "2", "--workspace", str(tmp_path / "ws")])
+    assert "--preset" not in result.stdout and calls[-1]["preset"] == "quick"
+
+
 def test_cli_resume_leaves_the_planner_to_the_api(calls: list[dict[str, Any]],
                                                   tmp_path: Path) -> None:
     Workspace.create(tmp_path / "ws", "tiny")
