@@ -463,8 +463,20 @@ def train(
 
 
 def main() -> None:
-    """Entry point for ``python -m informer_nas.cli``."""
-    app()
+    """The ``nas`` command (and ``python -m informer_nas.cli``): a usage error (a missing or
+    malformed option, an unknown command) is one line naming the help to read, exit 2."""
+    try:
+        code = app(standalone_mode=False, prog_name="nas")
+    except typer.Abort:  # Ctrl+C outside a session (a session handles its own)
+        raise SystemExit(INTERRUPTED_EXIT) from None
+    except typer.TyperException as exc:  # Typer's (vendored Click's) usage errors
+        status = int(getattr(exc, "exit_code", 1))
+        context = getattr(exc, "ctx", None)
+        hint = f"; see `{context.command_path} --help`" if status == 2 and context else ""
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {' '.join(message.split()).rstrip('.')}{hint}", err=True)
+        raise SystemExit(status) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

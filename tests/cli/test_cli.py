@@ -68,6 +68,18 @@ def test_import_is_light_and_fast() -> None:
     assert float(seconds) < 1.0
 
 
+@pytest.mark.parametrize(("argv", "message"), [
+    (["run"], "error: Missing option '--iters' / '-n'; see `nas run --help`"),
+    (["frob"], "error: No such command 'frob'; see `nas --help`"),
+])
+def test_usage_error_is_one_line(argv: list[str], message: str) -> None:
+    """The installed `nas` (cli.main), not Typer's boxed usage message."""
+    out = subprocess.run([sys.executable, "-c", "from informer_nas.cli import main; main()",
+                          *argv], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == [message]
+
+
 def test_help_lists_every_command() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
