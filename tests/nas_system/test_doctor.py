@@ -223,12 +223,25 @@ def test_a_missing_state_file_is_rebuilt_from_the_run_directories(bench: Bench) 
     report = diagnose(bench.paths.root, repair=True)
     action = next(f.action for f in report.findings if f.subject == "agent_state.json")
     assert "incumbent run_0002: the run whose config_used.py equals config.py" in action
-    assert "preset is unknown" in action
+    assert "preset 'tiny': the one whose window caps config.py has" in action
     state = load_state(bench.paths)
+    assert state.preset == "tiny"
     assert bench.completed() == completed
     assert state.incumbent_run_id == "run_0002" and state.next_run_number == 4
     assert [r.iteration for r in state.runs] == [1, 2, 3, 4] and state.iteration == 4
     assert_healthy_now(bench)
+
+
+def test_a_lost_state_takes_its_search_space_from_the_last_trace(bench: Bench) -> None:
+    narrowing = {"model.d_model": {"choices": [16, 32]}}
+    bench.paths.traces.mkdir(exist_ok=True)
+    (bench.paths.traces / "20261127T000000-tpe-1.jsonl").write_text(json.dumps(
+        {"kind": "header", "state": {"preset": "quick", "narrowing": narrowing}}) + "\n")
+    bench.paths.state.unlink()
+    journal_path(bench.paths).unlink()
+    diagnose(bench.paths.root, repair=True)
+    state = load_state(bench.paths)
+    assert state.preset == "quick" and state.narrowing == narrowing
 
 
 def test_a_newer_schema_is_never_touched(bench: Bench) -> None:

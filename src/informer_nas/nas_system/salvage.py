@@ -24,6 +24,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from informer_nas.errors import ConfigError
+from informer_nas.informer.config import read_config_literal
+from informer_nas.informer.presets import PRESETS, preset_config
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.state import SCHEMA_VERSION, AgentState, journal_path
@@ -65,10 +68,42 @@ def rebuild_state(paths: WorkspacePaths) -> Salvage:
     for entry in entries:
         head.update(entry.get("head") or {})
         runs.extend(r for r in entry.get("runs") or [] if isinstance(r, dict))
+    if "preset" not in head:
+        _recover_preset(paths, head, notes)
     state = _validated_state(head, runs, notes)
     adopted = _adopt_run_dirs(paths, state, notes)
     _settle_head(paths, state, adopted, notes)
     return Salvage(state, notes, adopted)
+
+
+def _recover_preset(paths: WorkspacePaths, head: dict[str, Any], notes: list[str]) -> None:
+    """The search space (preset, narrowing) of a state that lost it: from the newest trace
+    header that holds it, else the preset whose window caps ``config.py`` has."""
+    traces = sorted(paths.traces.glob("*.jsonl"), reverse=True) if paths.traces.is_dir() else []
+    for trace in traces:
+        try:
+            with trace.open("rb") as file:
+                recorded = json.loads(file.readline()).get("state")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(recorded, dict) and isinstance(recorded.get("preset"), str):
+            head["preset"] = recorded["preset"]
+            if recorded.get("narrowing"):
+                head["narrowing"] = recorded["narrowing"]
+            notes.append(f"preset {head['preset']!r} and the search's narrowing read from "
+                         f"traces/{trace.name}")
+            return
+    try:
+        training = read_config_literal(paths.config)["training"]
+        caps = (training.get("max_train_windows"), training.get("max_eval_windows"))
+    except (ConfigError, KeyError, TypeError, AttributeError):
+        return
+    matches = [name for name in PRESETS if caps == (
+        preset_config(name).training.max_train_windows,
+        preset_config(name).training.max_eval_windows)]
+    if len(matches) == 1:
+        head["preset"] = matches[0]
+        notes.append(f"preset {matches[0]!r}: the one whose window caps config.py has")
 
 
 def snapshot_version(path: Path) -> int | None:
