@@ -251,6 +251,8 @@ def populated(fresh_workspace: Path) -> Path:
         paths.run_dir(run_id).mkdir(parents=True)
         (paths.run_dir(run_id) / "history.json").write_text(json.dumps({"epochs": epochs}))
         (paths.run_dir(run_id) / "config_used.py").write_text(paths.config.read_text())
+        (paths.run_dir(run_id) / "metrics.json").write_text(json.dumps(
+            {"status": "ok", "val_mse": val_mse, "test_mse": val_mse + 0.1, "seed": 0}))
     state.iteration, state.max_iterations, state.incumbent_run_id = 3, 5, "run_0002"
     state.planner = "tpe"
     save_state(paths, state)

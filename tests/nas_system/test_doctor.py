@@ -57,6 +57,8 @@ class Bench:
         config["training"]["seed"] = seed
         text = render_config(type(preset_config("tiny")).model_validate(config))
         (run_dir / "config_used.py").write_text(text)
+        (run_dir / "history.json").write_text(json.dumps({"epochs": [
+            {"epoch": 1, "train_loss": 1.0, "val_loss": val_mse, "val_mse": val_mse}]}))
         (run_dir / "metrics.json").write_text(json.dumps({
             "status": status.value, "reason": "", "val_mse": val_mse, "val_mae": None,
             "test_mse": val_mse * 1.1, "test_mae": None, "seed": seed, "train_seconds": 2.5,
@@ -242,6 +244,18 @@ def test_a_lost_state_takes_its_search_space_from_the_last_trace(bench: Bench) -
     diagnose(bench.paths.root, repair=True)
     state = load_state(bench.paths)
     assert state.preset == "quick" and state.narrowing == narrowing
+
+
+def test_damaged_files_of_finished_runs_are_reported(bench: Bench) -> None:
+    (bench.paths.run_dir("run_0001") / "history.json").write_text('{"epochs": [')
+    (bench.paths.run_dir("run_0003") / "metrics.json").write_text("")
+    (bench.paths.run_dir("run_0002") / "config_used.py").write_text("CONFIG = (\n")
+    report = diagnose(bench.paths.root)
+    problems = {(f.subject, f.problem.split(" (")[0]) for f in report.findings if f.is_open}
+    assert problems == {("runs/run_0001", "history.json is missing or unreadable"),
+                        ("runs/run_0003", "metrics.json is missing or unreadable"),
+                        ("runs/run_0002", "the incumbent's config_used.py is unusable")}
+    assert not report.is_healthy
 
 
 def test_a_newer_schema_is_never_touched(bench: Bench) -> None:

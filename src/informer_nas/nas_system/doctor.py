@@ -16,6 +16,7 @@ directories, and a dead holder's lock is taken over.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -268,6 +269,8 @@ class _Doctor:
             elif not (run.status is RunStatus.INTERRUPTED or self.paths.run_dir(
                     run.run_id).is_dir() or run.status_reason.startswith(MISSING_RUN_DIR)):
                 self.check_missing_dir(state, run, subject)
+            elif run.status is RunStatus.OK and self.paths.run_dir(run.run_id).is_dir():
+                self.check_run_files(run, run.run_id == state.incumbent_run_id)
         recorded = {run.run_id for run in state.runs}
         for run_id in run_dir_ids(self.paths):
             if run_id not in recorded:
@@ -275,6 +278,30 @@ class _Doctor:
                          "before the run was recorded, or a copied directory)",
                          "left in place; new run ids skip existing directories, so it is "
                          "never reused or overwritten")
+
+    def check_run_files(self, run: RunRecord, is_incumbent: bool) -> None:
+        """A finished run's files that the tools and the report read back."""
+        run_dir = self.paths.run_dir(run.run_id)
+        subject = f"runs/{run.run_id}"
+        if read_metrics(run_dir)[0] is None:
+            self.fix("warning", subject, "metrics.json is missing or unreadable",
+                     "its record keeps the scores; a rebuilt state could not recover them",
+                     None)
+        try:
+            history = json.loads((run_dir / "history.json").read_text(encoding="utf-8"))
+            if not isinstance(history, dict | list):
+                raise ValueError("not a JSON object")
+        except (OSError, ValueError):
+            self.fix("warning", subject, "history.json is missing or unreadable", "its curve is "
+                     "lost to summarize_curve, the gate's overfitting rule and the report", None)
+        if not is_incumbent:
+            return
+        try:
+            check_config_file(run_dir / "config_used.py")
+        except ConfigError as exc:
+            self.fix("error", subject, f"the incumbent's config_used.py is unusable ({exc})",
+                     "copy config.py over it if config.py was not edited since the incumbent "
+                     "was accepted (confirmation seeds and repairs of config.py read it)", None)
 
     def check_missing_dir(self, state: AgentState, run: RunRecord, subject: str) -> None:
         if run.run_id == state.incumbent_run_id:
