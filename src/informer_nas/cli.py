@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -100,6 +101,11 @@ def _user_errors() -> Iterator[None]:
               "write to, or choose another")
 
 
+def _quoted(path: Path) -> str:
+    """A path as it can be pasted into a shell (quoted when it holds spaces)."""
+    return shlex.quote(str(path))
+
+
 def _console(quiet: bool = False) -> Any:
     from rich.console import Console
 
@@ -122,7 +128,7 @@ def _finish(result: SessionResult, root: Path) -> None:
     """Print how a session ended; an interruption or a lost LLM exits non-zero."""
     from informer_nas.nas_system.status import format_mse, workspace_status
 
-    resume_hint = f"nas resume --workspace {root}"
+    resume_hint = f"nas resume --workspace {_quoted(root)}"
     if result.stopped_by == "interrupted":
         _interrupted(root)
     if result.stopped_by == "brain_unavailable":
@@ -141,7 +147,8 @@ def _finish(result: SessionResult, root: Path) -> None:
     if incumbent:
         typer.echo(f"incumbent {incumbent['run_id']}: val MSE {format_mse(incumbent['val_mse'])}"
                    f", test MSE {format_mse(incumbent['test_mse'])}")
-    typer.echo(f"next: nas status --workspace {root}  |  nas report --workspace {root}")
+    typer.echo(f"next: nas status --workspace {_quoted(root)}  |  nas report --workspace "
+               f"{_quoted(root)}")
 
 
 @contextmanager
@@ -161,8 +168,8 @@ def _session_display(
 
 
 def _interrupted(root: Path) -> NoReturn:
-    typer.echo(f"interrupted; the state is saved. Continue with: nas resume --workspace {root}",
-               err=True)
+    typer.echo("interrupted; the state is saved. Continue with: nas resume --workspace "
+               f"{_quoted(root)}", err=True)
     raise typer.Exit(INTERRUPTED_EXIT) from None
 
 
@@ -193,7 +200,8 @@ def init(
         narrowing = read_narrowing_file(space) if space else None
         created = Workspace.create(workspace, preset.value, data_path=data, narrowing=narrowing)
     typer.echo(f"created workspace {workspace} (preset {preset.value}); edit "
-               f"{created.paths.config} or start with: nas run --iters 10 --workspace {workspace}")
+               f"{created.paths.config} or start with: nas run --iters 10 --workspace "
+               f"{_quoted(workspace)}")
     if data is not None:
         task = created.config().data
         typer.echo(f"data {task.path}: features {task.features}, target {task.target!r}, split "

@@ -116,9 +116,11 @@ class InformerConfig(_Section):
     def _cross_field_rules(self) -> InformerConfig:
         m, d = self.model, self.data
         if m.d_model % m.n_heads:
+            heads = min((h for h in range(1, 9) if m.d_model % h == 0),
+                        key=lambda h: (abs(h - m.n_heads), -h))
             raise ValueError(
                 f"model.d_model ({m.d_model}) must be divisible by model.n_heads "
-                f"({m.n_heads}); e.g. d_model {m.n_heads * max(1, m.d_model // m.n_heads)}"
+                f"({m.n_heads}); e.g. n_heads {heads}, a divisor of {m.d_model}"
             )
         if d.label_len > d.seq_len:
             raise ValueError(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -107,8 +108,9 @@ class DoctorReport:
         if open_count == 0:
             lines.append(f"{self.root}: healthy ({repaired} repaired)")
         else:
+            where = shlex.quote(str(self.root))
             advice = ("the advice above says what to do by hand" if self.repair else
-                      f"repair with `nas doctor --workspace {self.root} --repair`")
+                      f"repair with `nas doctor --workspace {where} --repair`")
             lines.append(f"{self.root}: {open_count} problem(s) left; {advice}")
         return lines
 

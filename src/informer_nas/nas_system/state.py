@@ -20,6 +20,7 @@ import json
 import logging
 import operator
 import os
+import shlex
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -150,7 +151,7 @@ def load_state(paths: WorkspacePaths) -> AgentState:
 
 def doctor_hint(paths: WorkspacePaths) -> str:
     """The advice ending every corrupt-workspace message."""
-    return f"run `nas doctor --workspace {paths.root}` to explain and repair"
+    return f"run `nas doctor --workspace {shlex.quote(str(paths.root))}` to explain and repair"
 
 
 def _read_snapshot(paths: WorkspacePaths) -> dict[str, Any]:

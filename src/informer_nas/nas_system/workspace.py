@@ -10,6 +10,7 @@ import ast
 import json
 import logging
 import math
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,8 +218,9 @@ class Workspace:
                 check_config_file(paths.config)
             except ConfigError as exc:
                 raise ConfigError(
-                    f"{exc}; no training was started; fix that line, or {doctor_hint(paths)} "
-                    f"(`--repair` restores the incumbent run's config)"
+                    f"{exc}; no training was started (`nas doctor --workspace "
+                    f"{shlex.quote(str(paths.root))} --repair` puts the incumbent run's "
+                    "config back instead)"
                 ) from None
         return cls(paths)
 
@@ -311,7 +313,7 @@ def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
         return (f"{paths.root} is a damaged informer-nas workspace ({missing.name} is "
                 f"missing); {doctor_hint(paths)}")
     return (f"{paths.root} is not an informer-nas workspace ({missing.name} is missing); "
-            f"create one with `nas init --workspace {root}`")
+            f"create one with `nas init --workspace {shlex.quote(str(root))}`")
 
 
 def _fitted_into(config: InformerConfig, space: SearchSpace) -> InformerConfig:
