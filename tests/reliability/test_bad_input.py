@@ -278,7 +278,7 @@ HAND_EDITS: list[tuple[str, str, str, str, str]] = [
     ("schema-inf", '"lr": 0.0001,', '"lr": 1e999,', '"lr"', "training.optimizer_params.lr"),
     # schema: a cross-field rule is reported at the CONFIG line
     ("schema-cross-field", '"n_heads": 2,', '"n_heads": 3,', "CONFIG = {",
-     "must be divisible by model.n_heads (3); e.g. n_heads 2, a divisor of 16"),
+     "must be divisible by model.n_heads (3); e.g. n_heads 4, a divisor of 16"),
 ]
 
 
