@@ -466,7 +466,8 @@ def train(
                       f"{format_mse(metrics.get('test_mse'))} in {outcome.seconds:.1f} s; "
                       f"files in {run_dir}")
         return
-    typer.echo(f"error: training {outcome.status.value}: {outcome.reason}", err=True)
+    hint = "; raise --timeout" if outcome.status.value == "timeout" else ""
+    typer.echo(f"error: training {outcome.status.value}: {outcome.reason}{hint}", err=True)
     raise typer.Exit(EXIT_CODES.get(outcome.status, 1))
 
 

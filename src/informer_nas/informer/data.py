@@ -60,6 +60,9 @@ def read_series(path: Path, target: str) -> RawSeries:
         )
     if target not in frame.columns or target == "date":
         choices = ", ".join(str(c) for c in frame.columns if c != "date")
+        if not choices:
+            raise DataError(f"{path}: no value column besides 'date'; the CSV needs numeric "
+                            "columns to forecast")
         raise DataError(
             f"{path}: target column {target!r} not found; set data.target to one of: {choices}"
         )
