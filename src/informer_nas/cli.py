@@ -131,6 +131,9 @@ def _finish(result: SessionResult, root: Path) -> None:
     resume_hint = f"nas resume --workspace {_quoted(root)}"
     if result.stopped_by == "interrupted":
         _interrupted(root)
+    if result.stopped_by == "trainings_failing":
+        _fail(f"stopped: {' '.join(result.message.split())}; fix the cause (see "
+              f"runs/<id>/train.log), then `{resume_hint}`")
     if result.stopped_by == "brain_unavailable":
         _fail(f"the planner's model is unavailable ({' '.join(result.message.split())}); the "
               f"state is saved: continue with `{resume_hint}` or pass --fallback tpe")

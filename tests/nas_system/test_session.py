@@ -185,6 +185,19 @@ def test_training_finished_before_the_stop_is_kept_not_redone(workspace: Workspa
     assert len(executor.requests) == 1  # only the second iteration trained again
 
 
+def test_trainings_that_keep_crashing_stop_the_session(workspace: Workspace) -> None:
+    """A broken machine or data file must not spend the budget: three crashes in a row."""
+    def crashing(request: TrainRequest) -> TrainOutcome:
+        return TrainOutcome(RunStatus.CRASHED, "exit code 1: disk full", {}, 0.1, 1)
+
+    result = session(workspace, ScriptPlanner([0.1, 0.2, 0.3, 0.4, 0.5]), 5,
+                     executor=CallableExecutor(crashing))
+    assert result.stopped_by == "trainings_failing"  # type: ignore[attr-defined]
+    assert "3 trainings in a row failed" in result.message  # type: ignore[attr-defined]
+    assert "run_0002 crashed: exit code 1: disk full" in result.message  # type: ignore[attr-defined]
+    assert load_state(workspace.paths).iteration == 3
+
+
 def test_torn_accept_is_repaired(workspace: Workspace) -> None:
     session(workspace, ScriptPlanner([0.3]), iters=1)
     with pytest.raises(RuntimeError):  # the process dies after training run_0001

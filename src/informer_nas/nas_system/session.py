@@ -43,7 +43,7 @@ from informer_nas.nas_system.gate import (
     IncumbentEvidence,
     evaluate_gate,
 )
-from informer_nas.nas_system.records import RoleUsage, RunRecord
+from informer_nas.nas_system.records import RoleUsage, RunRecord, RunStatus
 from informer_nas.nas_system.recovery import discard_scratch, remove_candidate, repair_workspace
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
@@ -61,7 +61,12 @@ SessionObserver = Callable[[dict[str, Any]], None]
 # A planner that ends this many iterations in a row without a candidate (a model that never
 # launches, or keeps failing to answer) stops the session instead of spending the budget.
 MAX_FAILURES_IN_A_ROW = 3
-StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable"]
+# Trainings that end like this are not the candidate's fault but the machine's or the data's
+# (a config that passed edit_config refused by the trainer, a crash): three in a row stop
+# the session too, so that a broken environment does not spend the budget.
+BROKEN_STATUSES = frozenset({RunStatus.CRASHED, RunStatus.INVALID_CONFIG})
+StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable",
+                     "trainings_failing"]
 # (ctx, run_id, K): make sure run_id has results for the session's K confirmation seeds.
 SeedConfirmer = Callable[[ToolContext, str, int], object]
 
@@ -133,6 +138,7 @@ class _Loop:
     stop_message: str = ""  # why the planner became unavailable
     stop_after: int | None = None  # a replay of an unfinished session ends there
     failures_in_a_row: int = 0  # iterations spent without a candidate, since the last one
+    broken_in_a_row: int = 0  # runs in a row that crashed or were refused by the trainer
 
     def emit(self, event: str, **data: Any) -> None:
         try:
@@ -163,6 +169,10 @@ class _Loop:
                 stop = "brain_unavailable"
                 self.stop_message = (f"{self.failures_in_a_row} iterations in a row ended "
                                      f"without a candidate; the last: {self.stop_message}")
+            if stop is None and self.broken_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                stop = "trainings_failing"
+                self.stop_message = (f"{self.broken_in_a_row} trainings in a row failed before "
+                                     f"training anything useful; the last: {self.stop_message}")
             if stop is not None:
                 return self.result(stop, self.stop_message)
         return self.result("budget")
@@ -238,6 +248,11 @@ class _Loop:
         commit(self.ctx, record, decision)
         self.iterations_run += 1
         self.failures_in_a_row = 0
+        if record.status in BROKEN_STATUSES:
+            self.broken_in_a_row += 1
+            self.stop_message = f"{record.run_id} {record.status.value}: {record.status_reason}"
+        else:
+            self.broken_in_a_row = 0
         incumbent = find_run(self.ctx, self.ctx.state.incumbent_run_id)
         self.emit("verdict", iteration=record.iteration, run_id=record.run_id,
                   verdict=decision.verdict, accepted=decision.accepted,
