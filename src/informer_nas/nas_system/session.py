@@ -135,7 +135,7 @@ class _Loop:
     confirm: SeedConfirmer | None = None
     iterations_run: int = 0
     announced: set[str] = field(default_factory=set)
-    stop_message: str = ""  # why the planner became unavailable
+    stop_message: str = ""  # the last failure: why the session stops, when it does
     stop_after: int | None = None  # a replay of an unfinished session ends there
     failures_in_a_row: int = 0  # iterations spent without a candidate, since the last one
     broken_in_a_row: int = 0  # runs in a row that crashed or were refused by the trainer
@@ -171,8 +171,8 @@ class _Loop:
                                      f"without a candidate; the last: {self.stop_message}")
             if stop is None and self.broken_in_a_row >= MAX_FAILURES_IN_A_ROW:
                 stop = "trainings_failing"
-                self.stop_message = (f"{self.broken_in_a_row} trainings in a row failed before "
-                                     f"training anything useful; the last: {self.stop_message}")
+                self.stop_message = (f"{self.broken_in_a_row} trainings in a row failed; the "
+                                     f"last: {self.stop_message}")
             if stop is not None:
                 return self.result(stop, self.stop_message)
         return self.result("budget")
