@@ -185,16 +185,17 @@ def test_training_finished_before_the_stop_is_kept_not_redone(workspace: Workspa
     assert len(executor.requests) == 1  # only the second iteration trained again
 
 
-def test_trainings_that_keep_crashing_stop_the_session(workspace: Workspace) -> None:
-    """A broken machine or data file must not spend the budget: three crashes in a row."""
-    def crashing(request: TrainRequest) -> TrainOutcome:
-        return TrainOutcome(RunStatus.CRASHED, "exit code 1: disk full", {}, 0.1, 1)
+def test_trainings_the_trainer_keeps_refusing_stop_the_session(workspace: Workspace) -> None:
+    """A broken data file must not spend the budget: three refusals in a row."""
+    def refusing(request: TrainRequest) -> TrainOutcome:
+        return TrainOutcome(RunStatus.INVALID_CONFIG, "series.csv: no 'date' column", {}, 0.1, 2)
 
     result = session(workspace, ScriptPlanner([0.1, 0.2, 0.3, 0.4, 0.5]), 5,
-                     executor=CallableExecutor(crashing))
+                     executor=CallableExecutor(refusing))
     assert result.stopped_by == "trainings_failing"  # type: ignore[attr-defined]
-    assert "3 trainings in a row failed" in result.message  # type: ignore[attr-defined]
-    assert "run_0002 crashed: exit code 1: disk full" in result.message  # type: ignore[attr-defined]
+    message = result.message  # type: ignore[attr-defined]
+    assert "3 trainings in a row were refused by the trainer" in message
+    assert "run_0002 invalid_config: series.csv: no 'date' column" in message
     assert load_state(workspace.paths).iteration == 3
 
 

@@ -91,10 +91,13 @@ def test_second_nas_run_refuses_and_names_the_holder(forkserver: ForkServer,
     first = campaign.start(["run", "--iters", "40", "--planner", "tpe", "--quiet"])
     try:
         deadline = time.monotonic() + 60
-        # The holder opens its own trace just after taking the lock: wait for both, so the
-        # snapshot below holds the holder's trace and only the second run could add one.
+        # The holder opens its own trace just after taking the lock, then records its session
+        # in the state: wait for all three, so the snapshot below holds the holder's trace
+        # and session and only the second run could add one.
         while not (lock_status(campaign.paths)[1] and any(
-                p.name.endswith(f"-{first}.jsonl") for p in campaign.paths.traces.iterdir())):
+                p.name.endswith(f"-{first}.jsonl") for p in campaign.paths.traces.iterdir())
+                   and any(s.session_id.endswith(f"-{first}")
+                           for s in load_state(campaign.paths).sessions)):
             assert time.monotonic() < deadline, "the first session never took the lock"
             time.sleep(0.05)
         sessions = [s.session_id for s in load_state(campaign.paths).sessions]

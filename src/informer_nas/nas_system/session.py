@@ -61,10 +61,12 @@ SessionObserver = Callable[[dict[str, Any]], None]
 # A planner that ends this many iterations in a row without a candidate (a model that never
 # launches, or keeps failing to answer) stops the session instead of spending the budget.
 MAX_FAILURES_IN_A_ROW = 3
-# Trainings that end like this are not the candidate's fault but the machine's or the data's
-# (a config that passed edit_config refused by the trainer, a crash): three in a row stop
-# the session too, so that a broken environment does not spend the budget.
-BROKEN_STATUSES = frozenset({RunStatus.CRASHED, RunStatus.INVALID_CONFIG})
+# A config that passed edit_config's checks and is still refused by the trainer points at
+# the data or the installation, not at the candidate: three in a row stop the session too,
+# so that a broken environment does not spend the budget. (Crashes are not counted: a
+# trainer killed from outside, by the OOM killer say, is the candidate's or a passing
+# event, and the planner learns from it.)
+BROKEN_STATUSES = frozenset({RunStatus.INVALID_CONFIG})
 StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable",
                      "trainings_failing"]
 # (ctx, run_id, K): make sure run_id has results for the session's K confirmation seeds.
@@ -138,7 +140,7 @@ class _Loop:
     stop_message: str = ""  # the last failure: why the session stops, when it does
     stop_after: int | None = None  # a replay of an unfinished session ends there
     failures_in_a_row: int = 0  # iterations spent without a candidate, since the last one
-    broken_in_a_row: int = 0  # runs in a row that crashed or were refused by the trainer
+    broken_in_a_row: int = 0  # runs in a row the trainer refused (BROKEN_STATUSES)
 
     def emit(self, event: str, **data: Any) -> None:
         try:
@@ -171,8 +173,8 @@ class _Loop:
                                      f"without a candidate; the last: {self.stop_message}")
             if stop is None and self.broken_in_a_row >= MAX_FAILURES_IN_A_ROW:
                 stop = "trainings_failing"
-                self.stop_message = (f"{self.broken_in_a_row} trainings in a row failed; the "
-                                     f"last: {self.stop_message}")
+                self.stop_message = (f"{self.broken_in_a_row} trainings in a row were refused by "
+                                     f"the trainer; the last: {self.stop_message}")
             if stop is not None:
                 return self.result(stop, self.stop_message)
         return self.result("budget")
