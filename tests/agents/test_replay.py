@@ -13,6 +13,7 @@ from informer_nas.agents.replay import replay_trace
 from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
+from informer_nas.nas_system.records import RunStatus
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace
 
@@ -139,3 +140,26 @@ def test_resumed_session_replays_identically(tmp_path: Path) -> None:
     report = replay_trace(second, tmp_path / "replayed")
     assert report.identical, report.divergence
     assert report.iterations == 3
+
+
+def test_failure_naming_a_workspace_file_replays_identically(tmp_path: Path) -> None:
+    """A trainer's reason names candidate.py by its absolute path: the replay, in another
+    directory, must hand the model the same words about its own file."""
+    def refused_second(request: TrainRequest) -> TrainOutcome:
+        if request.run_dir.name == "run_0001":
+            return TrainOutcome(RunStatus.INVALID_CONFIG,
+                                f"{request.config_path}: training.seed is out of range", {},
+                                0.01, 2)
+        return fake_train(request)
+
+    root = tmp_path / "recorded"
+    run_nas_optimization(root, iters=3, planner="tpe", preset="tiny",
+                         executor=CallableExecutor(refused_second), quiet=True)
+    trace = next((root / "traces").glob("*.jsonl"))
+    refused = [r["outcome"]["reason"] for r in read_trace(trace) if r["kind"] == "train"
+               and r["outcome"]["status"] == "invalid_config"]
+    assert refused == ["<workspace>/candidate.py: training.seed is out of range"]
+    report = replay_trace(trace, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    reason = load_state(Workspace.open(tmp_path / "replayed").paths).runs[1].status_reason
+    assert reason.startswith(str((tmp_path / "replayed").resolve()))

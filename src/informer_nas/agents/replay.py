@@ -169,7 +169,7 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     models = {role: ReplayModel(role, [r for r in records if r.get("kind") == "model"
                                        and r.get("role") == role], root)
               for role in ("planner", "evaluator")}
-    trainings = ReplayExecutor([r for r in records if r.get("kind") == "train"])
+    trainings = ReplayExecutor([r for r in records if r.get("kind") == "train"], root)
     replay_executor = (executor or LocalSubprocessExecutor()) if retrain else trainings
     replayed: list[dict[str, Any]] = []
     spec = BrainSpec(space, settings, study_space(recorded), Binding(), models=models)

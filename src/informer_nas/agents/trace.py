@@ -74,6 +74,17 @@ def canonical(value: Any, root: str) -> Any:
     return value
 
 
+def replace_in_strings(value: Any, old: str, new: str) -> Any:
+    """``value`` (JSON-like) with ``old`` replaced by ``new`` in every string in it."""
+    if isinstance(value, str):
+        return value.replace(old, new) if old else value
+    if isinstance(value, Mapping):
+        return {k: replace_in_strings(v, old, new) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [replace_in_strings(v, old, new) for v in value]
+    return value
+
+
 def digest(value: Any, root: str = "") -> str:
     """A short SHA-256 of the canonical JSON of ``value``."""
     text = json.dumps(canonical(to_jsonable(value), root), sort_keys=True, ensure_ascii=False)
@@ -238,9 +249,12 @@ class RecordingExecutor(TrainingExecutor):
         self.recorder.write(
             "train", run_dir=_relative(run_dir, self.recorder.root), seed=seed,
             config_digest=digest(config_text),
-            outcome={"status": outcome.status.value, "reason": outcome.reason,
-                     "metrics": outcome.metrics, "seconds": outcome.seconds,
-                     "exit_code": outcome.exit_code},
+            # A failure's reason may name a workspace file: recorded with the root as a token,
+            # so that a replay elsewhere tells the model the same words about its own files.
+            outcome=replace_in_strings(
+                {"status": outcome.status.value, "reason": outcome.reason,
+                 "metrics": outcome.metrics, "seconds": outcome.seconds,
+                 "exit_code": outcome.exit_code}, self.recorder.root, WORKSPACE_TOKEN),
             history=_read_json(run_dir / "history.json"),
             config_used=_read_text(run_dir / "config_used.py"),
         )

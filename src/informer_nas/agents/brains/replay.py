@@ -18,7 +18,12 @@ from agents.usage import Usage
 from pydantic import TypeAdapter
 
 from informer_nas.agents.provider import ModelRequest, NonStreamingModel
-from informer_nas.agents.trace import combined_digest, digest
+from informer_nas.agents.trace import (
+    WORKSPACE_TOKEN,
+    combined_digest,
+    digest,
+    replace_in_strings,
+)
 from informer_nas.errors import ReplayDivergence
 from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
 from informer_nas.nas_system.records import RunStatus
@@ -87,9 +92,10 @@ class ReplayModel(NonStreamingModel):
 class ReplayExecutor(TrainingExecutor):
     """Plays the recorded trainings back in order, writing their files into the run dir."""
 
-    def __init__(self, records: Sequence[Mapping[str, Any]]) -> None:
+    def __init__(self, records: Sequence[Mapping[str, Any]], root: str = "") -> None:
         self.records = list(records)
         self.position = 0
+        self.root = root  # the replay workspace's, for the recorded WORKSPACE_TOKEN
 
     @property
     def remaining(self) -> int:
@@ -110,8 +116,9 @@ class ReplayExecutor(TrainingExecutor):
                 f"config or seed (seed {seed}, recorded {record.get('seed')})"
             )
         self.position += 1
+        record = replace_in_strings(record, WORKSPACE_TOKEN, self.root)
         _write_files(run_dir, record)
-        outcome = record.get("outcome", {})
+        outcome = record.get("outcome") or {}
         metrics = dict(outcome.get("metrics") or {})
         if on_event is not None and metrics:
             on_event({"event": "done", **metrics})
