@@ -158,16 +158,34 @@ def _finish(result: SessionResult, root: Path) -> None:
 def _session_display(
     root: Path, verbosity: Verbosity, max_iterations: int | None, planner: str = ""
 ) -> Iterator[Callable[[dict[str, Any]], None]]:
-    """A live display's observer; Ctrl+C ends the command cleanly, naming ``nas resume``."""
+    """A live display's observer; Ctrl+C or SIGTERM (a service manager stopping it) ends the
+    command cleanly, naming ``nas resume``."""
     from informer_nas.display import SessionDisplay
 
     console = _console(quiet=verbosity == "quiet")
     try:
-        with _user_errors(), SessionDisplay(console, verbosity, max_iterations, planner) as display:
+        with _sigterm_as_interrupt(), _user_errors(), SessionDisplay(
+                console, verbosity, max_iterations, planner) as display:
             yield lambda event: _show(display, event)
     except KeyboardInterrupt:
         logger.warning("interrupted by the user")
         _interrupted(root)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl+C does, for the block (a training installs
+    its own forwarding on top, and restores this one)."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupted(root: Path) -> NoReturn:

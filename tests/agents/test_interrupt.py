@@ -97,3 +97,15 @@ def test_sigint_during_nas_run_exits_130_without_traceback(tmp_path: Path) -> No
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
     assert f"nas resume --workspace {root}" in stderr
     assert (root / "agent_state.json").is_file()
+
+
+def test_sigterm_stops_a_session_command_like_ctrl_c() -> None:
+    """Outside a training (where the executor forwards it), SIGTERM used to kill `nas run`
+    at once, without the clean stop and the `nas resume` line; it now interrupts."""
+    from informer_nas.cli import _sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler interrupts this
+    assert signal.getsignal(signal.SIGTERM) is before
