@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.pruning import PruneKind, PruningSettings
-from informer_nas.nas_system.session import SessionObserver, SessionResult
+from informer_nas.nas_system.session import SessionObserver, SessionResult, check_budget
 from informer_nas.nas_system.settings import SessionSettings
 
 if TYPE_CHECKING:
@@ -149,7 +149,7 @@ def run_nas_optimization(
             max_turns=max_turns,
         )
         state = load_state(space.paths)
-        _check_budget(iters, state.iteration)
+        check_budget(iters, state.iteration)  # before the trace: a refusal writes nothing
         budget = iters if iters is not None else state.max_iterations
         if budget <= state.iteration and state.current is None:  # nothing to run or judge
             return SessionResult("budget", 0, state.iteration, budget, state.incumbent_run_id,
@@ -187,16 +187,6 @@ def run_nas_optimization(
             return result
         finally:
             recorder.close()
-
-
-def _check_budget(iters: int | None, done: int) -> None:
-    """Refuse a budget below 1 or below the iterations already done (before any write)."""
-    if iters is not None and iters < 1:
-        raise ConfigError(f"iters must be >= 1, got {iters}; pass --iters 20")
-    if iters is not None and iters < done:
-        raise ConfigError(f"--iters {iters} is below the {done} iterations this workspace has "
-                          f"done (--iters is the total budget); pass --iters {done + 10} to "
-                          "run 10 more")
 
 
 def _record_session_start(workspace: Workspace, state: AgentState, info: SessionInfo,

@@ -93,17 +93,20 @@ def _copy_runs(source: Path, workspace: Workspace, run_ids: list[str]) -> None:
             logger.warning("replay: %s is missing; tools that read it will differ", earlier)
 
 
+def _session_end(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((r for r in records if r.get("kind") == "event"
+                 and r.get("name") == "session_end"), None)
+
+
 def _finished(records: list[dict[str, Any]]) -> bool:
     """Whether the recorded session ran to its end (budget spent or the planner's stop)."""
-    end = next((r for r in records if r.get("kind") == "event"
-                and r.get("name") == "session_end"), None)
+    end = _session_end(records)
     return end is not None and end.get("stopped_by") in ("budget", "planner")
 
 
 def _budget(header: dict[str, Any], records: list[dict[str, Any]]) -> int:
     """The iteration budget the recorded session ran with (its prompts name it)."""
-    end = next((r for r in records if r.get("kind") == "event"
-                and r.get("name") == "session_end"), None)
+    end = _session_end(records)
     if end is not None:
         return int(end["max_iterations"])
     iters = header.get("iters")
@@ -204,8 +207,7 @@ def _leftovers(models: dict[str, ReplayModel], trainings: ReplayExecutor,
 
 
 def _final_config(records: list[dict[str, Any]], workspace: Workspace) -> str | None:
-    end = next((r for r in records if r.get("kind") == "event"
-                and r.get("name") == "session_end"), None)
+    end = _session_end(records)
     if end is None or end.get("config") is None:
         return None
     if workspace.paths.config.read_text(encoding="utf-8") != end["config"]:

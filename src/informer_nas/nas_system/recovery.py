@@ -11,7 +11,6 @@ after a torn accept, and a stale ``candidate.py`` is removed.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from informer_nas.nas_system.atomic import atomic_write_text
@@ -19,6 +18,7 @@ from informer_nas.nas_system.context import ToolContext, find_run
 from informer_nas.nas_system.executor import read_metrics
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
+from informer_nas.nas_system.salvage import finite_number
 from informer_nas.nas_system.state import mark_interrupted, now_iso
 
 logger = logging.getLogger(__name__)
@@ -86,18 +86,12 @@ def adopt_finished_training(ctx: ToolContext, record: RunRecord) -> bool:
     record.status = RunStatus.OK
     record.status_reason = "finished before the session stopped; its result was kept"
     for key in ("val_mse", "val_mae", "test_mse", "test_mae"):
-        setattr(record, key, _finite(metrics.get(key)))
-    record.seconds = round(_finite(metrics.get("train_seconds")) or 0.0, 3)
+        setattr(record, key, finite_number(metrics.get(key)))
+    record.seconds = round(finite_number(metrics.get("train_seconds")) or 0.0, 3)
     record.finished_at = now_iso()
     logger.warning("%s finished before the session stopped: its result is kept",
                    record.run_id)
     return True
-
-
-def _finite(value: object) -> float | None:
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def repair_workspace(ctx: ToolContext) -> RunRecord | None:

@@ -269,7 +269,7 @@ def record_from_run_dir(paths: WorkspacePaths, run_id: str, iteration: int) -> R
         return None
     if status is RunStatus.RUNNING:
         return None
-    values = {key: _number(metrics.get(key)) for key in _METRIC_KEYS}
+    values = {key: finite_number(metrics.get(key)) for key in _METRIC_KEYS}
     seed = metrics.get("seed")
     reason = str(metrics.get("reason") or "")
     return RunRecord(
@@ -277,11 +277,12 @@ def record_from_run_dir(paths: WorkspacePaths, run_id: str, iteration: int) -> R
         status_reason=f"{reason}; rebuilt by nas doctor from runs/{run_id}/metrics.json".lstrip(
             "; "),
         seed=seed if isinstance(seed, int) and not isinstance(seed, bool) else 0,
-        seconds=_number(metrics.get("train_seconds")) or 0.0,
+        seconds=finite_number(metrics.get("train_seconds")) or 0.0,
     )
 
 
-def _number(value: object) -> float | None:
+def finite_number(value: object) -> float | None:
+    """A JSON value as a finite float, else None (booleans, NaN and infinities too)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value == value:
         return float(value) if abs(value) != float("inf") else None
     return None

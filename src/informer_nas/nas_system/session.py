@@ -346,6 +346,20 @@ def accepted_config_text(ctx: ToolContext, record: RunRecord) -> str:
                       f"{paths.candidate} exists; {doctor_hint(paths)}")
 
 
+def check_budget(iters: int | None, done: int = 0) -> None:
+    """Refuse a total budget below 1 or below the ``done`` iterations of the workspace.
+
+    Raises:
+        ConfigError: what to pass instead.
+    """
+    if iters is not None and iters < 1:
+        raise ConfigError(f"iters must be >= 1, got {iters}; pass --iters 20")
+    if iters is not None and iters < done:
+        raise ConfigError(f"--iters {iters} is below the {done} iterations this workspace has "
+                          f"done (--iters is the total budget); pass --iters {done + 10} to "
+                          "run 10 more")
+
+
 def run_session(
     workspace: Workspace,
     planner: Planner,
@@ -381,16 +395,15 @@ def run_session(
         ConfigError: ``iters`` below 1, or confirmation seeds without ``confirm``.
         WorkspaceLocked: another live process holds the workspace.
     """
-    if iters is not None and iters < 1:
-        raise ConfigError(f"iters must be >= 1, got {iters}; pass --iters 20")
+    check_budget(iters)
     if settings.confirm_seeds > 0 and confirm is None:
         raise ConfigError(f"confirm_seeds is {settings.confirm_seeds} but run_session got no "
                           "confirm function; pass confirm=ensure_seeds "
                           "(tools/launch_training.py)")
     with workspace_lock(workspace.paths):
-        load_config(workspace.paths.config)  # a bad hand edit stops here, before training
+        config = load_config(workspace.paths.config)  # a bad hand edit stops here
         state = load_state(workspace.paths)
-        check_task(workspace.paths, state)  # and so does a hand edit of the task
+        check_task(workspace.paths, state, config)  # and so does a hand edit of the task
         if iters is not None:
             state.max_iterations = iters
         state.planner = planner.name

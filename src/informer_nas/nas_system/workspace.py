@@ -253,8 +253,8 @@ def workspace_task(paths: WorkspacePaths, state: AgentState) -> InformerConfig |
     return None
 
 
-def check_task(paths: WorkspacePaths, state: AgentState) -> None:
-    """Refuse a ``config.py`` (edited by hand) that changes the workspace's task.
+def check_task(paths: WorkspacePaths, state: AgentState, config: InformerConfig) -> None:
+    """Refuse ``config`` (``config.py``, edited by hand) if it changes the workspace's task.
 
     Raises:
         ConfigError: which key changed, and what to do.
@@ -262,7 +262,7 @@ def check_task(paths: WorkspacePaths, state: AgentState) -> None:
     reference = workspace_task(paths, state)
     if reference is None:
         return
-    changes = task_changes(check_config_file(paths.config), reference)
+    changes = task_changes(config, reference)
     if changes:
         raise ConfigError(
             f"{paths.config}: the forecasting task is fixed for a workspace, but {changes[0]}; "
