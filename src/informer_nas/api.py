@@ -140,7 +140,8 @@ def run_nas_optimization(
     # Held from before the first write (the trace) to the end: a refused second
     # session leaves the holder's workspace untouched; run_session reuses it.
     with workspace_lock(space.paths, share=True):
-        header = previous_header(space)
+        state = load_state(space.paths)
+        header = previous_header(space, state)
         previous = header.get("settings", {})
         settings = _settings(
             previous if isinstance(previous, dict) else {}, timeout=timeout,
@@ -148,7 +149,6 @@ def run_nas_optimization(
             prune_percentile=prune_percentile, confirm_seeds=confirm_seeds, seed=seed,
             max_turns=max_turns,
         )
-        state = load_state(space.paths)
         check_budget(iters, state.iteration)  # before the trace: a refusal writes nothing
         budget = iters if iters is not None else state.max_iterations
         if budget <= state.iteration and state.current is None:  # nothing to run or judge
@@ -203,15 +203,15 @@ def _record_session_start(workspace: Workspace, state: AgentState, info: Session
     save_state(workspace.paths, state)
 
 
-def previous_header(workspace: Workspace) -> dict[str, Any]:
-    """The header of the workspace's last session trace whose header is readable ({} when
-    there is none): the settings a resume inherits. Damage further down a trace does not
-    matter; an unreadable header falls back to the session before, with a warning."""
+def previous_header(workspace: Workspace, state: AgentState) -> dict[str, Any]:
+    """The header of the workspace's last session trace (of ``state.sessions``) whose header
+    is readable ({} when there is none): the settings a resume inherits. Damage further down
+    a trace does not matter; an unreadable header falls back to the session before, with a
+    warning."""
     from informer_nas.agents.trace import read_trace_header
     from informer_nas.errors import NasError
-    from informer_nas.nas_system.state import load_state
 
-    for session in reversed(load_state(workspace.paths).sessions):
+    for session in reversed(state.sessions):
         try:
             return read_trace_header(workspace.paths.root / session.trace_file)
         except NasError as exc:
