@@ -278,7 +278,18 @@ def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
                   "pruning": asdict(settings.pruning), "max_turns": settings.max_turns,
                   "thresholds": vars(settings.thresholds).copy()},
         config=workspace.paths.config.read_text(encoding="utf-8"), state=state,
+        study_bytes=_size(workspace.paths.study),
     )
+
+
+def _size(path: Path) -> int:
+    """The size of a file in bytes (0 when there is none). The study journal only grows, so
+    its first ``study_bytes`` bytes are the study as the session found it (a replay of a
+    resumed hybrid session asks that study for the same proposals)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _observers(recorder: TraceRecorder, observer: SessionObserver | None,

@@ -166,3 +166,35 @@ def test_session_usage_is_recorded_per_session(recorded: tuple[Path, ScriptedMod
     assert session.usage["planner"] == state.usage["planner"]
     assert (session.usage["planner"].requests, session.usage["planner"].input_tokens) == (8, 400)
     assert "evaluator" not in session.usage
+
+
+def keep_proposals(count: int) -> list[Any]:
+    """The reviewer keeps TPE's proposal ``count`` iterations in a row."""
+    steps: list[Any] = []
+    for index in range(count):
+        steps += [ModelStep.respond(keep_proposal),
+                  [function_call("launch_training", {"seed": None}, call_id=f"call_{index}")],
+                  [decision("small", "keep TPE's proposal")]]
+    return steps
+
+
+def test_resumed_session_replays_identically(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second session's prompts carry the proposals of a study that already holds the
+    first session's trials: the replay starts from that study, not an empty one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
+    root = tmp_path / "recorded"
+    scripts = [[ModelStep.respond(keep_baseline), [decision("small", "keep the baseline")],
+                *keep_proposals(1)], keep_proposals(2)]
+    for iters, script in zip((2, 4), scripts, strict=True):
+        reviewer = ScriptedModel(script)
+        monkeypatch.setattr(llm_module, "llm_models", lambda settings, client=None, m=reviewer: {
+            "planner": m, "evaluator": ScriptedModel([])})
+        result = run_nas_optimization(root, iters=iters, planner="hybrid", preset="tiny",
+                                      seed=3, executor=CallableExecutor(fake_train), quiet=True)
+        assert result.stopped_by == "budget" and reviewer.remaining_steps == 0
+    second = sorted((root / "traces").glob("*.jsonl"))[-1]
+    report = replay_trace(second, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert report.iterations == 2

@@ -1,7 +1,8 @@
 """``replay_trace``: feed a recorded session back through the same agents and tools.
 
 The replay starts a fresh workspace from the trace's header (the starting config and
-state), answers every model request with the recorded response (checking its digest) and,
+state; from the trace's own workspace, when it is there, the earlier runs' files and the
+study's journal as the session found it), answers every model request with the recorded response (checking its digest) and,
 unless ``retrain`` is asked, every training with the recorded outcome. It then compares
 the decisions (each verdict) and the final ``config.py`` with the recorded ones and
 reports identical or the first divergence.
@@ -21,7 +22,7 @@ from informer_nas.agents.provider import Binding
 from informer_nas.agents.trace import read_trace
 from informer_nas.agents.wiring import BrainSpec, build_brain
 from informer_nas.errors import ConfigError, HistoryCorrupt, ReplayDivergence
-from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.pruning import PruningSettings
@@ -80,6 +81,7 @@ def _fresh_workspace(root: Path, header: dict[str, Any], source: Path | None) ->
     compact_state(workspace.paths, state)
     if source is not None:
         _copy_runs(source, workspace, [run.run_id for run in state.runs])
+        _copy_study(source, workspace, header.get("study_bytes"))
     return workspace
 
 
@@ -91,6 +93,25 @@ def _copy_runs(source: Path, workspace: Workspace, run_ids: list[str]) -> None:
                             ignore=shutil.ignore_patterns("*.pt"))
         else:
             logger.warning("replay: %s is missing; tools that read it will differ", earlier)
+
+
+def _copy_study(source: Path, workspace: Workspace, size: Any) -> None:
+    """The study as the recorded session found it: the first ``size`` bytes of the source's
+    journal (a journal only grows). The hybrid brain's prompts name the study's proposals."""
+    if not isinstance(size, int) or size <= 0:
+        return
+    journal = source / "study.journal"
+    try:
+        with journal.open("rb") as file:
+            start = file.read(size)
+    except OSError as exc:
+        logger.warning("replay: %s is unreadable (%s); the study starts empty", journal, exc)
+        return
+    if len(start) < size:
+        logger.warning("replay: %s is shorter than when the session started; the study "
+                       "starts empty", journal)
+        return
+    atomic_write_bytes(workspace.paths.study, start)
 
 
 def _session_end(records: list[dict[str, Any]]) -> dict[str, Any] | None:
