@@ -1,11 +1,11 @@
 """``replay_trace``: feed a recorded session back through the same agents and tools.
 
-The replay starts a fresh workspace from the trace's header (the starting config and
-state; from the trace's own workspace, when it is there, the earlier runs' files and the
-study's journal as the session found it), answers every model request with the recorded response (checking its digest) and,
-unless ``retrain`` is asked, every training with the recorded outcome. It then compares
-the decisions (each verdict) and the final ``config.py`` with the recorded ones and
-reports identical or the first divergence.
+The replay starts a fresh workspace from the trace's header (the starting config and state;
+from the trace's own workspace, when it is there, the earlier runs' files and the study's
+journal as the session found it), answers every model request with the recorded response
+(checking its digest) and, unless ``retrain`` is asked, every training with the recorded
+outcome. It then compares the decisions (each verdict) and the final ``config.py`` with the
+recorded ones and reports identical or the first divergence.
 """
 
 from __future__ import annotations
