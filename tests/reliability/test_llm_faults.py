@@ -40,12 +40,13 @@ from llm_server import (
 )
 from session_forkserver import FAKE_TRAINER
 
+from informer_nas.agents.replay import replay_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
 from informer_nas.nas_system.executor import LocalSubprocessExecutor
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.session import SessionResult
-from informer_nas.nas_system.state import AgentState
+from informer_nas.nas_system.state import AgentState, load_state
 
 KEY = "sk-reliability-test-key-0123456789"
 LLM_VARIABLES = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "NAS_LLM_BASE_URL", "NAS_PLANNER_MODEL",
@@ -187,15 +188,23 @@ def test_refused_request_stops_cleanly_with_the_endpoints_reason(
         ("ok", True)]
 
 
-def test_persistent_failure_with_fallback_goes_on_with_tpe(
-        session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+@pytest.mark.parametrize("planner", ["llm", "hybrid"])
+def test_persistent_failure_with_fallback_goes_on_with_tpe_and_replays(
+        planner: str, session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The switch to TPE happens where the endpoint failed; the replay fails there too (the
+    trace records the failure), so it switches at the same step: the hybrid brain's prompts
+    differ from TPE's, and a replay without the switch diverged."""
     llm_env.setenv("NAS_LLM_MAX_RETRIES", "0")
     with scripted_server(iteration(0.2), fallback=always(error(500))) as server:
-        result = session(server, iters=3, fallback="tpe")
+        result = session(server, iters=3, fallback="tpe", planner=planner)
     assert (result.stopped_by, result.iteration) == ("budget", 3)
     state = consistent(tmp_path / "ws")
     assert len(state.runs) == 3 and state.runs[0].plan == "dropout 0.2"
     assert state.runs[2].plan.startswith("tpe trial")
+    trace = next((tmp_path / "ws" / "traces").glob("*.jsonl"))
+    report = replay_trace(trace, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert report.iterations == 3
 
 
 def test_cli_reports_an_unavailable_model_in_one_line(forkserver: ForkServer,
@@ -303,6 +312,11 @@ def test_unreachable_evaluator_leaves_the_decision_to_the_policy(
     judged = state.runs[1]
     assert (judged.verdict, judged.decided_by) == ("borderline", "policy"), judged
     assert "evaluator unreachable" in judged.verdict_reason
+    second = sorted((tmp_path / "ws" / "traces").glob("*.jsonl"))[-1]
+    report = replay_trace(second, tmp_path / "replayed")  # the evaluator fails there too
+    assert report.identical, report.divergence
+    replayed = load_state(WorkspacePaths((tmp_path / "replayed").resolve()))
+    assert replayed.runs[1].verdict_reason == judged.verdict_reason
 
 
 # -- not a chat completion: must stop cleanly -----------------------------------------------

@@ -207,7 +207,12 @@ class RecordingModel(NonStreamingModel):
         root = recorder.root if recorder else ""
         parts = request.parts(root)
         started = time.monotonic()
-        response = await request.send(self.inner)
+        try:
+            response = await request.send(self.inner)
+        except Exception as exc:
+            if recorder is not None:
+                self._record_failure(recorder, exc)
+            raise
         self._meter(response)
         if recorder is not None:
             usage = response.usage
@@ -220,6 +225,16 @@ class RecordingModel(NonStreamingModel):
                 seconds=round(time.monotonic() - started, 4),
             )
         return response
+
+    def _record_failure(self, recorder: TraceRecorder, error: Exception) -> None:
+        """Trace an unreachable endpoint at the step it failed: the session went on without
+        that response (on the fallback brain, or with the policy's verdict), and a replay
+        must fail at the same step to do the same."""
+        from informer_nas.agents.planner import is_unreachable, unavailable_reason
+
+        if is_unreachable(error):
+            recorder.write("model_error", role=self.role, step=recorder.steps_taken(self.role),
+                           error=unavailable_reason(error))
 
     def _meter(self, response: ModelResponse) -> None:
         usage = response.usage

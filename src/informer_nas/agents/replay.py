@@ -114,6 +114,10 @@ def _copy_study(source: Path, workspace: Workspace, size: Any) -> None:
     atomic_write_bytes(workspace.paths.study, start)
 
 
+def _records(records: list[dict[str, Any]], kind: str, role: str) -> list[dict[str, Any]]:
+    return [r for r in records if r.get("kind") == kind and r.get("role") == role]
+
+
 def _session_end(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((r for r in records if r.get("kind") == "event"
                  and r.get("name") == "session_end"), None)
@@ -190,15 +194,17 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
                              "replayed") from None
     space = _fresh_workspace(Path(workspace), header, _source_workspace(Path(trace_path)))
     root = str(space.paths.root)
-    models = {role: ReplayModel(role, [r for r in records if r.get("kind") == "model"
-                                       and r.get("role") == role], root)
+    models = {role: ReplayModel(role, _records(records, "model", role), root,
+                                errors=_records(records, "model_error", role))
               for role in ("planner", "evaluator")}
     trainings = ReplayExecutor([r for r in records if r.get("kind") == "train"], root)
     replay_executor = (executor or LocalSubprocessExecutor()) if retrain else trainings
     replayed: list[dict[str, Any]] = []
     spec = BrainSpec(space, settings, study_space(recorded), Binding(), models=models)
-    planner, evaluator = build_brain(str(header.get("planner", "tpe")), spec)
-    if not models["evaluator"].records:
+    fallback = header.get("fallback")
+    planner, evaluator = build_brain(str(header.get("planner", "tpe")), spec,
+                                     fallback if isinstance(fallback, str) else None)
+    if not models["evaluator"].records and not models["evaluator"].errors:
         evaluator = PolicyEvaluator()
     divergence: str | None = None
     try:

@@ -160,6 +160,10 @@ class TraceRecorder:
         self._steps[role] = step + 1
         return step
 
+    def steps_taken(self, role: str) -> int:
+        """How many model calls of ``role`` this trace has recorded."""
+        return self._steps.get(role, 0)
+
     def event(self, event: Mapping[str, Any]) -> None:
         """Record a session event (progress events are too many and are skipped)."""
         if event.get("event") != "progress":

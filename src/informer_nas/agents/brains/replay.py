@@ -17,6 +17,7 @@ from agents.items import ModelResponse, TResponseOutputItem
 from agents.usage import Usage
 from pydantic import TypeAdapter
 
+from informer_nas.agents.endpoint import EndpointProtocolError
 from informer_nas.agents.provider import ModelRequest, NonStreamingModel
 from informer_nas.agents.trace import (
     WORKSPACE_TOKEN,
@@ -48,20 +49,31 @@ def describe_difference(role: str, step: int, recorded: Mapping[str, Any],
     return (f"{where}: the input has {len(new)} items where the recorded one had {len(old)}")
 
 
+class ReplayedEndpointError(EndpointProtocolError):
+    """A recorded endpoint failure, raised again at the step where it happened."""
+
+
 class ReplayModel(NonStreamingModel):
-    """Returns the recorded responses of one role, checking each request's digest.
+    """Returns the recorded responses of one role, checking each request's digest; raises
+    ``ReplayedEndpointError`` where the recorded endpoint failed instead of answering.
 
     Args:
         role: ``planner`` or ``evaluator``.
         records: that role's ``model`` records of the trace, in order.
         root: the replay workspace's root (replaced in digests like the recorded one).
+        errors: that role's ``model_error`` records (each names the step it came before).
     """
 
-    def __init__(self, role: str, records: Sequence[Mapping[str, Any]], root: str) -> None:
+    def __init__(self, role: str, records: Sequence[Mapping[str, Any]], root: str,
+                 errors: Sequence[Mapping[str, Any]] = ()) -> None:
         self.role = role
         self.records = list(records)
         self.root = root
         self.position = 0
+        self.errors: dict[int, list[str]] = {}
+        for error in errors:
+            self.errors.setdefault(int(error.get("step", -1)), []).append(
+                str(error.get("error", "")))
 
     @property
     def remaining(self) -> int:
@@ -69,6 +81,8 @@ class ReplayModel(NonStreamingModel):
 
     async def respond(self, request: ModelRequest) -> ModelResponse:
         step = self.position
+        if self.errors.get(step):
+            raise ReplayedEndpointError(self.errors[step].pop(0))
         if step >= len(self.records):
             raise ReplayDivergence(
                 f"{self.role} step {step}: the replay asked for more model responses than "
