@@ -23,6 +23,7 @@ from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
 from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.search_space import flatten
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace
@@ -178,6 +179,9 @@ def keep_proposals(count: int) -> list[Any]:
     return steps
 
 
+NO_BORDERLINE = GateThresholds(accept_improvement=0.0, reject_degradation=0.0)  # no evaluator
+
+
 def test_resumed_session_replays_identically(tmp_path: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """The second session's prompts carry the proposals of a study that already holds the
@@ -192,7 +196,8 @@ def test_resumed_session_replays_identically(tmp_path: Path,
         monkeypatch.setattr(llm_module, "llm_models", lambda settings, client=None, m=reviewer: {
             "planner": m, "evaluator": ScriptedModel([])})
         result = run_nas_optimization(root, iters=iters, planner="hybrid", preset="tiny",
-                                      seed=3, executor=CallableExecutor(fake_train), quiet=True)
+                                      seed=3, executor=CallableExecutor(fake_train), quiet=True,
+                                      thresholds=NO_BORDERLINE)
         assert result.stopped_by == "budget" and reviewer.remaining_steps == 0
     second = sorted((root / "traces").glob("*.jsonl"))[-1]
     report = replay_trace(second, tmp_path / "replayed")

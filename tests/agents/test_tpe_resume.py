@@ -18,6 +18,7 @@ from informer_nas.agents.brains.study import (
     config_problem,
     distributions,
     make_sampler,
+    sampler_seed,
     starting_params,
 )
 from informer_nas.agents.trace import read_trace
@@ -103,7 +104,7 @@ def direct_sequence(iters: int, pruner: optuna.pruners.BasePruner | None = None
                         skip_if_exists=True)
     direct: list[dict[str, Any]] = []
     while len(direct) < iters:
-        study.sampler = make_sampler("tpe", 7 + len(study.trials))
+        study.sampler = make_sampler("tpe", sampler_seed(7, len(study.trials)))
         trial = study.ask(distributions(space))
         if config_problem(base, trial.params):
             study.tell(trial, state=TrialState.FAIL)
@@ -285,3 +286,16 @@ def test_a_narrowed_workspace_is_searched_inside_its_narrowing(
     distributions = load_study(root).trials[-1].distributions
     assert distributions["model.d_model"].choices == (32, 64)  # what the sampler drew from
     assert distributions["model.revin"].choices == (True,)
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_neighbouring_seeds_search_different_configs(tmp_path: Path, sampler: str) -> None:
+    """Seeds 1 and 2 are two searches, not one search shifted by an iteration (a user
+    repeats a search with several seeds to see how much its result varies)."""
+    configs = []
+    for seed in (1, 2):
+        root = tmp_path / f"seed{seed}"
+        run_nas_optimization(root, iters=4, planner=sampler, preset="tiny", seed=seed,
+                             executor=CallableExecutor(fake_train), quiet=True)
+        configs.append([rounded(c) for c in trained_configs(root)[1:]])  # after the baseline
+    assert not [c for c in configs[0] if c in configs[1]]

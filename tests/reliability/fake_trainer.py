@@ -164,7 +164,8 @@ def train(config: dict[str, Any], seed: int, run_dir: Path,
             return "oom", "OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB", epochs
         for step in (1, 2):
             sleep_checking(epoch_s / 2)
-            loss = math.nan if fault == "nan" and epoch == 2 else val * 1.1
+            # at epoch 2, or at the only one (the sampled max_epochs may be 1)
+            loss = math.nan if fault == "nan" and epoch == min(2, max_epochs) else val * 1.1
             emit({"event": "step", "epoch": epoch, "step": step, "steps": 2,
                   "loss": None if math.isnan(loss) else loss})
             if math.isnan(loss):

@@ -27,6 +27,7 @@ from informer_nas.tools.launch_training import (
     confirmation_seeds,
     ensure_seeds,
     launch_training,
+    run_seed,
 )
 
 ValMse = Callable[[TrainRequest], float]
@@ -143,7 +144,7 @@ def test_seed_out_of_range_costs_no_run_id(ctx: ToolContext, seed: int) -> None:
 
 @pytest.mark.parametrize(
     ("seed", "expected"),
-    [(None, 10), (1234, 1234)],
+    [(None, run_seed(10, 0)), (1234, 1234)],
     ids=["derived-from-base-seed-and-run-number", "explicit"],
 )
 def test_seed(ctx: ToolContext, seed: int | None, expected: int) -> None:
@@ -189,7 +190,7 @@ def seeded_context(tmp_path: Path) -> ToolContext:
 
 def test_confirm_with_seeds_records_each_seed(tmp_path: Path) -> None:
     context = seeded_context(tmp_path)
-    launch_training(context)  # main seed 0: val 0.5
+    launch_training(context, seed=0)  # main seed 0: val 0.5
     results = confirm_with_seeds(context, "run_0000", [1, 2])
     assert [(r.seed, r.val_mse, r.run_dir) for r in results] == [
         (1, 0.501, "runs/run_0000/seed_1"), (2, 0.502, "runs/run_0000/seed_2")]
@@ -201,7 +202,7 @@ def test_confirm_with_seeds_records_each_seed(tmp_path: Path) -> None:
 
 def test_ensure_seeds_trains_only_missing_seeds(tmp_path: Path) -> None:
     context = seeded_context(tmp_path)
-    launch_training(context)
+    launch_training(context, seed=0)
     wanted = confirmation_seeds(0, 2)
     first = ensure_seeds(context, "run_0000", 2)  # a count means the session's seed list
     assert [r.seed for r in first] == wanted
@@ -236,7 +237,7 @@ def test_failed_confirmation_seed_is_recorded(tmp_path: Path) -> None:
         return fake_training(request, 0.5, "ok" if request.seed == 0 else "oom")
 
     context = make_context(tmp_path, main_ok_seeds_fail, seed=0)
-    launch_training(context)
+    launch_training(context, seed=0)
     (result,) = ensure_seeds(context, "run_0000", [3])
     assert result.status is RunStatus.OOM
     assert context.state.runs[0].mean_val_mse == 0.5  # the mean counts successful seeds
@@ -266,8 +267,16 @@ def test_a_redone_iteration_keeps_its_seed(tmp_path: Path) -> None:
     ctx = make_context(tmp_path, lambda r: fake_training(r, 0.5), seed=10)
     ctx.state.current = None
     launch_training(ctx)
-    assert ctx.state.runs[0].iteration == 1 and ctx.state.runs[0].seed == 11
+    assert ctx.state.runs[0].iteration == 1 and ctx.state.runs[0].seed == run_seed(10, 1)
     ctx.state.current = IterationScratch(iteration=1)
     launch_training(ctx)
     assert [r.run_id for r in ctx.state.runs] == ["run_0000", "run_0001"]
-    assert [q.seed for q in executor_of(ctx).requests] == [11, 11]
+    assert [q.seed for q in executor_of(ctx).requests] == [run_seed(10, 1)] * 2
+
+
+def test_neighbouring_base_seeds_share_no_seed() -> None:
+    """Seeds 1 and 2 must not give the same search shifted by one iteration: the training
+    seeds of each session differ from the other's (and from its own confirmation seeds)."""
+    first = {run_seed(1, i) for i in range(1, 50)} | set(confirmation_seeds(1, 5))
+    second = {run_seed(2, i) for i in range(1, 50)} | set(confirmation_seeds(2, 5))
+    assert len(first) == len(second) == 54 and not first & second

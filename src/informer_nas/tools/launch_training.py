@@ -41,6 +41,7 @@ from informer_nas.nas_system.pruning import (
     read_val_curve,
 )
 from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
+from informer_nas.nas_system.seeds import CONFIRMATION, MAX_SEED, TRAINING, derived_seed
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
     HOT_RUNS,
@@ -56,20 +57,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_SEED_LIMIT = 2**31 - 1
-CONFIRMATION_SEED_OFFSET = 100_000
 _METRIC_KEYS = ("val_mse", "val_mae", "test_mse", "test_mae")
-MAX_SEED = 2**31 - 1  # training.seed's bound
 
 
 def run_seed(base_seed: int, iteration: int) -> int:
-    """The main seed of the run of ``iteration``: the base seed plus the iteration number."""
-    return (base_seed + iteration) % _SEED_LIMIT
+    """The main seed of the run of ``iteration``, derived from the base seed."""
+    return derived_seed(base_seed, TRAINING, iteration)
 
 
 def confirmation_seeds(base_seed: int, count: int) -> list[int]:
     """The ``count`` confirmation seeds, identical for every run of a session."""
-    return [(base_seed + CONFIRMATION_SEED_OFFSET + k) % _SEED_LIMIT for k in range(1, count + 1)]
+    return [derived_seed(base_seed, CONFIRMATION, k) for k in range(1, count + 1)]
 
 
 def _metric(metrics: dict[str, Any], key: str) -> float | None:

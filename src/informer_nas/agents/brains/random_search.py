@@ -15,5 +15,6 @@ from informer_nas.nas_system.workspace import Workspace
 
 def random_planner(workspace: Workspace, settings: SessionSettings, space: SearchSpace,
                 binding: Binding, model: Model | None = None) -> AgentPlanner:
-    """A planner whose model samples with ``RandomSampler(seed=settings.seed + trial)``."""
+    """A planner whose model samples with ``RandomSampler``, seeded per trial from the base
+    seed."""
     return optimizer_planner("random", workspace, settings, space, binding, model)

@@ -21,10 +21,11 @@ starts with trial 1. The enqueue is repeated, until the first trial is tagged, u
 waiting trial already holds it, so a kill after the enqueue or inside the ask changes
 nothing.
 
-The sampler is created fresh for each ask with seed ``base_seed + n``, ``n`` the number of
-trials tagged with an iteration so far (in an uninterrupted session, ``trial.number``): an
-untagged trial, left by a kill inside ``study.ask``, shifts no seed, so with the same told
-history a resumed session proposes exactly what an uninterrupted one would.
+The sampler is created fresh for each ask with the seed ``sampler_seed(base_seed, n)``, ``n``
+the number of trials tagged with an iteration so far (in an uninterrupted session,
+``trial.number``): an untagged trial, left by a kill inside ``study.ask``, shifts no seed,
+so with the same told history a resumed session proposes exactly what an uninterrupted one
+would.
 Sampled configs that break a cross-field rule (``label_len > seq_len``) are told FAIL and
 a new trial is asked; FAIL trials do not shape TPE's densities.
 """
@@ -53,6 +54,7 @@ from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.pruning import read_val_curve
 from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
 from informer_nas.nas_system.search_space import SearchSpace, flatten
+from informer_nas.nas_system.seeds import SAMPLER, derived_seed
 from informer_nas.nas_system.state import AgentState
 
 logger = logging.getLogger(__name__)
@@ -86,6 +88,11 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 # of a 20-trial budget, the budget this product is sized for (``nas run --iters 20``), on
 # random search; 5 start-up trials plus the enqueued baseline leave 14 guided trials.
 TPE_STARTUP_TRIALS = 5
+
+
+def sampler_seed(base_seed: int, number: int) -> int:
+    """The sampler's seed for the ``number``-th tagged trial (``seeds.derived_seed``)."""
+    return derived_seed(base_seed, SAMPLER, number)
 
 
 def make_sampler(name: SamplerName, seed: int) -> optuna.samplers.BaseSampler:
@@ -137,7 +144,7 @@ class StudyBrain:
     Args:
         paths: the workspace paths (``paths.study`` is the journal file).
         sampler: ``tpe`` or ``random``.
-        base_seed: the ``n``-th tagged trial is sampled with seed ``base_seed + n``.
+        base_seed: the ``n``-th tagged trial is sampled with ``sampler_seed(base_seed, n)``.
         space: the search space (the preset's, not widened, so it never changes).
     """
 
@@ -249,7 +256,7 @@ class StudyBrain:
         flat = flatten(config)
         changes = [ConfigChange(key=k, value=v) for k, v in trial.params.items()
                    if not same_value(v, flat.get(k))]
-        seed = self.base_seed + tagged_before(study, trial.number)
+        seed = sampler_seed(self.base_seed, tagged_before(study, trial.number))
         self.current = Proposal(trial.number, dict(trial.params), changes, seed, completed,
                                 baseline="fixed_params" in trial.system_attrs)
         return self.current
@@ -296,7 +303,7 @@ class StudyBrain:
     def _ask_valid(self, iteration: int, config: dict[str, Any]) -> FrozenTrial:
         for _ in range(MAX_INVALID_ASKS):
             number = tagged_before(self.study(), None)
-            study = self.study(self.base_seed + number)
+            study = self.study(sampler_seed(self.base_seed, number))
             trial = study.ask(self.distributions)
             trial.set_user_attr("iteration", iteration)
             problem = config_problem(config, trial.params)

@@ -15,5 +15,5 @@ from informer_nas.nas_system.workspace import Workspace
 
 def tpe_planner(workspace: Workspace, settings: SessionSettings, space: SearchSpace,
                 binding: Binding, model: Model | None = None) -> AgentPlanner:
-    """A planner whose model samples with ``TPESampler(seed=settings.seed + trial)``."""
+    """A planner whose model samples with ``TPESampler`` seeded per trial from ``settings.seed``."""
     return optimizer_planner("tpe", workspace, settings, space, binding, model)
