@@ -640,3 +640,45 @@ def test_init_with_unusable_data_is_one_line_and_creates_nothing(
     result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
     assert_one_line_error(result)
     assert phrase in result.stderr and not (tmp_path / "ws").exists()
+
+
+def write_dated_csv(path: Path, dates: list[str]) -> Path:
+    lines = ["date,a,OT", *(f"{d},{i % 7 / 7:.3f},{i % 5 / 5:.3f}" for i, d in enumerate(dates))]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def stamps(rows: int, step: str) -> list[str]:
+    import pandas as pd
+
+    return list(pd.date_range("2020-01-01", periods=rows, freq=step).strftime("%Y-%m-%d %H:%M:%S"))
+
+
+def test_init_with_15_minute_data_sets_freq_t_and_prints_why(tmp_path: Path) -> None:
+    csv = write_dated_csv(tmp_path / "mine.csv", stamps(600, "15min"))
+    result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
+    assert result.exit_code == 0, result.output
+    assert "freq 't'" in result.stdout
+    notes = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+    assert any(n.startswith("freq 't'") and "15 minutes" in n for n in notes), result.stdout
+    assert any(n.startswith("split 'ratio'") for n in notes), result.stdout
+    data = read_config_literal(tmp_path / "ws" / "config.py")["data"]
+    assert (data["freq"], data["split"]) == ("t", "ratio")
+
+
+@pytest.mark.parametrize("case", ["shuffled", "repeated"])
+def test_init_with_unordered_dates_is_one_line_and_creates_nothing(
+        tmp_path: Path, case: str) -> None:
+    dates = stamps(600, "1h")
+    if case == "shuffled":
+        dates[40], dates[41] = dates[41], dates[40]
+    else:
+        dates[41] = dates[40]
+    csv = write_dated_csv(tmp_path / "mine.csv", dates)
+    result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
+    assert_one_line_error(result)
+    message = result.stderr
+    assert str(csv) in message and "line 43" in message and "line 42" in message
+    assert dates[40] in message and dates[41] in message
+    assert "sort the file by date and remove duplicate timestamps" in message
+    assert not (tmp_path / "ws").exists()

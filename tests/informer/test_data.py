@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ from informer_nas.informer.data import (
     Scaler,
     calendar_features,
     evenly_spaced,
+    fit_csv,
     load_dataset,
     split_borders,
     time_features,
@@ -217,3 +219,103 @@ def test_other_ett_files_load(name: str, freq: str, counts: list[int]) -> None:
     assert [len(data.train), len(data.val), len(data.test)] == counts
     assert data.train.marks.shape[1] == (5 if freq == "t" else 4)
     assert data.columns[-1] == "OT"
+
+
+def _dated_csv(path: Path, rows: int, step: str, dates: list[str] | None = None) -> Path:
+    """A CSV of ``rows`` rows ``step`` apart from 2016-07-01 (or the given ``dates``)."""
+    if dates is None:
+        dates = list(pd.date_range("2016-07-01", periods=rows, freq=step)
+                     .strftime("%Y-%m-%d %H:%M:%S"))
+    lines = ["date,HUFL,OT", *(f"{d},{i % 7 / 7:.3f},{i % 5 / 5:.3f}" for i, d in enumerate(dates))]
+    return _write(path, "\n".join(lines) + "\n")
+
+
+def test_fit_csv_gives_15_minute_rows_freq_t_and_the_ett_months_of_etth_times_4(
+    tmp_path: Path,
+) -> None:
+    # Exactly 20 thirty-day months of 15-minute rows: ETTm's split, not hourly "months".
+    path = _dated_csv(tmp_path / "ettm.csv", 57600, "15min")
+    section = DataSection(path=str(path), seq_len=24, label_len=12, pred_len=6)
+    changes, notes = fit_csv(section)
+    assert changes == {"freq": "t"}
+    assert len(notes) == 1 and notes[0].startswith("freq 't'") and "15 minutes" in notes[0]
+    data = load_dataset(section.model_copy(update=changes))
+    assert data.borders == [(0, 34560), (34560 - 24, 46080), (46080 - 24, 57600)]
+    minutes = data.train.marks[:4, 0]  # freq t: the minute of the hour comes first
+    assert data.train.marks.shape[1] == 5 and len(set(minutes.tolist())) == 4
+
+
+@pytest.mark.parametrize(
+    ("rows", "step", "config", "changes", "phrase"),
+    [
+        # hourly rows under a minutely config go back to freq h
+        (600, "1h", {"freq": "t", "split": "ratio"}, {"freq": "h"}, "1 hour"),
+        # any step below an hour needs the minute
+        (600, "5min", {"split": "ratio"}, {"freq": "t"}, "5 minutes"),
+        # daily rows keep freq h, and the ETT months (counted in rows) do not apply to them
+        (15000, "1D", {}, {"split": "ratio"}, "1 day apart"),
+    ],
+    ids=["hourly", "five-minute", "daily"],
+)
+def test_fit_csv_infers_the_frequency_from_the_dates(
+    tmp_path: Path, rows: int, step: str, config: dict[str, str], changes: dict[str, str],
+    phrase: str,
+) -> None:
+    path = _dated_csv(tmp_path / "mine.csv", rows, step)
+    section = DataSection.model_validate(
+        {"path": str(path), "seq_len": 24, "label_len": 12, "pred_len": 6, **config})
+    got, notes = fit_csv(section)
+    assert got == changes
+    assert len(notes) == 1 and phrase in notes[0]
+
+
+@pytest.mark.parametrize(
+    ("case", "phrase"),
+    [("shuffled", "comes before"), ("repeated", "repeats")],
+)
+@pytest.mark.parametrize("loader", ["fit_csv", "load_dataset"])
+def test_dates_out_of_order_or_repeated_are_refused_in_one_line(
+    tmp_path: Path, case: str, phrase: str, loader: str
+) -> None:
+    dates = list(pd.date_range("2016-07-01", periods=400, freq="1h").strftime("%Y-%m-%d %H:%M:%S"))
+    if case == "shuffled":
+        dates[10], dates[11] = dates[11], dates[10]  # rows 10, 11: CSV lines 12, 13
+    else:
+        dates[11] = dates[10]
+    path = _dated_csv(tmp_path / "bad.csv", 0, "1h", dates)
+    section = DataSection(path=str(path), split="ratio", seq_len=24, label_len=12, pred_len=6)
+    with pytest.raises(DataError) as caught:
+        fit_csv(section) if loader == "fit_csv" else load_dataset(section)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message and phrase in message
+    assert "line 13" in message and "line 12" in message
+    assert dates[11] in message and dates[10] in message
+    assert "sort the file by date and remove duplicate timestamps" in message
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "phrases"),
+    [
+        # an unparseable first date (pandas would also warn over several lines)
+        ("soon", "2016-07-01 01:00:00", ["'soon'", "line 2", "YYYY-MM-DD HH:MM:SS"]),
+        # offsets that change half-way (pandas raises rather than coerces)
+        ("2016-07-01 00:00:00+01:00", "2016-07-01 02:00:00+02:00", ["time zone", "one format"]),
+    ],
+    ids=["text", "mixed-offsets"],
+)
+def test_unparseable_dates_are_one_data_error_without_warnings(
+    tmp_path: Path, first: str, second: str, phrases: list[str]
+) -> None:
+    offset = second[19:]  # the rows after the second keep its offset (or none)
+    rest = list(pd.date_range("2016-07-01 02:00", periods=398, freq="1h")
+                .strftime("%Y-%m-%d %H:%M:%S" + offset))
+    path = _dated_csv(tmp_path / "bad.csv", 0, "1h", [first, second, *rest])
+    section = DataSection(path=str(path), split="ratio", seq_len=24, label_len=12, pred_len=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(DataError) as caught:
+            load_dataset(section)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    for phrase in phrases:
+        assert phrase in message

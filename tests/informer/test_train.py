@@ -368,3 +368,21 @@ def test_config_used_keeps_every_value_when_written_out_in_full(tmp_path: Path) 
     path = tmp_path / "config_used.py"
     path.write_text(config_used_text(source, config), encoding="utf-8")
     assert read_config_literal(path) == config.to_dict()
+
+
+def test_data_with_unordered_dates_exits_2_as_invalid_config(
+    tmp_path: Path, config_file_factory: ConfigFileFactory
+) -> None:
+    """A hand-edited data.path to a shuffled file is refused before training, in one line."""
+    lines = ["date,HUFL,OT"] + [f"2016-07-{1 + r // 24:02d} {r % 24:02d}:00:00,{r % 7},{r % 5}"
+                                for r in range(400)]
+    lines[21], lines[22] = lines[22], lines[21]
+    csv = tmp_path / "shuffled.csv"
+    csv.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    config = config_file_factory("tiny", data={"path": str(csv), "split": "ratio"})
+    done = subprocess.run(_trainer_command(config, tmp_path / "run"), env=_env(),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    failed = json.loads(done.stdout.splitlines()[-1])
+    assert failed["status"] == "invalid_config" and str(csv) in failed["reason"]
+    assert "line 22" in failed["reason"] and "sort the file by date" in failed["reason"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -108,14 +109,59 @@ def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
 
 
 def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
-    dates = pd.to_datetime(column, errors="coerce")
+    with warnings.catch_warnings():
+        # pandas warns (over several lines) when it falls back to per-value parsing.
+        warnings.simplefilter("ignore")
+        try:
+            dates = pd.to_datetime(column, errors="coerce")
+        except (ValueError, TypeError) as exc:
+            reason = ("the dates mix time-zone offsets" if "timezone" in str(exc).lower()
+                      else str(exc).splitlines()[0])
+            raise DataError(
+                f"{path}: the 'date' column cannot be read as one series of timestamps "
+                f"({reason}); write every date in one format and time zone, e.g. "
+                "YYYY-MM-DD HH:MM:SS"
+            ) from None
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise DataError(
             f"{path}: 'date' value {column.iloc[row]!r} on line {row + 2} is not a timestamp; "
             "use the format YYYY-MM-DD HH:MM:SS"
         )
-    return pd.DatetimeIndex(dates)
+    index = pd.DatetimeIndex(dates)
+    steps = np.diff(index.asi8)
+    if (steps <= 0).any():
+        # Shuffled or repeated rows would give windows that jump in time and let the
+        # test rows leak into training.
+        row = int(np.flatnonzero(steps <= 0)[0]) + 1
+        how = "repeats" if steps[row - 1] == 0 else "comes before"
+        raise DataError(
+            f"{path}: the dates must increase row by row, but line {row + 2} "
+            f"({column.iloc[row]!r}) {how} line {row + 1} ({column.iloc[row - 1]!r}); "
+            "sort the file by date and remove duplicate timestamps"
+        )
+    return index
+
+
+def infer_freq(dates: pd.DatetimeIndex) -> tuple[Frequency, pd.Timedelta] | None:
+    """The time-feature frequency that fits increasing ``dates``, and their median step.
+
+    Rows less than an hour apart need the minute (``t``); hourly and coarser rows get
+    ``h`` (a daily file's hour is a constant feature, harmless). None for fewer than 2 rows.
+    """
+    if len(dates) < 2:
+        return None
+    step = pd.Timedelta(int(np.median(np.diff(dates.asi8))), unit=dates.unit)
+    return ("t" if step < pd.Timedelta(hours=1) else "h"), step
+
+
+def _describe_step(step: pd.Timedelta) -> str:
+    seconds = step.total_seconds()
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return str(step)
 
 
 def split_borders(
@@ -157,11 +203,15 @@ def _check_lengths(raw: RawSeries, borders: list[tuple[int, int]], data: DataSec
 def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
     """Check the CSV of ``data.path`` for a new workspace, and what its data section needs.
 
-    A file without the target column forecasts its last column; a file too short for the
-    ETT months is split by ratio (70/10/20 %, as the reference does for its own CSVs).
+    A file without the target column forecasts its last column; the time-feature frequency
+    follows the rows' median step (``t`` below an hour, else ``h``); a file too short for
+    the ETT months, or whose rows are neither hourly nor 15 minutes apart (the months are
+    counted in those rows), is split by ratio (70/10/20 %, as the reference does for its
+    own CSVs).
 
     Returns:
-        The settings to change (``{"target": ..., "split": ...}``) and why, one line each.
+        The settings to change (``{"target": ..., "freq": ..., "split": ...}``) and why,
+        one line each.
 
     Raises:
         DataError: the file cannot serve the windows even then (the message says why).
@@ -175,8 +225,22 @@ def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
         changes["target"] = candidates[-1]
         notes.append(f"target {candidates[-1]!r}: the file has no {data.target!r} column")
     raw = read_series(path, changes.get("target", data.target))
-    ett_rows = split_borders(len(raw.values), data.seq_len, "ett", data.freq)[2][1]
-    if data.split == "ett" and len(raw.values) < ett_rows:
+    freq: Frequency = data.freq
+    step: pd.Timedelta | None = None
+    inferred = infer_freq(raw.dates)
+    if inferred is not None:
+        freq, step = inferred
+        if freq != data.freq:
+            changes["freq"] = freq
+            notes.append(f"freq {freq!r} ({'with' if freq == 't' else 'no'} minute time "
+                         f"features): the median step between rows is {_describe_step(step)}")
+    ett_step = pd.Timedelta(minutes=60 // ROWS_PER_HOUR[freq])
+    ett_rows = split_borders(len(raw.values), data.seq_len, "ett", freq)[2][1]
+    if data.split == "ett" and step is not None and step != ett_step:
+        changes["split"] = "ratio"
+        notes.append(f"split 'ratio' (70/10/20 %): the ETT months are counted in hourly or "
+                     f"15-minute rows, these are {_describe_step(step)} apart")
+    elif data.split == "ett" and len(raw.values) < ett_rows:
         changes["split"] = "ratio"
         notes.append(f"split 'ratio' (70/10/20 %): {len(raw.values)} rows are fewer than the "
                      f"{ett_rows} of the ETT months")
