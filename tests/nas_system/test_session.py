@@ -234,7 +234,10 @@ def test_hand_edited_config_is_kept_and_a_bad_one_refused(workspace: Workspace) 
 @pytest.mark.parametrize(("old", "new", "key"), [
     ('"pred_len": 12,', '"pred_len": 24,', "data.pred_len"),
     ('"target": "OT",', '"target": "HUFL",', "data.target"),
-], ids=["pred_len", "target"])
+    ('"split": "ett",', '"split": "ratio",', "data.split"),
+    ('"freq": "h",', '"freq": "t",', "data.freq"),
+    ('"max_eval_windows": 128,', '"max_eval_windows": 16,', "training.max_eval_windows"),
+], ids=["pred_len", "target", "split", "freq", "eval-windows"])
 def test_hand_edit_of_the_task_is_refused(workspace: Workspace, old: str, new: str,
                                           key: str) -> None:
     """Runs of another task would be compared with the incumbent's: refused, nothing run."""

@@ -28,8 +28,11 @@ if TYPE_CHECKING:
 ParamKind = Literal["int", "float", "categorical", "bool"]
 Scalar = int | float | str | bool
 MAX_STRING_LENGTH = 64
+# The forecasting task and the windows it is scored on: runs that differ in any of them
+# cannot be compared (split, freq and the eval cap change the validation windows).
 FIXED_KEYS: frozenset[str] = frozenset(
-    {"data.pred_len", "data.features", "data.target", "data.path"}
+    {"data.pred_len", "data.features", "data.target", "data.path", "data.split", "data.freq",
+     "training.max_eval_windows"}
 )
 
 
