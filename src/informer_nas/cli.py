@@ -348,7 +348,12 @@ def status(
 def _print_status_tables(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from informer_nas.nas_system.status import RUN_COLUMNS, format_mse, run_table_rows
+    from informer_nas.nas_system.status import (
+        RUN_COLUMNS,
+        format_mse,
+        run_table_rows,
+        usage_line,
+    )
 
     console = _console()
     table = Table(title=f"runs in {summary['workspace']}")
@@ -391,8 +396,7 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
                                   f"{format_mse(incumbent['val_mse'])}, test MSE "
                                   f"{format_mse(incumbent['test_mse'])}" if incumbent
                                   else "none yet"))
-    console.print(f"tokens {total['input_tokens']} in / {total['output_tokens']} out, "
-                  f"{total['requests']} requests, cost ${total['cost_usd']:.4f}")
+    console.print(usage_line(total))
 
 
 @app.command()

@@ -41,6 +41,17 @@ def test_replay_is_identical(recorded: Path, tmp_path: Path) -> None:
     assert (tmp_path / "replayed" / "config.py").read_text() == (original / "config.py").read_text()
 
 
+def test_offline_planner_makes_no_llm_requests(recorded: Path) -> None:
+    """TPE answers the planner's turns itself: no request, no tokens (status said 15
+    requests for a session that never reached a network)."""
+    from informer_nas.nas_system.status import usage_line, usage_summary
+
+    state = load_state(Workspace.open(recorded.parent.parent).paths)
+    total = usage_summary(state.usage)["total"]
+    assert (total["requests"], total["input_tokens"], total["output_tokens"]) == (0, 0, 0)
+    assert usage_line(total).startswith("no requests")
+
+
 def test_replay_with_retraining_is_identical(recorded: Path, tmp_path: Path) -> None:
     executor = CallableExecutor(fake_train)
     report = replay_trace(recorded, tmp_path / "retrained", retrain=True, executor=executor)

@@ -269,6 +269,36 @@ def test_status_json_of_recorded_runs(populated: Path) -> None:
     assert status["runs"][1]["changes"] == [{"key": "model.dropout", "value": 0.1}]
 
 
+def test_status_and_report_say_how_borderline_runs_were_decided(populated: Path) -> None:
+    """A borderline result is accepted or rejected by the evaluator (or, when it fails, by
+    the policy): the tables say which, and the confirmation seeds' mean beside the value."""
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.records import RunStatus, SeedResult
+    from informer_nas.nas_system.state import load_state, save_state
+
+    paths = WorkspacePaths(populated.resolve())
+    state = load_state(paths)
+    rejected, accepted = state.runs[1], state.runs[2]
+    rejected.verdict, rejected.decided_by = "borderline", "policy"
+    accepted.verdict, accepted.decided_by = "borderline", "evaluator"
+    accepted.seeds = [SeedResult(seed=7, status=RunStatus.OK, val_mse=0.44,
+                                 run_dir="runs/run_0002/seed_7")]
+    accepted.mean_val_mse = 0.42
+    save_state(paths, state)
+    monkeypatch_width = {"COLUMNS": "140"}
+    result = runner.invoke(app, ["status", "--workspace", str(populated)], env=monkeypatch_width)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"run_0001\W.*reject \(policy\)", result.stdout), result.stdout
+    assert re.search(r"run_0002\W.*0\.4 \(mean of 2: 0\.42\).*accept \(evaluator\)",
+                     result.stdout), result.stdout
+    status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)
+    assert [run["decided_by"] for run in status["runs"]] == [None, "policy", "evaluator"]
+    assert status["runs"][2]["seeds"] == [{"seed": 7, "status": "ok", "val_mse": 0.44}]
+    assert invoke("report", "--workspace", populated, "--no-baseline").exit_code == 0
+    markdown = (populated / "report" / "report.md").read_text()
+    assert "| reject (policy) |" in markdown and "| accept (evaluator) |" in markdown
+
+
 @pytest.mark.parametrize("columns", [60, 70, 120])
 def test_status_table_never_cuts_run_ids_or_figures(populated: Path, columns: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -238,7 +238,9 @@ class RecordingModel(NonStreamingModel):
 
     def _meter(self, response: ModelResponse) -> None:
         usage = response.usage
-        requests = max(usage.requests, 1)
+        if usage.requests == 0 and usage.input_tokens + usage.output_tokens == 0:
+            return  # a local answer (the tpe and random brains): no request was made
+        requests = usage.requests
         cost = self.price.cost(usage.input_tokens, usage.output_tokens)
         ctx = self.binding.ctx
         targets = [self.binding.session_usage]

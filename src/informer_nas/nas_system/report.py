@@ -29,6 +29,7 @@ from informer_nas.nas_system.status import (
     RUN_COLUMNS,
     format_mse,
     run_table_rows,
+    usage_line,
     workspace_status,
 )
 
@@ -288,8 +289,7 @@ def _summary_lines(status: dict[str, Any], baseline_line: str | None) -> list[st
                         "this report is a snapshot")
     if baseline_line:
         lines.append(baseline_line)
-    lines.append(f"Tokens: {total['input_tokens']} in, {total['output_tokens']} out in "
-                 f"{total['requests']} requests, estimated cost ${total['cost_usd']:.4f}")
+    lines.append(f"LLM: {usage_line(total)}")
     return lines
 
 

@@ -56,6 +56,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
     return {
         "run_id": run.run_id,
         "iteration": run.iteration,
+        "seed": run.seed,
         "status": run.status.value,
         "step_type": run.step_type,
         "changes": [{"key": change.key, "value": change.value} for change in run.changes],
@@ -65,9 +66,12 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "test_mse": run.test_mse,
         "test_mae": run.test_mae,
         "mean_val_mse": run.mean_val_mse,
+        "seeds": [{"seed": seed.seed, "status": seed.status.value, "val_mse": seed.val_mse}
+                  for seed in run.seeds],
         "verdict": run.verdict,
         "verdict_reason": run.verdict_reason,
         "accepted": run.accepted,
+        "decided_by": run.decided_by,
         "seconds": round(run.seconds, 2),
     }
 
@@ -129,6 +133,14 @@ def incumbent_config(workspace: Workspace, run_id: str) -> dict[str, Any]:
         return read_config_literal(workspace.paths.config)
 
 
+def usage_line(total: Mapping[str, Any]) -> str:
+    """The LLM's tokens, requests and estimated cost (the offline brains make no request)."""
+    if not total["requests"] and not total["input_tokens"] + total["output_tokens"]:
+        return "no requests (the tpe and random planners need no LLM)"
+    return (f"tokens {total['input_tokens']} in / {total['output_tokens']} out, "
+            f"{total['requests']} requests, estimated cost ${total['cost_usd']:.4f}")
+
+
 def format_mse(value: Any) -> str:
     """A metric for humans: four significant digits, or a dash when absent."""
     return f"{value:.4g}" if isinstance(value, int | float) else "-"
@@ -159,7 +171,24 @@ def run_table_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """The runs of ``workspace_status`` as table cells, in ``RUN_COLUMNS`` order."""
     return [
         (run["run_id"], str(run["iteration"]), run["step_type"] or "-",
-         format_changes(run["changes"], short=True), format_mse(run["val_mse"]),
-         format_mse(run["test_mse"]), run["status"], run["verdict"] or "-")
+         format_changes(run["changes"], short=True), _val_cell(run),
+         format_mse(run["test_mse"]), run["status"], verdict_cell(run))
         for run in runs
     ]
+
+
+def _val_cell(run: dict[str, Any]) -> str:
+    """The main seed's val MSE, and the mean over the seeds when confirmation seeds ran."""
+    seeds = {s["seed"] for s in run.get("seeds", []) if s["val_mse"] is not None}
+    if run.get("mean_val_mse") is None or not seeds:
+        return format_mse(run["val_mse"])
+    count = len(seeds | ({run["seed"]} if run["val_mse"] is not None else set()))
+    return f"{format_mse(run['val_mse'])} (mean of {count}: {format_mse(run['mean_val_mse'])})"
+
+
+def verdict_cell(run: dict[str, Any]) -> str:
+    """The verdict; for a borderline result, what was decided and by whom (the evaluator,
+    or the policy when the evaluator failed): ``accept (evaluator)``."""
+    if run["verdict"] != "borderline" or run.get("accepted") is None:
+        return str(run["verdict"] or "-")
+    return f"{'accept' if run['accepted'] else 'reject'} ({run.get('decided_by') or '?'})"

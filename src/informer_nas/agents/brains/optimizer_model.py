@@ -90,7 +90,8 @@ class OptimizerModel(NonStreamingModel):
     async def respond(self, request: ModelRequest) -> ModelResponse:
         exchanges = tool_exchanges(request.input)
         output = self._next(exchanges)
-        return ModelResponse(output=[output], usage=Usage(requests=1), response_id=None)
+        # answered here, not by an endpoint: no request, no tokens (nothing is metered)
+        return ModelResponse(output=[output], usage=Usage(requests=0), response_id=None)
 
     def _call_id(self, count: int) -> str:
         ctx = self.binding.require()

@@ -97,7 +97,8 @@ class ReplayModel(NonStreamingModel):
         usage = recorded.get("usage", {})
         return ModelResponse(
             output=[_OUTPUT_ITEM.validate_python(item) for item in recorded.get("output", [])],
-            usage=Usage(requests=1, input_tokens=int(usage.get("input_tokens", 0)),
+            usage=Usage(requests=int(usage.get("requests", 1)),
+                        input_tokens=int(usage.get("input_tokens", 0)),
                         output_tokens=int(usage.get("output_tokens", 0))),
             response_id=recorded.get("response_id"),
         )
