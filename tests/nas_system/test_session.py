@@ -231,6 +231,41 @@ def test_hand_edited_config_is_kept_and_a_bad_one_refused(workspace: Workspace) 
     assert not executor.requests
 
 
+@pytest.mark.parametrize("change", ["rows-appended", "deleted", "other-cwd"])
+def test_data_other_than_the_incumbents_is_refused(workspace: Workspace, tmp_path: Path,
+                                                   change: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs on changed data were compared with the incumbent's scores on the old data (one
+    was accepted as 54 % better): a session refuses to start, doctor says why."""
+    from informer_nas.errors import ConfigError
+    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.nas_system.doctor import diagnose
+
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, rows in ((first, 3001), (second, 3501)):
+        folder.mkdir()
+        lines = bundled_csv_path().read_text().splitlines(keepends=True)[:rows]
+        (folder / "mine.csv").write_text("".join(lines))
+    monkeypatch.chdir(first)
+    text = workspace.paths.config.read_text()
+    workspace.paths.config.write_text(text.replace('"path": None,', '"path": "mine.csv",'))
+    session(workspace, ScriptPlanner([0.1]), iters=1)
+    assert load_state(workspace.paths).runs[0].data_digest.startswith("sha256:")
+    if change == "rows-appended":
+        (first / "mine.csv").write_text((second / "mine.csv").read_text())
+    elif change == "deleted":
+        (first / "mine.csv").unlink()
+    else:  # the relative path now names the other directory's file
+        monkeypatch.chdir(second)
+    executor = CallableExecutor(train_by_dropout)
+    expected = "not found" if change == "deleted" else "not the one the incumbent run_0000"
+    with pytest.raises(ConfigError, match=expected):
+        session(workspace, ScriptPlanner([0.2]), iters=2, executor=executor)
+    assert not executor.requests
+    report = diagnose(workspace.paths.root)
+    assert any(f.severity == "error" and f.subject == "data" for f in report.findings)
+
+
 @pytest.mark.parametrize(("old", "new", "key"), [
     ('"pred_len": 12,', '"pred_len": 24,', "data.pred_len"),
     ('"target": "OT",', '"target": "HUFL",', "data.target"),

@@ -8,6 +8,7 @@ one: a split keeps its scaled rows as one tensor and a batch is an index gather.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import warnings
@@ -33,6 +34,35 @@ SPLIT_NAMES = ("train", "val", "test")
 def bundled_csv_path() -> Path:
     """The path of the ETTh1.csv shipped inside the package."""
     return Path(str(resources.files("informer_nas.informer").joinpath("data/ETTh1.csv")))
+
+
+def data_file(data: DataSection) -> Path:
+    """The CSV a data section reads (``data.path``, else the bundled ETTh1.csv)."""
+    return Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes: which data a run was trained on.
+
+    Raises:
+        DataError: the file is missing (or unreadable).
+    """
+    stat = _stat_or_raise(path)
+    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    # size and mtime_ns key the cache: an edited file is hashed again
+    hasher = hashlib.sha256()
+    try:
+        with open(path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                hasher.update(block)
+    except OSError as exc:
+        raise DataError(f"data file {path} cannot be read ({exc.strerror}); check its "
+                        "permissions") from None
+    return f"sha256:{hasher.hexdigest()}"
 
 
 @dataclass(frozen=True)
@@ -216,7 +246,7 @@ def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
     Raises:
         DataError: the file cannot serve the windows even then (the message says why).
     """
-    path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
+    path = data_file(data)
     changes: dict[str, str] = {}
     notes: list[str] = []
     frame = _read_frame(str(path), _stat_or_raise(path).st_mtime_ns)

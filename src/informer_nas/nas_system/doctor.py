@@ -49,7 +49,7 @@ from informer_nas.nas_system.state import (
     now_iso,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import check_config_file, task_changes
+from informer_nas.nas_system.workspace import check_config_file, check_data, task_changes
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +193,7 @@ class _Doctor:
         self.check_config(state)
         if state is not None:
             self.check_candidate(state)
+            self.check_data(state)
         self.check_traces(state)
 
     # -- agent_state.json ----------------------------------------------------------------
@@ -323,6 +324,19 @@ class _Doctor:
             self.backup(journal_path(self.paths), "bak")
             self.state_backed_up = True
         compact_state(self.paths, state)
+
+    def check_data(self, state: AgentState) -> None:
+        """The data file must be the one the incumbent was trained on (sessions refuse
+        another); nothing here can repair it."""
+        try:
+            config = check_config_file(self.paths.config)
+        except ConfigError:
+            return  # reported by check_config
+        try:
+            check_data(state, config)
+        except ConfigError as exc:
+            problem, _, action = str(exc).partition("; put ")
+            self.add("error", "data", problem, f"put {action}" if action else "see above")
 
     def check_config(self, state: AgentState | None) -> None:
         config = self.paths.config

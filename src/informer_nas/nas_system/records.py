@@ -126,6 +126,8 @@ class RunRecord(_Record):
     mean_val_mse: float | None = None
     seeds: list[SeedResult] = Field(default_factory=list)
     history_summary: dict[str, Any] | None = None
+    # sha256 of the data file when the run was launched (None: recorded before it was kept)
+    data_digest: str | None = None
     seconds: float = 0.0
     started_at: str = ""
     finished_at: str = ""

@@ -53,7 +53,7 @@ from informer_nas.nas_system.state import (
     load_state,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import Workspace, check_task
+from informer_nas.nas_system.workspace import Workspace, check_data, check_task
 
 logger = logging.getLogger(__name__)
 
@@ -404,6 +404,7 @@ def run_session(
         config = load_config(workspace.paths.config)  # a bad hand edit stops here
         state = load_state(workspace.paths)
         check_task(workspace.paths, state, config)  # and so does a hand edit of the task
+        check_data(state, config)  # and data other than the incumbent's
         if iters is not None:
             state.max_iterations = iters
         state.planner = planner.name

@@ -270,6 +270,32 @@ def check_task(paths: WorkspacePaths, state: AgentState, config: InformerConfig)
             "with `nas init` for the other task")
 
 
+def check_data(state: AgentState, config: InformerConfig) -> None:
+    """Refuse to go on when the data file is not the one the incumbent was trained on (it
+    was edited, replaced, deleted, or a relative ``data.path`` now names another file):
+    new runs would be compared with scores on other data.
+
+    Raises:
+        ConfigError: the file and what to do.
+    """
+    from informer_nas.informer.data import data_file, file_digest
+
+    incumbent = next((r for r in state.runs if r.run_id == state.incumbent_run_id), None)
+    if incumbent is None or incumbent.data_digest is None:
+        return
+    path = data_file(config.data)
+    try:
+        digest = file_digest(path)
+    except DataError as exc:
+        raise ConfigError(f"{exc}; the workspace's runs were trained on it") from None
+    if digest != incumbent.data_digest:
+        raise ConfigError(
+            f"data file {path} is not the one the incumbent {incumbent.run_id} was trained on "
+            "(its contents changed, or a relative data.path now names another file), so new "
+            "runs could not be compared with it; put the original file back, or start a new "
+            f"workspace with `nas init --data {shlex.quote(str(path))}`")
+
+
 def check_config_file(path: Path) -> InformerConfig:
     """Read a config file by literal evaluation and validate it; every error names a line.
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import LaunchError, NasError
 from informer_nas.informer.config import load_config
+from informer_nas.informer.data import data_file, file_digest
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import EventCallback, RunInterrupted, TrainOutcome
 from informer_nas.nas_system.pruning import (
@@ -98,6 +99,15 @@ def _candidate_path(ctx: ToolContext) -> Path:
     return paths.candidate
 
 
+def _data_digest(config: Path) -> str | None:
+    """The digest of the candidate's data file (None when it cannot be read: the trainer
+    then refuses the config and says why)."""
+    try:
+        return file_digest(data_file(load_config(config).data))
+    except NasError:
+        return None
+
+
 def _scratch(ctx: ToolContext) -> IterationScratch:
     current = ctx.state.current
     if current is None:  # a tool called outside the session loop: numbered as the session does
@@ -111,14 +121,15 @@ def _scratch(ctx: ToolContext) -> IterationScratch:
     return current
 
 
-def _start_record(ctx: ToolContext, current: IterationScratch, seed: int | None) -> RunRecord:
+def _start_record(ctx: ToolContext, current: IterationScratch, seed: int | None,
+                  config: Path) -> RunRecord:
     """Allocate the run id and save the ``running`` record (the crash-safety point)."""
     run_id = new_run_id(ctx.state, ctx.workspace.paths)
     record = RunRecord(
         run_id=run_id, iteration=current.iteration, status=RunStatus.RUNNING,
         changes=list(current.changes), rationale=current.rationale,
         seed=seed if seed is not None else run_seed(ctx.settings.seed, current.iteration),
-        started_at=now_iso(),
+        data_digest=_data_digest(config), started_at=now_iso(),
     )
     ctx.state.runs.append(record)
     current.launched_run_id = run_id
@@ -198,7 +209,7 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     current = _scratch(ctx)
     config = _candidate_path(ctx)
     plan = prune_plan(ctx)
-    record = _start_record(ctx, current, seed)
+    record = _start_record(ctx, current, seed, config)
     on_event = _tagged(ctx.on_progress, run_id=record.run_id)
     try:
         run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
