@@ -38,3 +38,8 @@ class WorkspaceLocked(NasError):
 
 class ReplayDivergence(NasError):
     """A replayed session asked a model something other than what was recorded."""
+
+
+class EnvironmentFailure(NasError):
+    """The machine cannot serve the session (a run directory cannot be written, the disk
+    is full): the session stops, since no candidate is at fault; ``nas resume`` continues."""

@@ -280,3 +280,35 @@ def test_neighbouring_base_seeds_share_no_seed() -> None:
     first = {run_seed(1, i) for i in range(1, 50)} | set(confirmation_seeds(1, 5))
     second = {run_seed(2, i) for i in range(1, 50)} | set(confirmation_seeds(2, 5))
     assert len(first) == len(second) == 54 and not first & second
+
+
+@pytest.mark.parametrize("failure", ["launcher", "trainer"])
+def test_a_machine_fault_stops_the_session_and_resume_redoes_the_iteration(
+        tmp_path: Path, failure: str) -> None:
+    """Disk full or no permission: the session stops with one line instead of judging (and
+    rejecting) every candidate as crashed, and the resumed session redoes the iteration."""
+    import errno
+
+    from informer_nas.api import run_nas_optimization
+    from informer_nas.errors import EnvironmentFailure
+    from informer_nas.nas_system.executor import CallableExecutor
+
+    def full_disk(request: TrainRequest) -> TrainOutcome:
+        if request.run_dir.name != "run_0001":
+            return fake_training(request, 0.5)
+        if failure == "launcher":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return TrainOutcome(RunStatus.CRASHED, "OSError: [Errno 27] File too large", {}, 0.1, 1)
+
+    root = tmp_path / "ws"
+    with pytest.raises(EnvironmentFailure, match="the machine, not the candidate") as caught:
+        run_nas_optimization(root, iters=3, planner="tpe", preset="tiny", quiet=True,
+                             executor=CallableExecutor(full_disk))
+    assert f"nas resume --workspace {root}" in str(caught.value)
+    state = load_state(Workspace.open(root).paths)
+    assert state.iteration == 1 and state.runs[1].status is RunStatus.INTERRUPTED
+    result = run_nas_optimization(root, quiet=True,
+                                  executor=CallableExecutor(lambda r: fake_training(r, 0.4)))
+    assert (result.stopped_by, result.iteration) == ("budget", 3)
+    runs = load_state(Workspace.open(root).paths).runs
+    assert [r.iteration for r in runs] == [1, 2, 2, 3] and runs[2].seed == runs[1].seed

@@ -19,7 +19,7 @@ from agents.exceptions import ModelBehaviorError
 from pydantic import ValidationError
 
 from informer_nas.agents.provider import Binding
-from informer_nas.errors import NasError, ReplayDivergence
+from informer_nas.errors import EnvironmentFailure, NasError, ReplayDivergence
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import ConfigChange
 
@@ -47,8 +47,9 @@ def tool_error_message(ctx: RunContextWrapper[Any], error: Exception) -> str:
     Arguments that are not valid JSON for the tool (the SDK's ``ModelBehaviorError``
     "Invalid JSON input for tool X") get what the tool expects appended.
     """
-    if isinstance(error, ReplayDivergence):
-        raise error  # a replay stops at its first divergence; the model must not see it
+    if isinstance(error, ReplayDivergence | EnvironmentFailure):
+        raise error  # a replay stops at its first divergence, a session when the machine
+        # cannot serve it: neither is for the model to act on
     if isinstance(error, ModelBehaviorError):
         return f"{TOOL_ERROR_PREFIX}{invalid_arguments_message(str(error))}"
     if isinstance(error, NasError | ValidationError):

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from informer_nas.agents.function_tools import TOOL_ERROR_PREFIX, planner_tools
 from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
+from informer_nas.errors import EnvironmentFailure, ReplayDivergence
 from informer_nas.nas_system.brain import BrainUnavailable, Budget, PlannerOutcome
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
@@ -197,6 +198,9 @@ class AgentPlanner:
             logger.warning(why)
             return PlannerOutcome.failed(why)
         except AgentsException as exc:
+            stop = _session_stop(exc)
+            if stop is not None:  # the SDK wraps what a tool raised
+                raise stop from None
             logger.warning("planning failure: %s", exc)
             return PlannerOutcome.failed(f"planning failure: {exc}")
         except Exception as exc:
@@ -208,6 +212,17 @@ class AgentPlanner:
     def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
         if self.after is not None:
             self.after(ctx, record)
+
+
+def _session_stop(error: BaseException) -> BaseException | None:
+    """The error behind ``error`` that must stop the session (a replay's divergence, a
+    machine that cannot write the runs' files), if any."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ReplayDivergence | EnvironmentFailure):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def capped(text: str, limit: int = MAX_RATIONALE) -> str:

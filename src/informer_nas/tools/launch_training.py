@@ -20,16 +20,19 @@ gate rejects it. Confirmation-seed runs are never pruned.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import math
+import re
+import shlex
 import shutil
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from informer_nas.errors import LaunchError, NasError
+from informer_nas.errors import EnvironmentFailure, LaunchError, NasError
 from informer_nas.informer.config import load_config
 from informer_nas.informer.data import data_file, file_digest
 from informer_nas.nas_system.atomic import atomic_write_text
@@ -219,12 +222,40 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     except RunInterrupted as interrupted:
         _finish_record(ctx, record, interrupted.outcome)
         raise
+    except OSError as exc:  # the run directory cannot be created or written
+        raise _environment_failure(ctx, record, str(exc)) from exc
     except BaseException as exc:
         status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.CRASHED
         _finish_record(ctx, record, TrainOutcome(status, f"launcher error: {exc!r}"))
         raise
+    if outcome.status is RunStatus.CRASHED and _machine_at_fault(outcome.reason):
+        raise _environment_failure(ctx, record, outcome.reason)
     _finish_record(ctx, record, outcome)
     return json.dumps(_summary(record, outcome))
+
+
+# A run that failed on one of these (disk full, file too large, no permission, read-only
+# file system) says nothing about its config: the session stops instead of judging it.
+MACHINE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EACCES,
+                            errno.EPERM, errno.EROFS})
+_ERRNO = re.compile(r"\[Errno (\d+)\]")
+
+
+def _machine_at_fault(reason: str) -> bool:
+    """Whether a trainer's failure reason (``OSError: [Errno 28] ...``) blames the machine."""
+    match = _ERRNO.search(reason)
+    return match is not None and int(match.group(1)) in MACHINE_ERRNOS
+
+
+def _environment_failure(ctx: ToolContext, record: RunRecord, why: str) -> EnvironmentFailure:
+    """Mark the run interrupted (the resumed session redoes the iteration with its seed) and
+    say what to fix."""
+    _finish_record(ctx, record, TrainOutcome(RunStatus.INTERRUPTED, f"machine error: {why}"))
+    root = ctx.workspace.paths.root
+    return EnvironmentFailure(
+        f"{record.run_id} could not write its files in {root / 'runs'} ({why}); the machine, "
+        "not the candidate, is at fault: free disk space or fix the permissions, then "
+        f"continue with `nas resume --workspace {shlex.quote(str(root))}`")
 
 
 def _summary(record: RunRecord, outcome: TrainOutcome) -> dict[str, Any]:
