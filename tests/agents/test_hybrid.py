@@ -203,3 +203,24 @@ def test_resumed_session_replays_identically(tmp_path: Path,
     report = replay_trace(second, tmp_path / "replayed")
     assert report.identical, report.divergence
     assert report.iterations == 2
+
+
+def test_a_proposal_equal_to_the_incumbent_asks_for_a_launch_without_an_edit(
+        tmp_path: Path) -> None:
+    """TPE re-samples the incumbent (common in a narrow space): the prompt must not ask for
+    an edit_config with no changes, which edit_config refuses."""
+    from types import SimpleNamespace
+
+    from informer_nas.agents.brains.hybrid import hybrid_prompt
+    from informer_nas.agents.brains.study import Proposal
+    from informer_nas.nas_system.brain import Budget
+
+    workspace = Workspace.create(tmp_path / "ws", "tiny")
+    proposal = Proposal(trial_number=4, params={"model.dropout": 0.05}, changes=[],
+                        sampler_seed=1, completed_trials=0)
+    brain = SimpleNamespace(propose=lambda state, config: proposal)
+    ctx = SimpleNamespace(state=None, workspace=workspace)
+    text = hybrid_prompt(brain)(ctx, Budget(2, 3))  # type: ignore[arg-type]
+    assert "proposes the incumbent config itself, unchanged (trial 4)" in text
+    assert "launch the training without calling edit_config" in text
+    assert "[]" not in text

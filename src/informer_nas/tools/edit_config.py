@@ -106,8 +106,9 @@ def validate_changes(changes: object, space: SearchSpace) -> list[ConfigChange]:
         )
     if not changes:
         raise ConfigError(
-            "no changes given; pass at least one, e.g. [{\"key\": \"model.d_model\", "
-            "\"value\": 64}]"
+            "no changes given; pass at least one {key, value} change, e.g. [{\"key\": "
+            "\"model.dropout\", \"value\": 0.1}] (to train the config as it is, call "
+            "launch_training without an edit)"
         )
     if len(changes) > MAX_CHANGES:
         raise ConfigError(f"{len(changes)} changes in one edit; send at most {MAX_CHANGES}")

@@ -41,6 +41,18 @@ with a change you expect to do better, saying why in the rationale. Then launch 
 training once and answer with your decision.
 """
 
+HYBRID_UNCHANGED_PROMPT = """\
+Iteration {iteration} of {max_iterations}.
+The TPE optimizer proposes the incumbent config itself, unchanged (trial {trial}): its
+sample equals the incumbent in every searched key, so keeping it retrains the incumbent
+with this iteration's seed.
+Best configs so far (tunable values and val MSE):
+{best}
+Either keep the proposal (launch the training without calling edit_config) or override
+it with a change you expect to do better, saying why in the rationale. Then launch the
+training once and answer with your decision.
+"""
+
 HYBRID_BASELINE_PROMPT = """\
 Iteration {iteration} of {max_iterations}.
 The TPE optimizer proposes the starting config itself, unchanged, as the baseline
@@ -67,11 +79,15 @@ def hybrid_prompt(brain: StudyBrain) -> Any:
             return HYBRID_BASELINE_PROMPT.format(
                 iteration=budget.iteration, max_iterations=budget.max_iterations,
                 trial=proposal.trial_number)
+        best = json.dumps(best_trials(brain)) if proposal.completed_trials else "none yet"
+        if not proposal.changes:  # edit_config refuses an empty edit
+            return HYBRID_UNCHANGED_PROMPT.format(
+                iteration=budget.iteration, max_iterations=budget.max_iterations,
+                trial=proposal.trial_number, best=best)
         changes = [change.model_dump() for change in proposal.changes]
         return HYBRID_PROMPT.format(
             iteration=budget.iteration, max_iterations=budget.max_iterations,
-            trial=proposal.trial_number, proposal=json.dumps(changes),
-            best=json.dumps(best_trials(brain)) if proposal.completed_trials else "none yet",
+            trial=proposal.trial_number, proposal=json.dumps(changes), best=best,
         )
 
     return prompt
