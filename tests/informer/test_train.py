@@ -200,11 +200,25 @@ def test_epoch_callback_prunes_the_run() -> None:
         seen.append((epoch, val_mse))
         return True
 
-    result = Trainer(_tiny(max_train_windows=64, max_eval_windows=32),
+    result = Trainer(_tiny(max_train_windows=64, max_eval_windows=32, max_epochs=2),
                      hooks=TrainHooks(epoch_callback=prune)).fit()
     assert result.status == "pruned" and result.exit_code == 5
     assert result.reason == "pruned after epoch 1"  # a str return would be the reason
     assert len(result.history) == 1 and seen == [(1, result.history[0].val_mse)]
+
+
+def test_the_last_epoch_is_never_pruned() -> None:
+    """Pruning a run at its last epoch saves nothing: the finished run is judged instead
+    (a run of max_epochs 2 was rejected as pruned at epoch 2)."""
+    seen: list[int] = []
+
+    def prune(epoch: int, val_mse: float) -> bool:
+        seen.append(epoch)
+        return True
+
+    result = Trainer(_tiny(max_train_windows=64, max_eval_windows=32, max_epochs=1),
+                     hooks=TrainHooks(epoch_callback=prune)).fit()
+    assert result.status == "ok" and seen == []
 
 
 def test_should_stop_interrupts_after_the_current_step() -> None:

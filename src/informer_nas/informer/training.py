@@ -360,7 +360,11 @@ class Trainer:
                 "seconds": record.seconds,
             })
             logger.info("epoch %d: %s", epoch, record.to_dict())
-            prune = self.hooks.epoch_callback and self.hooks.epoch_callback(epoch, record.val_mse)
+            # the last epoch (max_epochs or patience) is never pruned: stopping there saves
+            # nothing, and the finished run is judged on its result instead
+            last = epoch == training.max_epochs or bad_epochs >= training.patience
+            prune = (not last and self.hooks.epoch_callback
+                     and self.hooks.epoch_callback(epoch, record.val_mse))
             if prune:  # True, or the reason
                 reason = prune if isinstance(prune, str) else f"pruned after epoch {epoch}"
                 raise StopTraining("pruned", reason)
