@@ -204,10 +204,11 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     a one-paragraph learning-curve summary.
 
     Args:
-        seed: training seed; omit it to use the session's deterministic per-iteration seed.
+        seed: training seed; None (null) uses the session's deterministic per-iteration
+            seed.
     """
     if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise LaunchError(f"seed must be between 0 and {MAX_SEED}, got {seed}; omit it to use "
+        raise LaunchError(f"seed must be between 0 and {MAX_SEED}, got {seed}; pass null to use "
                           "the session's seed for this iteration")
     current = _scratch(ctx)
     config = _candidate_path(ctx)
