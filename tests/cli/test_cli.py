@@ -80,6 +80,19 @@ def test_usage_error_is_one_line(argv: list[str], message: str) -> None:
     assert out.stderr.splitlines() == [message]
 
 
+def test_python_dash_m_informer_nas_is_the_nas_command(tmp_path: Path) -> None:
+    """`python -m informer_nas` was "No module named informer_nas.__main__"."""
+    def nas(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "informer_nas", *argv], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    out = nas("frob")
+    assert out.returncode == 2
+    assert out.stderr.splitlines() == ["error: No such command 'frob'; see `nas --help`"]
+    out = nas("--help")
+    assert out.returncode == 0 and "Usage: nas " in out.stdout and "resume" in out.stdout
+
+
 def test_help_lists_every_command() -> None:
     result = invoke("--help")
     assert result.exit_code == 0
@@ -293,7 +306,8 @@ def test_status_and_report_say_how_borderline_runs_were_decided(populated: Path)
                      result.stdout), result.stdout
     status = json.loads(invoke("status", "--workspace", populated, "--json").stdout)
     assert [run["decided_by"] for run in status["runs"]] == [None, "policy", "evaluator"]
-    assert status["runs"][2]["seeds"] == [{"seed": 7, "status": "ok", "val_mse": 0.44}]
+    assert status["runs"][2]["seeds"] == [{"seed": 7, "status": "ok", "val_mse": 0.44,
+                                            "seconds": 0.0}]
     assert invoke("report", "--workspace", populated, "--no-baseline").exit_code == 0
     markdown = (populated / "report" / "report.md").read_text()
     assert "| reject (policy) |" in markdown and "| accept (evaluator) |" in markdown
@@ -504,6 +518,86 @@ def test_options_reach_the_session(recorded_calls: list[dict[str, Any]]) -> None
     assert (options["iters"], options["seed"], options["confirm_seeds"]) == (4, 7, 2)
     assert (options["timeout"], options["prune"], options["fallback"]) == (60, False, "tpe")
     assert options["preset"] == "tiny"
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("NAS_LLM_MAX_RETRIES", "nan"), ("NAS_LLM_MAX_RETRIES", "1e400"),
+    ("NAS_LLM_MAX_RETRIES", "-1"), ("NAS_LLM_TIMEOUT", "nan"), ("NAS_LLM_TIMEOUT", "-5"),
+    ("NAS_LLM_PRICE_OUT", "inf"),
+])
+def test_malformed_llm_setting_is_refused_before_the_session(
+    name: str, value: str, recorded_calls: list[dict[str, Any]], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It was a traceback (or a message blaming NAS_LLM_BASE_URL) after the session and its
+    trace were recorded; now one line naming the variable, and no workspace."""
+    monkeypatch.setenv("NAS_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv(name, value)
+    root = tmp_path / "ws"
+    result = invoke("run", "-n", "1", "--preset", "tiny", "--workspace", root)
+    assert_one_line_error(result)
+    assert f"{name}={value!r} is not " in result.stderr and f"e.g. {name}=" in result.stderr
+    assert not root.exists() and not recorded_calls
+
+
+def test_malformed_llm_setting_is_refused_before_a_resume(
+    recorded_calls: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "ws"
+    assert invoke("init", "--preset", "tiny", "--workspace", root).exit_code == 0
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test-0123456789")
+    monkeypatch.setenv("NAS_LLM_TIMEOUT", "nan")
+    before = sorted(path.name for path in root.rglob("*"))
+    result = invoke("resume", "--workspace", root)
+    assert_one_line_error(result)
+    assert "NAS_LLM_TIMEOUT='nan' is not a finite number of seconds > 0" in result.stderr
+    assert sorted(path.name for path in root.rglob("*")) == before and not recorded_calls
+
+
+def test_a_malformed_llm_setting_is_ignored_by_the_tpe_planner(
+    recorded_calls: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAS_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("NAS_LLM_MAX_RETRIES", "nan")
+    invoke("run", "-n", "1", "--planner", "tpe")
+    assert recorded_calls[0]["planner"] == "tpe"
+
+
+def test_blank_llm_variables_mean_no_endpoint(
+    recorded_calls: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NAS_LLM_BASE_URL=" " or OPENAI_API_KEY=" " chose the hybrid planner ("Connection
+    error" next); blank is unset, in the environment and in .env."""
+    monkeypatch.setenv("NAS_LLM_BASE_URL", " ")
+    monkeypatch.setenv("OPENAI_API_KEY", "  ")
+    (tmp_path / ".env").write_text('OPENROUTER_API_KEY=" "\n')
+    result = invoke("run", "--iters", "2")
+    assert "planner: tpe (default: no LLM endpoint configured)" in result.stdout
+    assert recorded_calls[0]["planner"] == "tpe"
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("inf", "must be a finite number of seconds >= 1, got inf"),
+    ("1e400", "must be a finite number of seconds >= 1, got inf"),
+    ("nan", "'--timeout'"), ("0", "'--timeout'"), ("-5", "'--timeout'"),
+])
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_timeout_out_of_range_is_a_usage_error(
+    command: str, value: str, message: str, tmp_path: Path
+) -> None:
+    """--timeout inf was "timeout must be > 0 seconds, got inf", exit 1, and left an empty
+    workspace behind (nas train: no limit at all); now exit 2, nothing created."""
+    root = tmp_path / "ws"
+    args = (["run", "-n", "1", "--preset", "tiny", "--workspace", str(root)]
+            if command == "run" else ["train", "config.py", "--run-dir", str(root)])
+    out = subprocess.run([sys.executable, "-c", "from informer_nas.cli import main; main()",
+                          *args, "--timeout", value], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: Invalid value for '--timeout'")
+    assert message in lines[0] and f"see `nas {command} --help`" in lines[0]
+    assert not root.exists()
 
 
 @pytest.mark.parametrize("planner", [

@@ -165,7 +165,10 @@ def test_timeout_kills_the_group_including_a_grandchild(trainer: LocalSubprocess
     outcome = run(trainer, tmp_path, timeout_s=1.0, sleep=60, grandchild=str(pid_file))
     assert time.monotonic() - started < 10
     assert outcome.status is RunStatus.TIMEOUT and "timeout" in outcome.reason
-    assert outcome.metrics["status"] == "interrupted"  # the trainer's own SIGTERM handling
+    # the trainer wrote "interrupted" on the SIGTERM; the run dir says what happened
+    written = json.loads((tmp_path / "runs" / "run_0000" / "metrics.json").read_text())
+    assert outcome.metrics["status"] == written["status"] == "timeout"
+    assert written["reason"] == outcome.reason and written["val_mse"] == 0.5
     assert wait_dead(int(pid_file.read_text()))
 
 

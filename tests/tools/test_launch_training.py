@@ -197,6 +197,9 @@ def test_confirm_with_seeds_records_each_seed(tmp_path: Path) -> None:
     assert (context.workspace.paths.run_dir("run_0000") / "seed_2" / "metrics.json").exists()
     record = load_state(context.workspace.paths).runs[0]
     assert [s.seed for s in record.seeds] == [1, 2]
+    assert [s.seconds for s in record.seeds] == [1.5, 1.5]  # counted in the training time
+    from informer_nas.nas_system.status import workspace_status
+    assert workspace_status(context.workspace)["budget"]["training_seconds"] == 4.5
     assert record.mean_val_mse == pytest.approx((0.5 + 0.501 + 0.502) / 3)
 
 

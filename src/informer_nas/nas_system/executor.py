@@ -428,6 +428,9 @@ class LocalSubprocessExecutor(TrainingExecutor):
         metrics, problem = read_metrics(run_dir)
         if watch.timed_out:
             reason = f"exceeded the timeout of {timeout_s:g} s; the process group was killed"
+            if metrics is not None:  # the trainer wrote "interrupted" on the SIGTERM
+                metrics = {**metrics, "status": RunStatus.TIMEOUT.value, "reason": reason}
+                atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             return TrainOutcome(RunStatus.TIMEOUT, reason, metrics or {}, seconds, code)
         status = status_from_exit_code(code, forwarded=watch.forwarded)
         if status is RunStatus.OK and metrics is None:

@@ -99,6 +99,7 @@ class SeedResult(_Record):
     test_mse: float | None = None
     test_mae: float | None = None
     run_dir: str  # relative to the workspace, e.g. "runs/run_0003" or "runs/run_0003/seed_7"
+    seconds: float = 0.0  # wall time of the seed's training
 
 
 class RunRecord(_Record):

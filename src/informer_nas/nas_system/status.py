@@ -66,8 +66,8 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "test_mse": run.test_mse,
         "test_mae": run.test_mae,
         "mean_val_mse": run.mean_val_mse,
-        "seeds": [{"seed": seed.seed, "status": seed.status.value, "val_mse": seed.val_mse}
-                  for seed in run.seeds],
+        "seeds": [{"seed": seed.seed, "status": seed.status.value, "val_mse": seed.val_mse,
+                   "seconds": seed.seconds} for seed in run.seeds],
         "verdict": run.verdict,
         "verdict_reason": run.verdict_reason,
         "accepted": run.accepted,
@@ -88,7 +88,7 @@ def usage_summary(usage: dict[str, RoleUsage]) -> dict[str, dict[str, Any]]:
 
 
 def _budget(iteration: int, max_iterations: int, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    seconds = sum(run["seconds"] for run in runs)
+    seconds = sum(run["seconds"] + sum(s["seconds"] for s in run["seeds"]) for run in runs)
     return {
         "iterations_done": iteration,
         "max_iterations": max_iterations,

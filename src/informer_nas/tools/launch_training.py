@@ -272,7 +272,8 @@ def _summary(record: RunRecord, outcome: TrainOutcome) -> dict[str, Any]:
 
 def _seed_result(seed: int, run_dir: str, outcome: TrainOutcome) -> SeedResult:
     values = {key: _metric(outcome.metrics, key) for key in _METRIC_KEYS}
-    return SeedResult(seed=seed, status=outcome.status, run_dir=run_dir, **values)
+    return SeedResult(seed=seed, status=outcome.status, run_dir=run_dir,
+                      seconds=round(outcome.seconds, 3), **values)
 
 
 def _store_seed(ctx: ToolContext, record: RunRecord, result: SeedResult) -> None:
