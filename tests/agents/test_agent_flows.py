@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,6 +143,31 @@ def test_evaluator_judges_a_borderline_through_its_tools(workspace: Workspace) -
         "borderline", True, "evaluator")
     assert "better on every seed" in record.verdict_reason
     assert json.loads(tool_output(model, 1))["run_id"] == "run_0001"
+    assert model.remaining_steps == 0
+
+
+@pytest.mark.parametrize("run_id", ["OUTSIDE", "..", ""], ids=["absolute-path", "parent",
+                                                               "empty"])
+def test_evaluator_summarize_curve_refuses_paths(workspace: Workspace, tmp_path: Path,
+                                                 run_id: str) -> None:
+    """summarize_curve takes run ids of the state only: a path (even to a real
+    history.json outside the workspace) is an unknown run, reported with the known ids."""
+    outside = tmp_path / "somewhere" / "fakerun"
+    outside.mkdir(parents=True)
+    (outside / "history.json").write_text(json.dumps({"epochs": [
+        {"epoch": 1, "train_loss": 1.0, "val_loss": 0.5, "val_mse": 0.5}]}))
+    asked = str(outside) if run_id == "OUTSIDE" else run_id
+    verdict = {"accept": False, "reason": "no evidence", "feedback": "-"}
+    model = ScriptedModel([
+        [call("summarize_curve", {"run_id": asked}, 1)],
+        [call("summarize_curve", {"run_id": "run_0001"}, 2)],
+        [assistant_message(json.dumps(verdict))],
+    ])
+    run_evaluator(workspace, model)
+    seen = tool_output(model, 1)
+    assert seen.startswith(f"ERROR: unknown run {asked!r}"), seen
+    assert "known runs: run_0000, run_0001" in seen
+    assert json.loads(tool_output(model, 2))["run_id"] == "run_0001"
     assert model.remaining_steps == 0
 
 

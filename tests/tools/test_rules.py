@@ -132,6 +132,21 @@ def test_unknown_run_is_refused_with_known_ids(ctx: ToolContext) -> None:
         check_failure(ctx, "run_0009")
 
 
+@pytest.mark.parametrize("rule", [check_failure, check_improvement, check_overfitting],
+                         ids=lambda rule: rule.__name__)
+@pytest.mark.parametrize("run_id", ["OUTSIDE", "..", "", "runs/run_0000", "run_0000/.."],
+                         ids=["absolute-path", "parent", "empty", "relative-path", "escape"])
+def test_paths_are_unknown_runs(ctx: ToolContext, tmp_path: Path, rule: Any,
+                                run_id: str) -> None:
+    """A path is never read as a run: the rule tools take run ids of the state only."""
+    add_run(ctx, "run_0000", 1.0)
+    outside = tmp_path / "somewhere" / "fakerun"
+    outside.mkdir(parents=True)
+    (outside / "history.json").write_text(json.dumps({"epochs": []}))
+    with pytest.raises(NasError, match=r"unknown run.*run_0000"):
+        rule(ctx, str(outside) if run_id == "OUTSIDE" else run_id)
+
+
 def test_running_run_is_refused(ctx: ToolContext) -> None:
     add_run(ctx, "run_0000", None, RunStatus.RUNNING)
     with pytest.raises(NasError, match="still running"):

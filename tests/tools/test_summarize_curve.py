@@ -10,7 +10,7 @@ import pytest
 
 from informer_nas.errors import HistoryCorrupt, NasError
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
-from informer_nas.nas_system.records import RunRecord, RunStatus
+from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace
@@ -120,7 +120,17 @@ def write_history(root: Path, run_id: str, epochs: list[dict[str, Any]] | str) -
     (run_dir / "history.json").write_text(text)
 
 
+def add_run(ctx: ToolContext, run_id: str, seeds: tuple[int, ...] = ()) -> RunRecord:
+    """A finished run in the state, with confirmation seeds in ``seed_<n>/``."""
+    record = RunRecord(run_id=run_id, iteration=len(ctx.state.runs) + 1, status=RunStatus.OK,
+                       seeds=[SeedResult(seed=seed, status=RunStatus.OK,
+                                         run_dir=f"runs/{run_id}/seed_{seed}") for seed in seeds])
+    ctx.state.runs.append(record)
+    return record
+
+
 def test_tool_returns_json(tool_context: ToolContext) -> None:
+    add_run(tool_context, "run_0000")
     write_history(tool_context.workspace.paths.root, "run_0000", curve([1.0, 0.5], [1.0, 0.8]))
     payload = json.loads(summarize_curve(tool_context, "run_0000"))
     assert payload["run_id"] == "run_0000" and payload["best_epoch"] == 2
@@ -133,13 +143,68 @@ def test_tool_unknown_run_lists_known_ids(tool_context: ToolContext) -> None:
         summarize_curve(tool_context, "run_0042")
 
 
+@pytest.mark.parametrize("run_id", ["OUTSIDE", "..", "", ".", "runs/run_0000",
+                                    "run_0000/..", "run_0000/seed_8", "run_0001"],
+                         ids=["absolute-path", "parent", "empty", "dot", "relative-path",
+                              "escape", "unrecorded-seed", "directory-only"])
+def test_tool_accepts_only_run_ids_of_the_state(tool_context: ToolContext, tmp_path: Path,
+                                                run_id: str) -> None:
+    """A path (absolute, relative, '..', '') is an unknown run, never a file that is read;
+    so is a directory of the workspace that the state does not know."""
+    root = tool_context.workspace.paths.root
+    add_run(tool_context, "run_0000", seeds=(7,))
+    write_history(root, "run_0000", curve([1.0, 0.5], [1.0, 0.8]))
+    for seed in (7, 8):
+        write_history(root, f"run_0000/seed_{seed}", curve([1.0, 0.5], [1.0, 0.8]))
+    write_history(root, "run_0001", curve([1.0, 0.5], [1.0, 0.8]))  # left by no record
+    outside = tmp_path / "somewhere" / "fakerun"
+    outside.mkdir(parents=True)
+    (outside / "history.json").write_text(json.dumps({"epochs": curve([1.0], [2.0])}))
+    asked = str(outside) if run_id == "OUTSIDE" else run_id
+    with pytest.raises(NasError, match=r"unknown run .*known runs: run_0000, run_0000/seed_7"):
+        summarize_curve(tool_context, asked)
+
+
+def test_tool_unknown_run_lists_only_the_last_ids(tool_context: ToolContext) -> None:
+    for number in range(25):
+        add_run(tool_context, f"run_{number:04d}")
+    with pytest.raises(NasError) as caught:
+        summarize_curve(tool_context, "nope")
+    message = str(caught.value)
+    assert "the last 20 of 25" in message and "run_0024" in message
+    assert "run_0004," not in message and "run_0005," in message
+
+
+def test_tool_without_runs_says_none_was_launched(tool_context: ToolContext) -> None:
+    with pytest.raises(NasError, match="unknown run '..': no run has been launched yet"):
+        summarize_curve(tool_context, "..")
+
+
+def test_tool_reads_a_confirmation_seed(tool_context: ToolContext) -> None:
+    root = tool_context.workspace.paths.root
+    add_run(tool_context, "run_0000", seeds=(7,))
+    write_history(root, "run_0000", curve([1.0, 0.5], [1.0, 0.8]))
+    write_history(root, "run_0000/seed_7", curve([1.0, 0.5, 0.4], [1.0, 0.8, 0.7]))
+    payload = json.loads(summarize_curve(tool_context, "run_0000/seed_7"))
+    assert payload["run_id"] == "run_0000/seed_7" and payload["epochs_run"] == 3
+
+
 def test_tool_corrupt_history(tool_context: ToolContext) -> None:
+    add_run(tool_context, "run_0000")
     write_history(tool_context.workspace.paths.root, "run_0000", "{torn")
     with pytest.raises(HistoryCorrupt, match="history.json"):
         summarize_curve(tool_context, "run_0000")
 
 
 def test_tool_run_without_history(tool_context: ToolContext) -> None:
+    add_run(tool_context, "run_0000")
     (tool_context.workspace.paths.root / "runs" / "run_0000").mkdir(parents=True)
+    payload = json.loads(summarize_curve(tool_context, "run_0000"))
+    assert payload["epochs_run"] == 0 and "no history.json" in payload["paragraph"]
+
+
+def test_tool_recorded_run_without_a_directory(tool_context: ToolContext) -> None:
+    """A run of the state that stopped before its directory was made has no history."""
+    add_run(tool_context, "run_0000")
     payload = json.loads(summarize_curve(tool_context, "run_0000"))
     assert payload["epochs_run"] == 0 and "no history.json" in payload["paragraph"]

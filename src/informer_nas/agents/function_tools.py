@@ -157,7 +157,8 @@ def summarize_curve_tool(binding: Binding, role: str) -> FunctionTool:
         """Learning dynamics of a run: best epoch, train/val gap and trend, plateau, noise.
 
         Args:
-            run_id: the run, e.g. "run_0003".
+            run_id: a run id of this workspace, e.g. "run_0003", or one of its confirmation
+                seeds, e.g. "run_0003/seed_7"; not a path.
         """
         return await _call(binding, role, "summarize_curve", {"run_id": run_id},
                            lambda: summarize_curve(wrapper.context, run_id))

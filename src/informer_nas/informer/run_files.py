@@ -27,6 +27,7 @@ from informer_nas.informer.config import InformerConfig
 
 if TYPE_CHECKING:  # torch is imported lazily so that a refused config exits fast
     import torch
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -189,12 +190,14 @@ def config_used_text(source: str, config: InformerConfig) -> str:
     return f"# Original config file:\n{commented}\nCONFIG = {body}\n"
 
 
-def write_learning_curve(path: Path, history: Sequence[EpochRecord]) -> None:
-    """``learning_curve.png``: train and val loss per epoch (an empty chart if none)."""
+def learning_curve_figure(history: Sequence[EpochRecord]) -> Figure:
+    """The figure of ``learning_curve.png``: train and val loss per epoch, whole-number
+    epoch ticks (also for a single epoch), an empty chart if there is none."""
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(6, 4), dpi=100)
     axes = figure.add_subplot()
@@ -204,10 +207,18 @@ def write_learning_curve(path: Path, history: Sequence[EpochRecord]) -> None:
     if not history:
         axes.text(0.5, 0.5, "no completed epoch", ha="center", va="center",
                   transform=axes.transAxes)
+    # integer=True alone gives fractional ticks when fewer than two integers are in view
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     axes.set_xlabel("epoch")
     axes.set_ylabel("loss")
     axes.legend()
     axes.grid(alpha=0.3)
+    return figure
+
+
+def write_learning_curve(path: Path, history: Sequence[EpochRecord]) -> None:
+    """Write ``learning_curve.png`` (see ``learning_curve_figure``)."""
+    figure = learning_curve_figure(history)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png")
     atomic_write_bytes(path, buffer.getvalue())

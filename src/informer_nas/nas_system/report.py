@@ -1,9 +1,10 @@
 """``nas report``: pictures and tables of a workspace, as Markdown and self-contained HTML.
 
-Writes into ``report/``: ``progress.png`` (val MSE per iteration, the best-so-far line,
-accepted and rejected runs marked, the linear baseline's val MSE), ``incumbent_curve.png``
-(the incumbent's learning curve, re-plotted from its ``history.json``), ``report.md`` and
-``report.html`` (the images embedded as base64 data URIs, so the one file opens anywhere).
+Writes into ``report/``: ``progress.png`` (val MSE per iteration, the incumbent's line,
+accepted, rejected and not judged runs marked, the linear baseline's val MSE),
+``incumbent_curve.png`` (the incumbent's learning curve, re-plotted from its
+``history.json``), ``report.md`` and ``report.html`` (the images embedded as base64 data
+URIs, so the one file opens anywhere).
 matplotlib is imported lazily and used through its object-oriented API (no pyplot, no
 display needed).
 
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
+from informer_nas.nas_system.gate import CandidateEvidence, IncumbentEvidence, compared_values
+from informer_nas.nas_system.records import RunStatus
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
     format_mse,
@@ -77,40 +80,73 @@ def write_report(workspace: Workspace, baseline: bool = True) -> Path:
 # Plots ----------------------------------------------------------------------------------
 
 
+def integer_ticks(axes: Axes) -> None:
+    """Whole-number ticks on the x axis (iterations, epochs), even for a single point.
+
+    ``MaxNLocator(integer=True)`` alone falls back to fractional ticks (0.945 ... 1.05)
+    when fewer than two integers are in view, as with one run or one epoch.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def _new_figure() -> tuple[Figure, Axes]:
     # The object-oriented API: no pyplot state, no GUI backend, safe in any thread.
     from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(8, 4.5), dpi=100)
     axes = figure.subplots()
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations and epochs
+    integer_ticks(axes)  # iterations and epochs
     return figure, axes
 
 
+# How each run is drawn in progress.png: label -> (colour, marker, hollow). A run with a val
+# MSE is accepted or rejected by its verdict; one never judged (interrupted, or being
+# judged while a session runs) is neither. A run without a val MSE is a vertical line.
+PROGRESS_STYLES: dict[str, tuple[str, str, bool]] = {
+    "accepted": ("tab:green", "o", False),
+    "rejected": ("tab:red", "x", False),
+    "not judged": ("tab:grey", "o", True),
+}
+FAILED = "failed"
+
+
+def progress_category(run: dict[str, Any]) -> str:
+    """``accepted``, ``rejected``, ``not judged`` or ``failed`` (no val MSE)."""
+    if run["val_mse"] is None:
+        return FAILED
+    if run["accepted"] is None:
+        return "not judged"
+    return "accepted" if run["accepted"] else "rejected"
+
+
 def plot_progress(runs: list[dict[str, Any]], baseline_mse: float | None = None) -> Figure:
-    """Val MSE per iteration: accepted (green), rejected (red), failed (grey), best so far,
-    and the linear baseline's val MSE (dashed) when given.
+    """Val MSE per iteration: accepted (green), rejected (red), not judged (grey, hollow),
+    failed (grey dotted line), the incumbent's val MSE (see ``incumbent_steps``), and the
+    linear baseline's val MSE (dashed) when given.
     """
     figure, axes = _new_figure()
     if baseline_mse is not None:
         axes.axhline(baseline_mse, color="tab:purple", linestyle="--",
                      label="linear baseline (RLinear)")
-    scored = [run for run in runs if run["val_mse"] is not None]
-    for label, color, marker, is_accepted in (
-        ("accepted", "tab:green", "o", True),
-        ("rejected", "tab:red", "x", False),
-    ):
-        chosen = [run for run in scored if (run["accepted"] is True) == is_accepted]
+    for label, (color, marker, hollow) in PROGRESS_STYLES.items():
+        chosen = [run for run in runs if progress_category(run) == label]
         if chosen:
-            axes.scatter([r["iteration"] for r in chosen], [r["val_mse"] for r in chosen],
-                         label=label, color=color, marker=marker, zorder=3)
-    best_x, best_y = _best_so_far(runs)
+            xs, ys = [r["iteration"] for r in chosen], [r["val_mse"] for r in chosen]
+            if hollow:
+                axes.scatter(xs, ys, label=label, marker=marker, zorder=3,
+                             facecolors="none", edgecolors=color)
+            else:
+                axes.scatter(xs, ys, label=label, marker=marker, zorder=3, color=color)
+    best_x, best_y, by_seeds = incumbent_steps(runs)
     if best_x:
-        axes.step(best_x, best_y, where="post", color="tab:blue", label="incumbent (best so far)")
-    failed = [run["iteration"] for run in runs if run["val_mse"] is None]
+        label = ("incumbent (mean over the seeds the gate compared)" if by_seeds
+                 else "incumbent (best so far)")
+        axes.step(best_x, best_y, where="post", color="tab:blue", label=label)
+    failed = [run["iteration"] for run in runs if progress_category(run) == FAILED]
     for index, iteration in enumerate(failed):
-        axes.axvline(iteration, color="grey", linestyle=":", label="failed" if index == 0 else None)
+        axes.axvline(iteration, color="grey", linestyle=":", label=FAILED if index == 0 else None)
     axes.set_xlabel("iteration")
     axes.set_ylabel("validation MSE")
     axes.set_title("Search progress")
@@ -123,18 +159,48 @@ def plot_progress(runs: list[dict[str, Any]], baseline_mse: float | None = None)
     return figure
 
 
-def _best_so_far(runs: list[dict[str, Any]]) -> tuple[list[int], list[float]]:
-    """The incumbent's val MSE after each iteration (accepted runs only)."""
-    xs: list[int] = []
-    ys: list[float] = []
-    for run in runs:
-        if run["accepted"] is True and run["val_mse"] is not None:
-            xs.append(run["iteration"])
-            ys.append(run["val_mse"])
-    if xs and runs:
-        xs.append(max(run["iteration"] for run in runs))
-        ys.append(ys[-1])
-    return xs, ys
+def _evidence(run: dict[str, Any]) -> CandidateEvidence:
+    """The gate's view of a run of ``workspace_status`` (its seeds included)."""
+    seeds: dict[int, float] = {}
+    if run["status"] == RunStatus.OK.value and run["val_mse"] is not None:
+        seeds[run["seed"]] = run["val_mse"]
+    for seed in run.get("seeds", []):
+        if seed["status"] == RunStatus.OK.value and seed["val_mse"] is not None:
+            seeds[seed["seed"]] = seed["val_mse"]
+    return CandidateEvidence(RunStatus(run["status"]), run["val_mse"], seeds)
+
+
+def incumbent_steps(runs: list[dict[str, Any]]) -> tuple[list[int], list[float], bool]:
+    """The incumbent's val MSE after each iteration, as the gate compared it.
+
+    The accepted runs are the chain of incumbents, each compared with the one before.
+    Without confirmation seeds, a run's value is its val MSE. With them
+    (``--confirm-seeds``), the gate compared the means over the seeds both runs share
+    (the session's confirmation seeds), not the main seeds: the value of an accepted run
+    is its mean as it was accepted, and that of the first incumbent its mean as the
+    next one was compared with it. So the line drops at each accept the rules decided;
+    it can only rise where the evaluator accepted a borderline run a little worse.
+
+    Returns:
+        The iterations, the values (the last one repeated at the last iteration) and
+        whether any value is a mean over seeds.
+    """
+    chain = [run for run in runs if run["accepted"] is True and run["val_mse"] is not None]
+    if not chain:
+        return [], [], False
+    values = [float(chain[0]["val_mse"])]
+    by_seeds = False
+    for previous, run in zip(chain, chain[1:], strict=False):
+        base = _evidence(previous)
+        incumbent = IncumbentEvidence(previous["run_id"], float(previous["val_mse"]),
+                                      base.seed_val_mse)
+        candidate, compared_with, seeds = compared_values(_evidence(run), incumbent)
+        if previous is chain[0]:
+            values[0] = compared_with
+        values.append(candidate)
+        by_seeds = by_seeds or bool(seeds)
+    xs = [run["iteration"] for run in chain] + [max(run["iteration"] for run in runs)]
+    return xs, [*values, values[-1]], by_seeds
 
 
 def plot_learning_curve(epochs: list[dict[str, Any]], title: str) -> Figure:

@@ -13,6 +13,7 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import HistoryCorrupt, NasError
@@ -180,19 +181,57 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 
 
+KNOWN_LISTED = 20  # run ids named in an unknown-run error (the most recent ones)
+
+
+def known_run_dirs(ctx: ToolContext) -> dict[str, Path]:
+    """The run ids of the workspace's state and their directories, oldest first.
+
+    A run's confirmation seeds are runs too, named ``run_0003/seed_7`` after their
+    directory (``SeedResult.run_dir``); its main seed is the run itself.
+    """
+    paths = ctx.workspace.paths
+    known: dict[str, Path] = {}
+    for run in ctx.state.runs:
+        known[run.run_id] = paths.run_dir(run.run_id)
+        prefix = f"runs/{run.run_id}/"
+        for seed in run.seeds:
+            if seed.run_dir.startswith(prefix):
+                known[seed.run_dir.removeprefix("runs/")] = paths.root / seed.run_dir
+    return known
+
+
+def unknown_run_message(run_id: str, known: Sequence[str]) -> str:
+    """The error for a run id that is not in the state: what was asked, what exists."""
+    if not known:
+        return f"unknown run {run_id!r}: no run has been launched yet"
+    listed = ", ".join(known[-KNOWN_LISTED:])
+    more = f" (the last {KNOWN_LISTED} of {len(known)})" if len(known) > KNOWN_LISTED else ""
+    return (f"unknown run {run_id!r}; pass a run id of this workspace, "
+            f"e.g. {known[-1]!r}; known runs{more}: {listed}")
+
+
+def run_dir_of(ctx: ToolContext, run_id: str) -> Path:
+    """The directory of a run of the state (``run_0003``, or a confirmation seed
+    ``run_0003/seed_7``). Never a path: anything else is an unknown run.
+
+    Raises:
+        NasError: the run id is unknown (the message lists the known ids).
+    """
+    known = known_run_dirs(ctx)
+    if run_id not in known:
+        raise NasError(unknown_run_message(run_id, list(known)))
+    return known[run_id]
+
+
 def load_history(ctx: ToolContext, run_id: str) -> list[dict[str, Any]] | None:
     """The epochs of a run's ``history.json``; None when the run wrote none.
 
     Raises:
-        NasError: the run id is unknown (the message lists the known ids).
+        NasError: the run id is not one of the state (the message lists the known ids).
         HistoryCorrupt: history.json is not valid JSON with an ``epochs`` list.
     """
-    known = [run.run_id for run in ctx.state.runs]
-    run_dir = ctx.workspace.paths.run_dir(run_id)
-    if run_id not in known and not run_dir.is_dir():
-        listed = ", ".join(known[-20:]) or "none yet"
-        raise NasError(f"unknown run {run_id!r}; known runs: {listed}")
-    path = run_dir / "history.json"
+    path = run_dir_of(ctx, run_id) / "history.json"
     if not path.exists():
         return None
     try:
@@ -210,7 +249,8 @@ def summarize_curve(ctx: ToolContext, run_id: str) -> str:
     plus a short paragraph.
 
     Args:
-        run_id: the run to summarize, e.g. "run_0003".
+        run_id: the run to summarize, e.g. "run_0003", or one of its confirmation
+            seeds, e.g. "run_0003/seed_7" (see run_metrics).
     """
     epochs = load_history(ctx, run_id)
     summary = curve_summary(epochs or [], ctx.settings.thresholds)

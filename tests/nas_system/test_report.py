@@ -1,0 +1,135 @@
+"""The report's figures, checked through the functions that build them (not pixels):
+whole-number ticks, how each run is drawn, and the incumbent's line."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from matplotlib.colors import to_rgba
+
+from informer_nas.nas_system import report
+from informer_nas.nas_system.gate import (
+    CandidateEvidence,
+    GateThresholds,
+    IncumbentEvidence,
+    check_improvement,
+)
+from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
+from informer_nas.nas_system.status import run_summary
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.collections import PathCollection
+    from matplotlib.figure import Figure
+
+
+def run(iteration: int, val_mse: float | None, accepted: bool | None,
+        status: RunStatus = RunStatus.OK, seeds: dict[int, float] | None = None,
+        seed: int | None = None) -> dict[str, Any]:
+    """A run as ``workspace_status`` lists it (built from a real record)."""
+    run_id = f"run_{iteration - 1:04d}"
+    record = RunRecord(
+        run_id=run_id, iteration=iteration, status=status, val_mse=val_mse,
+        accepted=accepted, verdict=None if accepted is None else
+        ("accept" if accepted else "reject"), seed=seed if seed is not None else 100 + iteration,
+        seeds=[SeedResult(seed=s, status=RunStatus.OK, val_mse=v,
+                          run_dir=f"runs/{run_id}/seed_{s}") for s, v in (seeds or {}).items()],
+    )
+    return run_summary(record)
+
+
+def visible_ticks(axes: Axes) -> list[float]:
+    low, high = axes.get_xlim()
+    return [float(t) for t in axes.get_xticks() if low - 1e-9 <= t <= high + 1e-9]
+
+
+def assert_whole_ticks(figure: Figure) -> None:
+    axes = figure.axes[0]
+    ticks = visible_ticks(axes)
+    assert ticks, "no tick in view"
+    assert all(t == int(t) for t in ticks), ticks
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 40], ids=lambda n: f"{n}-runs")
+def test_progress_ticks_are_whole_iterations(count: int) -> None:
+    runs = [run(i, 1.0 - 0.001 * i, True) for i in range(1, count + 1)]
+    assert_whole_ticks(report.plot_progress(runs))
+
+
+def test_progress_ticks_of_one_failed_run_are_whole() -> None:
+    assert_whole_ticks(report.plot_progress([run(1, None, False, RunStatus.CRASHED)]))
+
+
+@pytest.mark.parametrize("count", [1, 3, 30], ids=lambda n: f"{n}-epochs")
+def test_incumbent_curve_ticks_are_whole_epochs(count: int) -> None:
+    epochs = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "val_mse": 1.1 / e}
+              for e in range(1, count + 1)]
+    assert_whole_ticks(report.plot_learning_curve(epochs, "t"))
+
+
+def scatters(figure: Figure) -> dict[str, PathCollection]:
+    """The scatter collections of the progress figure by their legend label."""
+    from matplotlib.collections import PathCollection
+
+    return {str(c.get_label()): c for c in figure.axes[0].collections
+            if isinstance(c, PathCollection)}
+
+
+def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
+    """An interrupted run that has a val MSE but no verdict is 'not judged': grey, hollow."""
+    runs = [run(1, 1.0, True), run(2, 1.2, False),
+            run(3, 0.9, None, RunStatus.INTERRUPTED), run(4, None, None, RunStatus.CRASHED)]
+    assert [report.progress_category(r) for r in runs] == [
+        "accepted", "rejected", "not judged", "failed"]
+    drawn = scatters(report.plot_progress(runs))
+    assert set(drawn) == {"accepted", "rejected", "not judged"}
+    assert [list(p) for p in drawn["rejected"].get_offsets()] == [[2, 1.2]]
+    assert [list(p) for p in drawn["not judged"].get_offsets()] == [[3, 0.9]]
+    unjudged = drawn["not judged"]
+    assert not any(face[3] > 0 for face in unjudged.get_facecolor())  # hollow
+    assert tuple(unjudged.get_edgecolor()[0]) == to_rgba("tab:grey")
+    assert tuple(drawn["rejected"].get_facecolor()[0]) == to_rgba("tab:red")
+    legend = report.plot_progress(runs).axes[0].get_legend()
+    assert "not judged" in [text.get_text() for text in legend.get_texts()]
+
+
+def test_only_unjudged_runs_draw_no_rejected_marker() -> None:
+    drawn = scatters(report.plot_progress([run(1, 0.9, None, RunStatus.INTERRUPTED)]))
+    assert set(drawn) == {"not judged"}
+
+
+def incumbent_line(figure: Figure) -> tuple[list[float], list[float], str]:
+    lines = [line for line in figure.axes[0].get_lines()
+             if str(line.get_label()).startswith("incumbent")]
+    assert len(lines) == 1
+    line = lines[0]
+    return ([float(x) for x in line.get_xdata()], [float(y) for y in line.get_ydata()],
+            str(line.get_label()))
+
+
+def test_incumbent_line_without_seeds_is_the_accepted_val_mse() -> None:
+    runs = [run(1, 1.0, True), run(2, 1.1, False), run(3, 0.8, True), run(4, 0.85, False)]
+    xs, ys, label = incumbent_line(report.plot_progress(runs))
+    assert (xs, ys, label) == ([1, 3, 4], [1.0, 0.8, 0.8], "incumbent (best so far)")
+
+
+def test_incumbent_line_follows_the_seed_means_the_gate_compared() -> None:
+    """--confirm-seeds: the candidate's main seed is 0.4 % worse than the incumbent's
+    (borderline, so both get confirmation seeds 11 and 12), yet the means over those seeds
+    accept it. The line must follow the gate's means and drop, not rise with the main seeds.
+    """
+    baseline = run(1, 1.000, True, seeds={11: 1.20, 12: 1.22})
+    candidate = run(2, 1.004, True, seeds={11: 1.10, 12: 1.12})
+    rejected = run(3, 0.95, False, seeds={11: 1.30, 12: 1.31})
+    evidence = CandidateEvidence(RunStatus.OK, 1.004, {102: 1.004, 11: 1.10, 12: 1.12})
+    verdict = check_improvement(
+        evidence, IncumbentEvidence("run_0000", 1.0, {101: 1.0, 11: 1.20, 12: 1.22}),
+        GateThresholds())
+    assert verdict.outcome == "accept" and verdict.compared_seeds == (11, 12)
+
+    xs, ys, label = incumbent_line(report.plot_progress([baseline, candidate, rejected]))
+    assert xs == [1, 2, 3]
+    assert ys == pytest.approx([1.21, 1.11, 1.11])
+    assert all(later <= earlier for earlier, later in zip(ys, ys[1:], strict=False))
+    assert "seeds" in label
