@@ -99,3 +99,20 @@ def test_open_refuses_a_hand_edited_config_that_is_not_a_literal(tmp_path: Path)
     with pytest.raises(ConfigError, match=r"config.py:\d+: `__import__\(.os.\).getpid\(\)` is not"):
         Workspace.open(tmp_path)
     Workspace.open(tmp_path, validate=False)  # `nas doctor` can still look at it
+
+
+def test_create_while_another_process_creates_writes_nothing(tmp_path: Path) -> None:
+    """Two `nas init` on one new directory: the one that finds the lock taken is refused
+    before it writes (both used to succeed, leaving one's config.py with the other's state)."""
+    from informer_nas.errors import WorkspaceLocked
+    from informer_nas.nas_system.lock import workspace_lock
+    from informer_nas.nas_system.paths import WorkspacePaths
+
+    root = tmp_path / "new"
+    root.mkdir()
+    paths = WorkspacePaths(root.resolve())
+    with workspace_lock(paths), pytest.raises(WorkspaceLocked):
+        Workspace.create(root, "quick")
+    assert not paths.config.exists() and not paths.state.exists()
+    Workspace.create(root, "tiny")  # once the other has finished
+    assert Workspace.open(root).config().data.seq_len == 48

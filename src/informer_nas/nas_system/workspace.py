@@ -27,6 +27,7 @@ from informer_nas.informer.config import (
 )
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.lock import workspace_lock
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.search_space import (
     DEFAULT_SPACE,
@@ -182,17 +183,17 @@ class Workspace:
         else:
             config = _initial_config(preset, data_path, config)
             _check_inside(config, space)
-        for existing in (paths.config, paths.state):
-            if existing.exists():
-                raise ConfigError(
-                    f"{paths.root} already holds a workspace ({existing.name} exists); it was "
-                    f"not touched; continue it with `nas resume` or pick another directory"
-                )
+        _refuse_existing(paths)
         paths.root.mkdir(parents=True, exist_ok=True)
-        paths.runs.mkdir(exist_ok=True)
-        paths.traces.mkdir(exist_ok=True)
-        atomic_write_text(paths.config, render_config(config, space))
-        compact_state(paths, AgentState(preset=preset, narrowing=own))
+        # Two `nas init` (or `nas run`) on one new directory: one creates, the other is
+        # refused; unlocked, each could write half of a workspace (config.py of one preset,
+        # the state of the other).
+        with workspace_lock(paths):
+            _refuse_existing(paths)
+            paths.runs.mkdir(exist_ok=True)
+            paths.traces.mkdir(exist_ok=True)
+            atomic_write_text(paths.config, render_config(config, space))
+            compact_state(paths, AgentState(preset=preset, narrowing=own))
         return cls(paths)
 
     @classmethod
@@ -268,6 +269,15 @@ def check_task(paths: WorkspacePaths, state: AgentState, config: InformerConfig)
             f"{paths.config}: the forecasting task is fixed for a workspace, but {changes[0]}; "
             "put the value back (or run `nas doctor --repair`), or start a new workspace "
             "with `nas init` for the other task")
+
+
+def _refuse_existing(paths: WorkspacePaths) -> None:
+    for existing in (paths.config, paths.state):
+        if existing.exists():
+            raise ConfigError(
+                f"{paths.root} already holds a workspace ({existing.name} exists); it was "
+                f"not touched; continue it with `nas resume` or pick another directory"
+            )
 
 
 def check_data(state: AgentState, config: InformerConfig) -> None:
