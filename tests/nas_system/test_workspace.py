@@ -116,3 +116,16 @@ def test_create_while_another_process_creates_writes_nothing(tmp_path: Path) -> 
     assert not paths.config.exists() and not paths.state.exists()
     Workspace.create(root, "tiny")  # once the other has finished
     assert Workspace.open(root).config().data.seq_len == 48
+
+
+def test_a_lock_that_is_a_directory_is_one_line_naming_it(tmp_path: Path) -> None:
+    """It printed "error: Is a directory" with no path, and doctor could not say more."""
+    from informer_nas.errors import NasError
+    from informer_nas.nas_system.lock import lock_status, workspace_lock
+
+    paths = Workspace.create(tmp_path / "ws", "tiny").paths
+    paths.lock.unlink()  # left empty by the creation
+    paths.lock.mkdir()
+    for take in (lambda: lock_status(paths), lambda: workspace_lock(paths).__enter__()):
+        with pytest.raises(NasError, match=r"\.nas\.lock is a directory.*rmdir .*\.nas\.lock"):
+            take()

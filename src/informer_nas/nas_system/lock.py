@@ -13,12 +13,13 @@ import fcntl
 import json
 import logging
 import os
+import shlex
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from informer_nas.errors import WorkspaceLocked
+from informer_nas.errors import NasError, WorkspaceLocked
 from informer_nas.nas_system.paths import WorkspacePaths
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ def workspace_lock(paths: WorkspacePaths, share: bool = False) -> Iterator[LockH
 @contextlib.contextmanager
 def _flock(paths: WorkspacePaths) -> Iterator[LockHolder]:
     """Take the ``flock`` and write the holder (see ``workspace_lock``)."""
+    _refuse_directory(paths)
     fd = os.open(paths.lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
@@ -110,6 +112,7 @@ def lock_status(paths: WorkspacePaths) -> tuple[LockHolder | None, bool]:
     Read-only: a missing lock file is not created. A holder named in a lock that nobody
     holds is a process that died without releasing it (harmless: it is taken over).
     """
+    _refuse_directory(paths)
     try:
         fd = os.open(paths.lock, os.O_RDONLY)
     except FileNotFoundError:
@@ -124,6 +127,13 @@ def lock_status(paths: WorkspacePaths) -> tuple[LockHolder | None, bool]:
         return holder, False
     finally:
         os.close(fd)
+
+
+def _refuse_directory(paths: WorkspacePaths) -> None:
+    if paths.lock.is_dir():
+        raise NasError(f"{paths.lock} is a directory, not the workspace's lock file; when no "
+                       f"nas process uses the workspace, remove it: rmdir "
+                       f"{shlex.quote(str(paths.lock))}")
 
 
 def _read_holder(fd: int) -> LockHolder | None:
