@@ -73,6 +73,16 @@ WorkspaceOption = Annotated[
 PresetOption = Annotated[Preset, typer.Option(help="Starting config for a new workspace.")]
 
 
+def _finite_timeout(value: float | None) -> float | None:
+    """``--timeout``: ``min=1`` lets inf and nan through (1e400 is inf); a usage error."""
+    import math
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number of seconds >= 1, got {value}; "
+                                 "e.g. --timeout 600")
+    return value
+
+
 # Shared plumbing --------------------------------------------------------------------------
 
 
@@ -175,23 +185,69 @@ def _session_display(
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM raises KeyboardInterrupt, as Ctrl+C does, for the block (a training installs
-    its own forwarding on top, and restores this one)."""
+    its own forwarding on top, and restores this one). SIGHUP (the terminal was closed)
+    becomes a SIGTERM, so it stops the session, or the training, the same way; under
+    ``nohup`` it stays ignored."""
     import signal
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    def hangup(signum: int, frame: object) -> None:
+        _drop_hung_up_terminal()
+        signal.raise_signal(signal.SIGTERM)  # to whoever handles SIGTERM now
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
+    sighup = getattr(signal, "SIGHUP", None)  # None on Windows
+    if sighup is not None and signal.getsignal(sighup) is not signal.SIG_IGN:
+        previous[sighup] = signal.signal(sighup, hangup)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _drop_hung_up_terminal() -> None:
+    """Point stdout and stderr at /dev/null where they are a terminal that hung up (closed):
+    every write there fails (EIO), and the clean stop would end in an error. A live
+    terminal (``kill -HUP``), a file or a pipe keeps the output."""
+    import errno
+    import os
+
+    try:
+        import termios
+    except ImportError:  # not POSIX
+        return
+    for fd in (1, 2):
+        try:
+            termios.tcgetattr(fd)
+        except termios.error as exc:
+            if exc.args and exc.args[0] == errno.EIO:
+                null = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(null, fd)
+                os.close(null)
 
 
 def _interrupted(root: Path) -> NoReturn:
-    typer.echo("interrupted; the state is saved. Continue with: nas resume --workspace "
-               f"{_quoted(root)}", err=True)
+    try:
+        typer.echo("interrupted; the state is saved. Continue with: nas resume --workspace "
+                   f"{_quoted(root)}", err=True)
+    except OSError:  # the terminal is gone (SIGHUP): the exit code still says it
+        pass
     raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+def _check_llm_settings(planner: str) -> None:
+    """An LLM planner's endpoint settings (``NAS_LLM_MAX_RETRIES=nan``...) are read before
+    the session records anything: a malformed one is one line, the workspace untouched."""
+    if planner not in ("llm", "hybrid"):
+        return
+    from informer_nas.agents.brains.llm_settings import llm_configured, load_llm_settings
+
+    if llm_configured():  # else the session says so, as before
+        with _user_errors():
+            load_llm_settings()
 
 
 def _show(display: SessionDisplay, event: dict[str, Any]) -> None:
@@ -271,7 +327,8 @@ def run(
         min=0, help="Base seed (default: the workspace's, else 0).")] = None,
     confirm_seeds: Annotated[int | None, typer.Option(
         min=0, help="Extra seeds to confirm winners (default: the workspace's, else 0).")] = None,
-    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds per training.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        min=1, callback=_finite_timeout, help="Seconds per training.")] = None,
     fallback: Annotated[FallbackName | None, typer.Option(help="Brain if the LLM fails.")] = None,
     no_prune: Annotated[bool, typer.Option("--no-prune", help="Never stop a trial early.")] = False,
     prune_rule: Annotated[PruneRule | None, typer.Option(help="Default: median.")] = None,
@@ -297,6 +354,7 @@ def run(
     chosen = planner.value if planner else kept or default_planner()
     origin = "" if planner else " (the workspace's)" if kept else " (default: " + (
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
+    _check_llm_settings(chosen)
     _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
     with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters, chosen) as display:
@@ -319,10 +377,12 @@ def resume(
 ) -> None:
     """Continue a session up to its (or a larger) budget, with its planner and settings."""
     verbosity = _verbosity(quiet, verbose)
-    from informer_nas.api import run_nas_optimization
+    from informer_nas.api import default_planner, existing_state, run_nas_optimization
 
     with _user_errors():
         _open_workspace(workspace)  # not a workspace: one line, never a new one
+    kept = existing_state(workspace)
+    _check_llm_settings(kept.planner if kept and kept.planner else default_planner())
     with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters) as display:
         result = run_nas_optimization(workspace=workspace, iters=iters, observer=display)
@@ -472,7 +532,8 @@ def train(
     config: Annotated[Path, typer.Argument(help="A config.py file.", dir_okay=False)],
     run_dir: Annotated[Path, typer.Option("--run-dir", help="Where the run's files go.")],
     seed: Annotated[int | None, typer.Option(min=0, help="Overrides training.seed.")] = None,
-    timeout: Annotated[float | None, typer.Option(min=1, help="Seconds allowed.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        min=1, callback=_finite_timeout, help="Seconds allowed.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
 ) -> None:

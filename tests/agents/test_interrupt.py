@@ -109,3 +109,94 @@ def test_sigterm_stops_a_session_command_like_ctrl_c() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)  # the handler interrupts this
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+@pytest.fixture
+def survivable_sighup() -> Any:
+    """SIGHUP recorded instead of killing pytest (as it did before `nas` handled it)."""
+    received: list[int] = []
+    before = signal.signal(signal.SIGHUP, lambda signum, frame: received.append(signum))
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+def test_sighup_stops_a_session_command_like_ctrl_c(survivable_sighup: list[int]) -> None:
+    """Closing the terminal (SIGHUP) ended `nas run` like a crash: exit 129, no `nas resume`
+    line, the run left `running`; it now interrupts, as SIGTERM does."""
+    from informer_nas.cli import _sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGHUP)
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)  # the handler interrupts this
+    assert signal.getsignal(signal.SIGHUP) is before and not survivable_sighup
+
+
+def test_sighup_during_a_training_is_forwarded_as_sigterm(survivable_sighup: list[int]) -> None:
+    """During a training the executor's forwarding handles SIGTERM (the trainer stops
+    after its step and the session saves it as interrupted): SIGHUP takes the same path."""
+    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.nas_system.executor import _SignalForwarder
+
+    with _sigterm_as_interrupt(), _SignalForwarder() as forwarder:
+        os.kill(os.getpid(), signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while forwarder.received is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert forwarder.received == signal.SIGTERM and not survivable_sighup
+
+
+def test_sighup_stays_ignored_under_nohup() -> None:
+    from informer_nas.cli import _sigterm_as_interrupt
+
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with _sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)
+
+
+HUNG_UP_CHILD = """
+import sys, time
+from informer_nas.cli import _sigterm_as_interrupt
+try:
+    with _sigterm_as_interrupt():
+        print("ready", flush=True)
+        time.sleep(30)
+except KeyboardInterrupt:
+    print("interrupted; the state is saved", flush=True)  # to the closed terminal
+    print("interrupted; the state is saved", file=sys.stderr, flush=True)
+    sys.exit(130)
+"""
+
+
+def test_closing_the_terminal_is_a_clean_stop() -> None:
+    """A real hang-up (the pty's master closed): the child gets SIGHUP and every write to
+    its terminal fails with EIO; the stop must still end with the interruption's exit code."""
+    import pty
+    import select
+
+    pid, master = pty.fork()
+    if pid == 0:  # the child: session leader of the new terminal
+        os.execv(sys.executable, [sys.executable, "-c", HUNG_UP_CHILD])
+    output, deadline = b"", time.monotonic() + 30
+    try:
+        while b"ready" not in output and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                output += os.read(master, 1024)
+    finally:
+        os.close(master)  # the terminal is closed
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        raise AssertionError(f"still running after the hang-up; output {output!r}")
+    assert b"ready" in output, output
+    assert os.waitstatus_to_exitcode(status) == 130, (status, output)

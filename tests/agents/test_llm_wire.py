@@ -127,3 +127,54 @@ def test_unreachable_llm_stops_cleanly_or_falls_back(tmp_path: Path,
     result = run_nas_optimization(root, iters=2, planner="llm", fallback="tpe",
                                   executor=CallableExecutor(fake_train), quiet=True)
     assert result.stopped_by == "budget" and result.iteration == 2
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("NAS_LLM_MAX_RETRIES", "nan"), ("NAS_LLM_MAX_RETRIES", "inf"),
+    ("NAS_LLM_MAX_RETRIES", "1e400"), ("NAS_LLM_MAX_RETRIES", "-1"),
+    ("NAS_LLM_MAX_RETRIES", "2.5"), ("NAS_LLM_MAX_RETRIES", "many"),
+    ("NAS_LLM_TIMEOUT", "nan"), ("NAS_LLM_TIMEOUT", "-5"), ("NAS_LLM_TIMEOUT", "0"),
+    ("NAS_LLM_TIMEOUT", "inf"), ("NAS_LLM_PRICE_IN", "nan"), ("NAS_LLM_PRICE_IN", "-1"),
+    ("NAS_LLM_PRICE_OUT", "1e400"),
+])
+def test_malformed_llm_numbers_name_the_variable(tmp_path: Path, name: str, value: str) -> None:
+    """nan / inf / 1e400 were a traceback (int(nan)), -1 and nan reached the client and
+    blamed NAS_LLM_BASE_URL: now one ConfigError naming the variable and an example."""
+    from informer_nas.agents.brains.llm_settings import load_llm_settings
+    from informer_nas.errors import ConfigError
+
+    environ = {"NAS_LLM_BASE_URL": "http://127.0.0.1:9/v1", name: value}
+    with pytest.raises(ConfigError) as caught:
+        load_llm_settings(environ, dotenv=tmp_path / "none.env")
+    message = str(caught.value)
+    assert message.startswith(f"{name}={value!r} is not ") and f"; e.g. {name}=" in message
+    assert "\n" not in message and "NAS_LLM_BASE_URL" not in message
+
+
+def test_valid_llm_numbers_are_read(tmp_path: Path) -> None:
+    from informer_nas.agents.brains.llm_settings import load_llm_settings
+
+    settings = load_llm_settings({"NAS_LLM_BASE_URL": "http://127.0.0.1:9/v1",
+                                  "NAS_LLM_MAX_RETRIES": " 3 ", "NAS_LLM_TIMEOUT": "0.5",
+                                  "NAS_LLM_PRICE_IN": "0", "NAS_LLM_PRICE_OUT": "2e0"},
+                                 dotenv=tmp_path / "none.env")
+    assert (settings.max_retries, settings.timeout_s) == (3, 0.5)
+    assert (settings.price_in, settings.price_out) == (0.0, 2.0)
+
+
+def test_blank_llm_variables_count_as_unset(tmp_path: Path) -> None:
+    """NAS_LLM_BASE_URL=" " or OPENAI_API_KEY=" " configured an endpoint (a hybrid planner,
+    then "Connection error"); blank values are unset, and values are stripped."""
+    from informer_nas.agents.brains.llm_settings import (
+        DEFAULT_MODEL,
+        llm_configured,
+        load_llm_settings,
+    )
+
+    none = tmp_path / "none.env"
+    assert not llm_configured({"NAS_LLM_BASE_URL": " ", "OPENAI_API_KEY": "\t"}, none)
+    assert not llm_configured({"OPENROUTER_API_KEY": "  "}, none)
+    settings = load_llm_settings({"NAS_LLM_BASE_URL": " http://127.0.0.1:9/v1 ",
+                                  "OPENAI_API_KEY": " ", "NAS_PLANNER_MODEL": " "}, none)
+    assert settings.base_url == "http://127.0.0.1:9/v1"
+    assert (settings.api_key, settings.planner_model) == ("not-needed", DEFAULT_MODEL)

@@ -92,3 +92,33 @@ def test_state_files_hold_no_key(keyed: Path) -> None:
     state.current.rationale = f"and {DOTENV_KEY}"
     compact_state(paths, state)  # the snapshot
     assert DOTENV_KEY not in paths.state.read_text()
+
+
+def test_dotenv_with_a_byte_that_is_not_utf8_keeps_its_other_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One Latin-1 byte made the whole .env silently ignored (the key, the base URL); now
+    only the entry holding it is left out, with one warning naming the file and the line."""
+    from informer_nas.nas_system.secrets import dotenv_values
+
+    path = tmp_path / ".env"
+    path.write_bytes(b"OPENAI_API_KEY=" + DOTENV_KEY.encode() + b"\n# caf\xe9 au lait\n"
+                     b"NAS_PLANNER_MODEL=m\xe9del\nOPENROUTER_API_KEY=sk-\xe9-" + KEY.encode()
+                     + b"\nexport NAS_LLM_BASE_URL=http://127.0.0.1:9/v1  # caf\xe9\n")
+    assert dotenv_values(path) == {"OPENAI_API_KEY": DOTENV_KEY,
+                                   "NAS_LLM_BASE_URL": "http://127.0.0.1:9/v1"}
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"warning: {path}: lines 3, 4 are not valid UTF-8 and were "
+                                "ignored (the other lines are used); save the file as UTF-8"]
+    assert KEY not in err and DOTENV_KEY not in err
+    assert dotenv_values(path)["OPENAI_API_KEY"] == DOTENV_KEY
+    assert capsys.readouterr().err == ""  # once per file
+
+
+def test_dotenv_with_a_byte_order_mark(tmp_path: Path) -> None:
+    """A .env saved by Notepad starts with a BOM: its first key was named '\\ufeffOPENAI...'."""
+    from informer_nas.nas_system.secrets import dotenv_values
+
+    path = tmp_path / ".env"
+    path.write_bytes(b"\xef\xbb\xbfOPENAI_API_KEY=" + DOTENV_KEY.encode() + b"\r\n")
+    assert dotenv_values(path) == {"OPENAI_API_KEY": DOTENV_KEY}

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,21 +31,46 @@ MIN_SECRET_LENGTH = 8
 def dotenv_values(path: Path | None = None) -> dict[str, str]:
     """``KEY=VALUE`` lines of ``path`` (default ``./.env``); {} when unreadable.
 
-    ``export`` prefixes, quotes and `` #`` comments are allowed.
+    ``export`` prefixes, quotes and `` #`` comments are allowed. The file is UTF-8 (a byte
+    order mark is skipped); a byte that is not is tolerated: only an entry whose name or
+    value holds it is left out, with a one-line warning on stderr naming the file and the
+    line (never the value), once per file and process.
     """
     path = Path.cwd() / ".env" if path is None else path
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+    except OSError:
         return {}
     values: dict[str, str] = {}
-    for raw in text.splitlines():
+    undecodable: list[int] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
         key, _, value = line.removeprefix("export ").partition("=")
-        values[key.strip()] = _unquote(value.strip())
+        key, value = key.strip(), _unquote(value.strip())
+        if _UNDECODABLE.search(key + value):
+            undecodable.append(number)
+            continue
+        values[key] = value
+    if undecodable:
+        _warn_undecodable(path, undecodable)
     return values
+
+
+_UNDECODABLE = re.compile(r"[\udc80-\udcff]")  # a byte that is not UTF-8 (surrogateescape)
+_warned: set[Path] = set()
+
+
+def _warn_undecodable(path: Path, lines: list[int]) -> None:
+    where = path.resolve()
+    if where in _warned:
+        return
+    _warned.add(where)
+    which = (f"line {lines[0]} is not valid UTF-8 and was" if len(lines) == 1 else
+             f"lines {', '.join(map(str, lines))} are not valid UTF-8 and were")
+    print(f"warning: {path}: {which} ignored (the other lines are used); save the file as "
+          "UTF-8", file=sys.stderr)
 
 
 def _unquote(value: str) -> str:

@@ -36,7 +36,8 @@ class SessionSettings:
         if self.timeout_s is not None and not (
             math.isfinite(self.timeout_s) and self.timeout_s > 0
         ):
-            raise ConfigError(f"timeout must be > 0 seconds, got {self.timeout_s!r}; e.g. 600")
+            raise ConfigError(f"timeout must be a finite number of seconds > 0, got "
+                              f"{self.timeout_s!r}; e.g. 600")
         if self.confirm_seeds < 0 or self.confirm_seeds > 20:
             raise ConfigError(
                 f"confirm_seeds must be in [0, 20], got {self.confirm_seeds}; e.g. 3"

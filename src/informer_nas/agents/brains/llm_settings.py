@@ -5,11 +5,12 @@ Ollama, vLLM, llama.cpp), ``OPENAI_API_KEY`` or ``OPENROUTER_API_KEY``,
 ``NAS_PLANNER_MODEL`` and ``NAS_EVALUATOR_MODEL`` (sent verbatim, slashes included),
 ``NAS_LLM_MAX_RETRIES``, ``NAS_LLM_TIMEOUT``, ``NAS_LLM_PRICE_IN`` / ``NAS_LLM_PRICE_OUT``
 (USD per million tokens, for the cost estimate). The process environment wins over
-``.env``.
+``.env``; a blank value (spaces only) counts as unset.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from informer_nas.nas_system.secrets import dotenv_values
 
 OPENROUTER_URL = "https://openrouter.ai/api/v1"
 DEFAULT_MODEL = "gpt-4o-mini"
+MAX_RETRIES = 100  # NAS_LLM_MAX_RETRIES above this is a typo, not a retry policy
 # USD per million (input, output) tokens of a few common models, for the estimate only.
 PRICES: dict[str, tuple[float, float]] = {
     "gpt-4o-mini": (0.15, 0.6), "gpt-4o": (2.5, 10.0), "gpt-4.1-mini": (0.4, 1.6),
@@ -29,10 +31,11 @@ PRICES: dict[str, tuple[float, float]] = {
 
 def llm_environment(environ: Mapping[str, str] | None = None,
                     dotenv: Path | None = None) -> dict[str, str]:
-    """``.env`` (default ``./.env``) overlaid by the process environment."""
+    """``.env`` (default ``./.env``) overlaid by the process environment, values stripped;
+    a blank value is dropped (it was set, but to nothing: unset, not ``" "``)."""
     merged = dotenv_values(dotenv)
     merged.update(os.environ if environ is None else environ)
-    return merged
+    return {name: value.strip() for name, value in merged.items() if value.strip()}
 
 
 def llm_configured(environ: Mapping[str, str] | None = None, dotenv: Path | None = None) -> bool:
@@ -62,14 +65,31 @@ class LlmSettings:
                 self.price_out if self.price_out is not None else known[1])
 
 
-def _number(env: Mapping[str, str], name: str, default: float | None) -> float | None:
+def _number(env: Mapping[str, str], name: str, default: float | None, *, example: str,
+            minimum: float = 0.0, strict: bool = False, whole: bool = False,
+            maximum: float = math.inf, unit: str = "") -> float | None:
+    """``env[name]`` as a finite number in range (``strict``: above ``minimum``; ``whole``:
+    an integer), else ``default`` when unset.
+
+    Raises:
+        ConfigError: one line naming the variable, its value and a valid example.
+    """
     value = env.get(name)
     if not value:
         return default
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
-        raise ConfigError(f"{name}={value!r} is not a number; e.g. {name}=5") from None
+        number = math.nan
+    above = number > minimum if strict else number >= minimum
+    if math.isfinite(number) and above and number <= maximum and (
+            not whole or number.is_integer()):
+        return number
+    kind = "a whole number" if whole else f"a finite number{unit}"
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    if maximum < math.inf:
+        bound = f"in [{minimum:g}, {maximum:g}]"
+    raise ConfigError(f"{name}={value!r} is not {kind} {bound}; e.g. {name}={example}")
 
 
 def load_llm_settings(environ: Mapping[str, str] | None = None,
@@ -89,12 +109,15 @@ def load_llm_settings(environ: Mapping[str, str] | None = None,
         OPENROUTER_URL if env.get("OPENROUTER_API_KEY") and not env.get("OPENAI_API_KEY")
         else None)
     planner_model = env.get("NAS_PLANNER_MODEL") or DEFAULT_MODEL
-    retries = _number(env, "NAS_LLM_MAX_RETRIES", 5.0)
-    timeout = _number(env, "NAS_LLM_TIMEOUT", 120.0)
+    retries = _number(env, "NAS_LLM_MAX_RETRIES", 5.0, example="5", whole=True,
+                      maximum=MAX_RETRIES)
+    timeout = _number(env, "NAS_LLM_TIMEOUT", 120.0, example="120", strict=True,
+                      unit=" of seconds")
+    assert retries is not None and timeout is not None  # they have defaults
     return LlmSettings(
         base_url=base_url, api_key=key, planner_model=planner_model,
         evaluator_model=env.get("NAS_EVALUATOR_MODEL") or planner_model,
-        max_retries=int(retries or 0), timeout_s=float(timeout or 120.0),
-        price_in=_number(env, "NAS_LLM_PRICE_IN", None),
-        price_out=_number(env, "NAS_LLM_PRICE_OUT", None),
+        max_retries=int(retries), timeout_s=timeout,
+        price_in=_number(env, "NAS_LLM_PRICE_IN", None, example="0.15"),
+        price_out=_number(env, "NAS_LLM_PRICE_OUT", None, example="0.6"),
     )
