@@ -117,9 +117,9 @@ def _quoted(path: Path) -> str:
 
 
 def _console(quiet: bool = False) -> Any:
-    from rich.console import Console
+    from informer_nas.log_setup import output_console
 
-    return Console(quiet=quiet, highlight=False)
+    return output_console(quiet)
 
 
 def _open_workspace(root: Path) -> Workspace:

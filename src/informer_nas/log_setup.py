@@ -7,14 +7,32 @@ records also go to the terminal, except those the live display already shows.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Verbosity = Literal["quiet", "normal", "verbose"]
 # The live display shows the session's events and the CLI prints its own errors.
 _SHOWN_BY_DISPLAY = frozenset({"informer_nas.api", "informer_nas.cli"})
+
+
+def output_console(quiet: bool = False) -> Any:
+    """A rich ``Console`` on stdout that outlives its reader: when the pipe closes (``nas run
+    | head -1``, a ``tee`` that died) the output goes to /dev/null and the search goes on,
+    logging to ``nas.log``; rich's default ends the program (exit 1, no message)."""
+    from rich.console import Console
+
+    class PipeSafeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
+    return PipeSafeConsole(quiet=quiet, highlight=False)
 
 
 @contextmanager
@@ -28,10 +46,9 @@ def workspace_log(root: Path, verbosity: Verbosity = "normal") -> Iterator[None]
     handlers: list[logging.Handler] = [logging.FileHandler(root / "nas.log", encoding="utf-8")]
     handlers[0].setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if verbosity == "verbose":
-        from rich.console import Console
         from rich.logging import RichHandler
 
-        console = Console(highlight=False)
+        console = output_console()
         console_handler = RichHandler(console=console, show_path=False, level=logging.INFO)
         console_handler.addFilter(lambda record: record.name not in _SHOWN_BY_DISPLAY)
         handlers.append(console_handler)

@@ -80,6 +80,23 @@ def test_usage_error_is_one_line(argv: list[str], message: str) -> None:
     assert out.stderr.splitlines() == [message]
 
 
+def test_a_closed_output_pipe_does_not_stop_the_search(tmp_path: Path) -> None:
+    """`nas run ... | head -1`: the reader goes away after the first line; the search must
+    go on (rich ended it with exit 1 and no message, budget 0/2)."""
+    root = tmp_path / "ws"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "informer_nas", "run", "--iters", "2", "--preset", "tiny",
+         "--workspace", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline().startswith(b"planner: tpe")
+    process.stdout.close()  # as `head -1` exits
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=300) == 0, stderr
+    status = json.loads(invoke("status", "--workspace", root, "--json").stdout)
+    assert status["budget"]["iterations_done"] == 2
+
+
 def test_python_dash_m_informer_nas_is_the_nas_command(tmp_path: Path) -> None:
     """`python -m informer_nas` was "No module named informer_nas.__main__"."""
     def nas(*argv: str) -> subprocess.CompletedProcess[str]:
