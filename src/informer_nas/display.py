@@ -148,7 +148,7 @@ class SessionDisplay:
     def _on_progress(self, event: Event) -> None:
         trainer_event = event.get("trainer_event")
         if isinstance(trainer_event, Mapping) and trainer_event.get("event") != "progress":
-            self(trainer_event)
+            self({"run_id": event.get("run_id"), **trainer_event})
 
     def _on_plan(self, event: Event) -> None:
         if event.get("failure"):
@@ -222,5 +222,10 @@ class SessionDisplay:
                              f"{format_mse(event.get('val_mse'))}")
 
     def _on_failed(self, event: Event) -> None:
-        self._print(Text(f"  training {event.get('status', 'failed')}: "
-                         f"{event.get('reason', '')}", style="red"))
+        # printed when the training ends, before the planner's line of the same iteration:
+        # the iteration and the run say which it is
+        run = f"{event['run_id']} " if event.get("run_id") else ""
+        where = f"[{self._iteration_text()}] " if self.iteration is not None else "  "
+        status = event.get("status", "failed")
+        self._print(Text.assemble((where, "dim"),
+                                  (f"{run}training {status}: {event.get('reason', '')}", "red")))

@@ -663,6 +663,17 @@ def test_display_draws_session_and_trainer_events() -> None:
         assert phrase in text
 
 
+def test_a_failed_training_names_its_iteration_and_run() -> None:
+    """The failure is printed when the training ends, before that iteration's planner line:
+    without the iteration and run it read as part of the iteration before."""
+    console = Console(record=True, width=120, force_terminal=False)
+    with SessionDisplay(console, "normal", planner="tpe") as display:
+        display({"event": "iteration_start", "iteration": 4, "max_iterations": 5})
+        display({"event": "progress", "run_id": "run_0004", "trainer_event": {
+            "event": "failed", "status": "pruned", "reason": "val MSE above the median"}})
+    assert "[4/5] run_0004 training pruned: val MSE above the median" in console.export_text()
+
+
 # End to end on the tiny preset -------------------------------------------------------------
 
 
