@@ -85,6 +85,28 @@ def test_tool_errors_reach_the_model(workspace: Workspace, bad_call: dict[str, A
     assert model.remaining_steps == 0 and load_state(workspace.paths).runs[0].accepted
 
 
+@pytest.mark.parametrize(("bad_call", "named"), [
+    ({"changes": [{"key": "model.dropout", "value": 0.2}]}, "rationale: Field required"),
+    ({"changes": [{"key": "model.dropout", "value": 0.2}], "rationale": 5},
+     "rationale: Input should be a valid string"),
+    ({"changes": [{"key": "model.dropout", "value": 0.2, "why": "x"}], "rationale": "x"},
+     "changes.0.why: Extra inputs are not permitted"),
+    ({"changes": [{"key": 5, "value": 0.2}], "rationale": "x"},
+     "changes.0.key: Input should be a valid string"),
+], ids=["missing", "wrong-type", "extra-key", "key-type"])
+def test_invalid_arguments_name_the_field_that_failed(workspace: Workspace,
+                                                      bad_call: dict[str, Any],
+                                                      named: str) -> None:
+    """The SDK says only "Invalid JSON input for tool edit_config": the model is told which
+    field failed and why, so that it can correct the call."""
+    model = ScriptedModel([[call("edit_config", bad_call, 90)], *valid_steps()])
+    run_planner(workspace, model)
+    seen = tool_output(model, 1)
+    assert seen.startswith(f"ERROR: Invalid JSON input for tool edit_config: {named}"), seen
+    assert "call it again with valid arguments" in seen
+    assert model.remaining_steps == 0
+
+
 def test_unknown_tool_name_is_reported_to_the_model(workspace: Workspace) -> None:
     model = ScriptedModel([[call("delete_workspace", {}, 90)], *valid_steps()])
     run_planner(workspace, model)

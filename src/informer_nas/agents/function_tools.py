@@ -16,7 +16,8 @@ from typing import Any
 
 from agents import FunctionTool, RunContextWrapper, function_tool
 from agents.exceptions import ModelBehaviorError
-from pydantic import ValidationError
+from agents.function_schema import function_schema
+from pydantic import BaseModel, ValidationError
 
 from informer_nas.agents.provider import Binding
 from informer_nas.errors import EnvironmentFailure, NasError, ReplayDivergence
@@ -51,10 +52,37 @@ def tool_error_message(ctx: RunContextWrapper[Any], error: Exception) -> str:
         raise error  # a replay stops at its first divergence, a session when the machine
         # cannot serve it: neither is for the model to act on
     if isinstance(error, ModelBehaviorError):
-        return f"{TOOL_ERROR_PREFIX}{invalid_arguments_message(str(error))}"
+        message = str(error)
+        if message.startswith(INVALID_ARGUMENTS) and ":" not in message[len(INVALID_ARGUMENTS):]:
+            message += argument_problem(ctx)
+        return f"{TOOL_ERROR_PREFIX}{invalid_arguments_message(message)}"
     if isinstance(error, NasError | ValidationError):
         return f"{TOOL_ERROR_PREFIX}{error}"
     raise error
+
+
+# Each tool's argument model (the SDK's own, from the function's signature): the SDK says
+# only "Invalid JSON input for tool X"; validating again names the field that failed.
+_ARGUMENT_MODELS: dict[str, type[BaseModel]] = {}
+
+
+def argument_problem(ctx: Any) -> str:
+    """``: <field>: <what is wrong>`` for the arguments of the failed call ("" if unknown)."""
+    model = _ARGUMENT_MODELS.get(str(getattr(ctx, "tool_name", "")))
+    arguments = getattr(ctx, "tool_arguments", None)
+    if model is None or not isinstance(arguments, str):
+        return ""
+    try:
+        data = json.loads(arguments or "{}")
+        model.model_validate(data if isinstance(data, dict) else {})
+    except json.JSONDecodeError as exc:
+        return f": not valid JSON ({exc.msg} at character {exc.pos})"
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "arguments"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        return f": {where}: {first['msg']}{more}"
+    return ""
 
 
 def invalid_arguments_message(message: str) -> str:
@@ -89,6 +117,8 @@ ToolFactory = Callable[[Binding, str], FunctionTool]
 
 
 def _make(function: Callable[..., Awaitable[str]], name: str) -> FunctionTool:
+    if name not in _ARGUMENT_MODELS:
+        _ARGUMENT_MODELS[name] = function_schema(function, name_override=name).params_pydantic_model
     return function_tool(function, name_override=name, failure_error_function=tool_error_message)
 
 
