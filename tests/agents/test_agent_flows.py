@@ -107,6 +107,19 @@ def test_invalid_arguments_name_the_field_that_failed(workspace: Workspace,
     assert model.remaining_steps == 0
 
 
+@pytest.mark.parametrize(("tool", "arguments"), [
+    ("read_history", {"last_n": True}), ("launch_training", {"seed": True})])
+def test_a_boolean_is_not_taken_for_a_number(workspace: Workspace, tool: str,
+                                             arguments: dict[str, Any]) -> None:
+    """true was read as 1 (a training launched with seed 1): refused, the field named."""
+    model = ScriptedModel([[call(tool, arguments, 90)], *valid_steps()])
+    run_planner(workspace, model)
+    field = next(iter(arguments))
+    assert tool_output(model, 1).startswith(
+        f"ERROR: Invalid JSON input for tool {tool}: {field}: Input should be a valid integer")
+    assert [r.seed for r in load_state(workspace.paths).runs] != [1]
+
+
 def test_unknown_tool_name_is_reported_to_the_model(workspace: Workspace) -> None:
     model = ScriptedModel([[call("delete_workspace", {}, 90)], *valid_steps()])
     run_planner(workspace, model)

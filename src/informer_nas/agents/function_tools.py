@@ -17,7 +17,7 @@ from typing import Any
 from agents import FunctionTool, RunContextWrapper, function_tool
 from agents.exceptions import ModelBehaviorError
 from agents.function_schema import function_schema
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, StrictInt, ValidationError  # strict: true is not 1
 
 from informer_nas.agents.provider import Binding
 from informer_nas.errors import EnvironmentFailure, NasError, ReplayDivergence
@@ -125,7 +125,7 @@ def _make(function: Callable[..., Awaitable[str]], name: str) -> FunctionTool:
 def read_history_tool(binding: Binding, role: str) -> FunctionTool:
     from informer_nas.tools.read_history import read_history
 
-    async def read_history_(wrapper: RunContextWrapper[ToolContext], last_n: int) -> str:
+    async def read_history_(wrapper: RunContextWrapper[ToolContext], last_n: StrictInt) -> str:
         """Read the incumbent and the last runs: changes, metrics, verdicts, curve summaries.
 
         Args:
@@ -168,7 +168,8 @@ def edit_config_tool(binding: Binding, role: str) -> FunctionTool:
 def launch_training_tool(binding: Binding, role: str) -> FunctionTool:
     from informer_nas.tools.launch_training import launch_training
 
-    async def launch_training_(wrapper: RunContextWrapper[ToolContext], seed: int | None) -> str:
+    async def launch_training_(wrapper: RunContextWrapper[ToolContext],
+                               seed: StrictInt | None) -> str:
         """Train the candidate config (once per iteration) and return its metrics as JSON.
 
         Args:
