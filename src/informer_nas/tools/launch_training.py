@@ -254,9 +254,10 @@ def _environment_failure(ctx: ToolContext, record: RunRecord, why: str) -> Envir
     _finish_record(ctx, record, TrainOutcome(RunStatus.INTERRUPTED, f"machine error: {why}"))
     root = ctx.workspace.paths.root
     return EnvironmentFailure(
-        f"{record.run_id} could not write its files in {root / 'runs'} ({why}); the machine, "
-        "not the candidate, is at fault: free disk space or fix the permissions, then "
-        f"continue with `nas resume --workspace {shlex.quote(str(root))}`")
+        f"{record.run_id} stopped on a machine error ({why}); the machine, not the "
+        "candidate, is at fault: free disk space or fix the file permissions (the workspace "
+        f"and the data file), then continue with `nas resume --workspace "
+        f"{shlex.quote(str(root))}`")
 
 
 def _summary(record: RunRecord, outcome: TrainOutcome) -> dict[str, Any]:
