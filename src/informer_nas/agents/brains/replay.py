@@ -72,8 +72,9 @@ class ReplayModel(NonStreamingModel):
         self.position = 0
         self.errors: dict[int, list[str]] = {}
         for error in errors:
-            self.errors.setdefault(int(error.get("step", -1)), []).append(
-                str(error.get("error", "")))
+            step = error.get("step")
+            if isinstance(step, int):  # a garbled record is left out (the replay diverges)
+                self.errors.setdefault(step, []).append(str(error.get("error", "")))
 
     @property
     def remaining(self) -> int:
