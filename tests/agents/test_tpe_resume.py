@@ -299,3 +299,23 @@ def test_neighbouring_seeds_search_different_configs(tmp_path: Path, sampler: st
                              executor=CallableExecutor(fake_train), quiet=True)
         configs.append([rounded(c) for c in trained_configs(root)[1:]])  # after the baseline
     assert not [c for c in configs[0] if c in configs[1]]
+
+
+def test_a_study_lock_left_by_a_kill_does_not_stall_the_next_session(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A SIGKILL while Optuna held its symlink lock left it behind, and every later session
+    waited 30 s for it to go stale ("It is taking longer than 10.0 seconds to acquire the
+    lock file"). Sessions hold the workspace lock and no longer take the study's."""
+    from informer_nas.nas_system.doctor import diagnose
+
+    root = tmp_path / "ws"
+    run(root, 1)
+    lock = root / "study.journal.lock"
+    lock.symlink_to(root / "study.journal")  # as Optuna's JournalFileSymlinkLock makes it
+    with caplog.at_level("WARNING"):
+        run(root, 2)
+    assert not [r for r in caplog.records if "lock" in r.getMessage()]
+    assert lock.is_symlink()  # never waited on, never forcibly released
+    assert [f.subject for f in diagnose(root).findings] == ["study.journal.lock"]
+    diagnose(root, repair=True)
+    assert not lock.is_symlink() and diagnose(root).is_healthy

@@ -194,6 +194,7 @@ class _Doctor:
         if state is not None:
             self.check_candidate(state)
             self.check_data(state)
+        self.check_study_lock()
         self.check_traces(state)
 
     # -- agent_state.json ----------------------------------------------------------------
@@ -400,6 +401,15 @@ class _Doctor:
             return
         self.fix("warning", candidate.name, "stale: no iteration is in progress (left by a "
                  "crash after its iteration was recorded)", "remove it", candidate.unlink)
+
+    def check_study_lock(self) -> None:
+        """Optuna's lock next to the journal, left by a kill (sessions before this version
+        took it): harmless now, since sessions no longer take it; removed on repair."""
+        lock = self.paths.study.with_name(self.paths.study.name + ".lock")
+        if self.is_live or not (lock.is_symlink() or lock.exists()):
+            return
+        self.fix("info", lock.name, "a lock left by a killed session (sessions no longer use it)",
+                 "remove it", lock.unlink)
 
     def check_traces(self, state: AgentState | None) -> None:
         live = {s.trace_file for s in state.sessions[-1:]} if state and self.is_live else set()

@@ -35,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import optuna
 from optuna.distributions import (
@@ -88,6 +88,18 @@ def distributions(space: SearchSpace) -> dict[str, BaseDistribution]:
 # of a 20-trial budget, the budget this product is sized for (``nas run --iters 20``), on
 # random search; 5 start-up trials plus the enqueued baseline leave 14 guided trials.
 TPE_STARTUP_TRIALS = 5
+
+
+class HeldByWorkspace:
+    """The study journal's lock: none beyond the workspace lock a session holds (``flock``,
+    freed when its holder dies), the only writer. Optuna's default, a symlink next to the
+    journal, outlives a SIGKILL: every later session then waited 30 s for it to go stale."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        return None
 
 
 def sampler_seed(base_seed: int, number: int) -> int:
@@ -156,7 +168,9 @@ class StudyBrain:
         self.base_seed = base_seed
         self.space = space
         self.distributions = distributions(space)
-        self.storage = JournalStorage(JournalFileBackend(str(paths.study)))
+        # Optuna's lock base class is private (optuna.storages.journal._file): duck-typed
+        self.storage = JournalStorage(JournalFileBackend(
+            str(paths.study), lock_obj=cast(Any, HeldByWorkspace())))
         self.current: Proposal | None = None
         self._study: optuna.Study | None = None
 
