@@ -393,6 +393,9 @@ def resume(
 def status(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    show_all: Annotated[bool, typer.Option(
+        "--all", help=f"List every run (default: the last {STATUS_RUNS} and the incumbent).")
+    ] = False,
 ) -> None:
     """Runs, incumbent, budget, tokens and cost of a workspace."""
     from informer_nas.nas_system.status import workspace_status
@@ -402,10 +405,13 @@ def status(
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        _print_status_tables(summary)
+        _print_status_tables(summary, None if show_all else STATUS_RUNS)
 
 
-def _print_status_tables(summary: dict[str, Any]) -> None:
+STATUS_RUNS = 30  # runs listed by `nas status` (the summary lines stay on one screen)
+
+
+def _print_status_tables(summary: dict[str, Any], last: int | None = None) -> None:
     from rich.table import Table
 
     from informer_nas.nas_system.status import (
@@ -417,7 +423,12 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
 
     console = _console()
     table = Table(title=f"runs in {summary['workspace']}")
-    rows = run_table_rows(summary["runs"])
+    incumbent_id = (summary["incumbent"] or {}).get("run_id")
+    runs = summary["runs"]
+    if last is not None and len(runs) > last:  # the incumbent stays listed, however old
+        runs = [run for index, run in enumerate(runs)
+                if index >= len(runs) - last or run["run_id"] == incumbent_id]
+    rows = run_table_rows(runs)
     # One line per run: every column keeps its width and the changes get what is left. On
     # a narrow terminal the changes (below 12 characters), then the step type, are left out
     # (`nas status --json` has everything), so run ids and figures are never cut.
@@ -436,11 +447,13 @@ def _print_status_tables(summary: dict[str, Any]) -> None:
     for index in shown:
         width = min(widths[index], room(shown) + widths[wide]) if index == wide else widths[index]
         table.add_column(RUN_COLUMNS[index], no_wrap=True, overflow="ellipsis", width=width)
-    incumbent_id = (summary["incumbent"] or {}).get("run_id")
-    for run_row, cells in zip(summary["runs"], rows, strict=True):
+    for run_row, cells in zip(runs, rows, strict=True):
         table.add_row(*(cells[index] for index in shown),
                       style="bold green" if run_row["run_id"] == incumbent_id else None)
     console.print(table)
+    if len(runs) < len(summary["runs"]):
+        console.print(f"({len(summary['runs']) - len(runs)} earlier runs left out; "
+                      "nas status --all lists them)")
     left_out = [RUN_COLUMNS[index] for index in (wide, step) if index not in shown]
     if left_out:
         console.print(f"(left out for the width: {', '.join(left_out)}; nas status --json "

@@ -330,6 +330,35 @@ def test_status_and_report_say_how_borderline_runs_were_decided(populated: Path)
     assert "| reject (policy) |" in markdown and "| accept (evaluator) |" in markdown
 
 
+def test_status_lists_the_last_runs_and_the_incumbent(fresh_workspace: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """1,000 rows pushed the summary off the screen: the last runs and the incumbent are
+    listed, --all lists every run."""
+    from informer_nas.cli import STATUS_RUNS
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.records import RunRecord, RunStatus
+    from informer_nas.nas_system.state import load_state, save_state
+
+    paths = WorkspacePaths(fresh_workspace.resolve())
+    state = load_state(paths)
+    count = STATUS_RUNS + 20
+    for number in range(count):
+        state.runs.append(RunRecord(run_id=f"run_{number:04d}", iteration=number + 1,
+                                    status=RunStatus.OK, accepted=number == 3,
+                                    verdict="accept" if number == 3 else "reject",
+                                    val_mse=0.5 + number / 1000))
+    state.iteration, state.max_iterations, state.incumbent_run_id = count, count, "run_0003"
+    save_state(paths, state)
+    monkeypatch.setenv("COLUMNS", "120")
+    listed = re.findall(r"run_\d{4}", invoke("status", "--workspace", fresh_workspace).stdout)
+    assert listed == ["run_0003", *(f"run_{n:04d}" for n in range(count - STATUS_RUNS, count)),
+                      "run_0003"]  # the table, then the incumbent's summary line
+    shown = invoke("status", "--workspace", fresh_workspace).stdout
+    assert f"({count - STATUS_RUNS - 1} earlier runs left out; nas status --all" in shown
+    every = invoke("status", "--workspace", fresh_workspace, "--all").stdout
+    assert len(set(re.findall(r"run_\d{4}", every))) == count and "left out" not in every
+
+
 @pytest.mark.parametrize("columns", [60, 70, 120])
 def test_status_table_never_cuts_run_ids_or_figures(populated: Path, columns: int,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
