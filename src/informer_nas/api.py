@@ -154,6 +154,8 @@ def run_nas_optimization(
         if budget <= state.iteration and state.current is None:  # nothing to run or judge
             return SessionResult("budget", 0, state.iteration, budget, state.incumbent_run_id,
                                  "the budget is spent")
+        # refusals (a bad hand edit, the task, the data file) come before anything is written
+        check_config_and_data(space, state)
         if planner is None and fallback is None and isinstance(header.get("fallback"), str):
             fallback = header["fallback"]
         name = planner or state.planner or default_planner()
@@ -187,6 +189,22 @@ def run_nas_optimization(
             return result
         finally:
             recorder.close()
+
+
+def check_config_and_data(workspace: Workspace, state: AgentState) -> None:
+    """What ``run_session`` checks first (config.py readable and valid, the task unchanged,
+    the incumbent's data file), checked before the trace and the session's entry are
+    written: a refused start leaves the workspace as it was.
+
+    Raises:
+        ConfigError: what is wrong and what to do.
+    """
+    from informer_nas.informer.config import load_config
+    from informer_nas.nas_system.workspace import check_data, check_task
+
+    config = load_config(workspace.paths.config)
+    check_task(workspace.paths, state, config)
+    check_data(state, config)
 
 
 def _record_session_start(workspace: Workspace, state: AgentState, info: SessionInfo,

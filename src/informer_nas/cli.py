@@ -107,8 +107,20 @@ def _user_errors() -> Iterator[None]:
     except OSError as exc:
         logger.error("%s", exc)
         where = f"{exc.filename}: " if exc.filename else ""
-        _fail(f"{where}{exc.strerror or exc}; check that the path is a directory you can "
-              "write to, or choose another")
+        _fail(f"{where}{exc.strerror or exc}; {_os_advice(exc)}")
+
+
+def _os_advice(error: OSError) -> str:
+    """What to do about an OSError, by its errno (state saved so far is kept: `nas resume`
+    continues once it is fixed)."""
+    import errno
+
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "free disk space, then run the command again (a session: `nas resume`)"
+    if error.errno == errno.EFBIG:
+        return ("a file-size limit was reached (ulimit -f); raise it, then run the command "
+                "again (a session: `nas resume`)")
+    return "check that the path is a directory you can write to, or choose another"
 
 
 def _quoted(path: Path) -> str:

@@ -188,3 +188,32 @@ def test_damage_below_the_trace_header_keeps_the_settings(tmp_path: Path) -> Non
     header = last_header(root)
     assert (header["planner"], header["settings"]["seed"]) == ("random", 7)
     assert header["settings"]["timeout_s"] == 90
+
+
+@pytest.mark.parametrize("edit", ["task", "data"])
+def test_a_refused_start_leaves_the_workspace_as_it_was(tmp_path: Path, edit: str) -> None:
+    """A start refused for a hand edit of the task or a changed data file had already saved
+    the new budget and planner and written a trace: the next plain resume then ran the
+    refused command's planner."""
+    from informer_nas.informer.data import bundled_csv_path
+
+    data = tmp_path / "mine.csv"
+    data.write_text("".join(bundled_csv_path().read_text().splitlines(keepends=True)[:3001]))
+    root = tmp_path / "ws"
+    Workspace.create(root, "tiny", data)
+    run_nas_optimization(root, iters=1, planner="tpe", executor=CallableExecutor(fake_train),
+                         quiet=True)
+    paths = Workspace.open(root).paths
+    before = (paths.state.read_bytes(), sorted(paths.traces.iterdir()))
+    if edit == "task":
+        text = paths.config.read_text()
+        paths.config.write_text(text.replace('"split": "ratio"', '"split": "ett"'))
+    else:
+        data.write_text(data.read_text().replace("2016-07-01 00:00:00,5.827", "2016-07-01 "
+                                                  "00:00:00,6.827"))
+    with pytest.raises(ConfigError):
+        run_nas_optimization(root, iters=9, planner="random",
+                             executor=CallableExecutor(fake_train), quiet=True)
+    assert (paths.state.read_bytes(), sorted(paths.traces.iterdir())) == before
+    state = load_state(paths)
+    assert (state.max_iterations, state.planner, len(state.sessions)) == (1, "tpe", 1)

@@ -97,6 +97,28 @@ def test_a_closed_output_pipe_does_not_stop_the_search(tmp_path: Path) -> None:
     assert status["budget"]["iterations_done"] == 2
 
 
+@pytest.mark.parametrize(("code", "advice"), [
+    ("ENOSPC", "free disk space, then run the command again (a session: `nas resume`)"),
+    ("EFBIG", "a file-size limit was reached (ulimit -f)"),
+    ("EACCES", "check that the path is a directory you can write to")])
+def test_a_full_disk_is_one_line_with_what_to_do(tmp_path: Path, code: str, advice: str,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """'File too large' said to check the path was a writable directory."""
+    import errno
+
+    import informer_nas.api
+
+    def fails(**_: Any) -> None:
+        number = getattr(errno, code)
+        raise OSError(number, os.strerror(number), str(tmp_path / "ws" / "agent_state.json"))
+
+    monkeypatch.setattr(informer_nas.api, "run_nas_optimization", fails)
+    result = invoke("run", "--iters", "1", "--preset", "tiny", "--workspace", tmp_path / "ws")
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "agent_state.json" in line and advice in line
+
+
 def test_python_dash_m_informer_nas_is_the_nas_command(tmp_path: Path) -> None:
     """`python -m informer_nas` was "No module named informer_nas.__main__"."""
     def nas(*argv: str) -> subprocess.CompletedProcess[str]:

@@ -79,9 +79,13 @@ def scatters(figure: Figure) -> dict[str, PathCollection]:
 def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
     """An interrupted run that has a val MSE but no verdict is 'not judged': grey, hollow."""
     runs = [run(1, 1.0, True), run(2, 1.2, False),
-            run(3, 0.9, None, RunStatus.INTERRUPTED), run(4, None, None, RunStatus.CRASHED)]
+            run(3, 0.9, None, RunStatus.INTERRUPTED), run(4, None, False, RunStatus.CRASHED),
+            run(5, None, None, RunStatus.INTERRUPTED)]  # killed, its iteration redone
     assert [report.progress_category(r) for r in runs] == [
-        "accepted", "rejected", "not judged", "failed"]
+        "accepted", "rejected", "not judged", "failed", "interrupted"]
+    failed = [line for line in report.plot_progress(runs).axes[0].get_lines()
+              if line.get_linestyle() == ":"]
+    assert [float(line.get_xdata()[0]) for line in failed] == [4]  # not 5: never judged
     drawn = scatters(report.plot_progress(runs))
     assert set(drawn) == {"accepted", "rejected", "not judged"}
     assert [list(p) for p in drawn["rejected"].get_offsets()] == [[2, 1.2]]

@@ -258,7 +258,7 @@ def test_data_other_than_the_incumbents_is_refused(workspace: Workspace, tmp_pat
     else:  # the relative path now names the other directory's file
         monkeypatch.chdir(second)
     executor = CallableExecutor(train_by_dropout)
-    expected = "not found" if change == "deleted" else "not the one the incumbent run_0000"
+    expected = "is missing" if change == "deleted" else "not the one the incumbent run_0000"
     with pytest.raises(ConfigError, match=expected):
         session(workspace, ScriptPlanner([0.2]), iters=2, executor=executor)
     assert not executor.requests

@@ -285,7 +285,7 @@ def test_neighbouring_base_seeds_share_no_seed() -> None:
     assert len(first) == len(second) == 54 and not first & second
 
 
-@pytest.mark.parametrize("failure", ["launcher", "trainer"])
+@pytest.mark.parametrize("failure", ["launcher", "trainer", "data-unreadable"])
 def test_a_machine_fault_stops_the_session_and_resume_redoes_the_iteration(
         tmp_path: Path, failure: str) -> None:
     """Disk full or no permission: the session stops with one line instead of judging (and
@@ -301,6 +301,9 @@ def test_a_machine_fault_stops_the_session_and_resume_redoes_the_iteration(
             return fake_training(request, 0.5)
         if failure == "launcher":
             raise OSError(errno.ENOSPC, "No space left on device")
+        if failure == "data-unreadable":  # what the trainer says of a file it cannot open
+            return TrainOutcome(RunStatus.INVALID_CONFIG, "data.csv cannot be read as CSV "
+                                "([Errno 13] Permission denied: 'data.csv')", {}, 0.1, 2)
         return TrainOutcome(RunStatus.CRASHED, "OSError: [Errno 27] File too large", {}, 0.1, 1)
 
     root = tmp_path / "ws"
@@ -315,3 +318,31 @@ def test_a_machine_fault_stops_the_session_and_resume_redoes_the_iteration(
     assert (result.stopped_by, result.iteration) == ("budget", 3)
     runs = load_state(Workspace.open(root).paths).runs
     assert [r.iteration for r in runs] == [1, 2, 2, 3] and runs[2].seed == runs[1].seed
+
+
+def test_data_changed_during_a_session_stops_it_before_the_next_run(tmp_path: Path) -> None:
+    """The data check at session start missed a file rewritten mid-session: the next run was
+    trained on other data and compared with the incumbent."""
+    from informer_nas.api import run_nas_optimization
+    from informer_nas.errors import EnvironmentFailure
+    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.nas_system.executor import CallableExecutor
+
+    data = tmp_path / "mine.csv"
+    data.write_text("".join(bundled_csv_path().read_text().splitlines(keepends=True)[:3001]))
+    root = tmp_path / "ws"
+    Workspace.create(root, "tiny", data)
+
+    def rewrites_the_data(request: TrainRequest) -> TrainOutcome:
+        if request.run_dir.name == "run_0000":
+            data.write_text(data.read_text() + "")  # same bytes: not a change
+        if request.run_dir.name == "run_0001":
+            lines = data.read_text().splitlines(keepends=True)
+            data.write_text("".join(lines[:-1]))  # one row fewer
+        return fake_training(request, 0.5 - int(request.run_dir.name[-1]) / 100)
+
+    with pytest.raises(EnvironmentFailure, match="no longer the one the incumbent"):
+        run_nas_optimization(root, iters=4, planner="tpe", quiet=True,
+                             executor=CallableExecutor(rewrites_the_data))
+    state = load_state(Workspace.open(root).paths)
+    assert [r.run_id for r in state.runs] == ["run_0000", "run_0001"]  # no run_0002

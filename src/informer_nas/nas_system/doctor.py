@@ -49,7 +49,7 @@ from informer_nas.nas_system.state import (
     now_iso,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import check_config_file, check_data, task_changes
+from informer_nas.nas_system.workspace import check_config_file, data_problem, task_changes
 
 logger = logging.getLogger(__name__)
 
@@ -333,11 +333,9 @@ class _Doctor:
             config = check_config_file(self.paths.config)
         except ConfigError:
             return  # reported by check_config
-        try:
-            check_data(state, config)
-        except ConfigError as exc:
-            problem, _, action = str(exc).partition("; put ")
-            self.add("error", "data", problem, f"put {action}" if action else "see above")
+        problem = data_problem(state, config)
+        if problem is not None:
+            self.add("error", "data", *problem)
 
     def check_config(self, state: AgentState | None) -> None:
         config = self.paths.config

@@ -131,9 +131,9 @@ def lock_status(paths: WorkspacePaths) -> tuple[LockHolder | None, bool]:
 
 def _refuse_directory(paths: WorkspacePaths) -> None:
     if paths.lock.is_dir():
+        lock = shlex.quote(str(paths.lock))
         raise NasError(f"{paths.lock} is a directory, not the workspace's lock file; when no "
-                       f"nas process uses the workspace, remove it: rmdir "
-                       f"{shlex.quote(str(paths.lock))}")
+                       f"nas process uses the workspace, move it away: mv {lock} {lock}.bak")
 
 
 def _read_holder(fd: int) -> LockHolder | None:

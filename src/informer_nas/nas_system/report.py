@@ -110,12 +110,14 @@ PROGRESS_STYLES: dict[str, tuple[str, str, bool]] = {
     "not judged": ("tab:grey", "o", True),
 }
 FAILED = "failed"
+INTERRUPTED = "interrupted"
 
 
 def progress_category(run: dict[str, Any]) -> str:
-    """``accepted``, ``rejected``, ``not judged`` or ``failed`` (no val MSE)."""
+    """``accepted``, ``rejected``, ``not judged``, ``failed`` (judged without a val MSE) or
+    ``interrupted`` (no val MSE and never judged: not drawn; its iteration was redone)."""
     if run["val_mse"] is None:
-        return FAILED
+        return FAILED if run.get("verdict") is not None else INTERRUPTED
     if run["accepted"] is None:
         return "not judged"
     return "accepted" if run["accepted"] else "rejected"

@@ -286,24 +286,39 @@ def check_data(state: AgentState, config: InformerConfig) -> None:
     new runs would be compared with scores on other data.
 
     Raises:
-        ConfigError: the file and what to do.
+        ConfigError: the file and what to do (``data_problem``).
     """
+    problem = data_problem(state, config)
+    if problem is not None:
+        raise ConfigError(f"{problem[0]}; {problem[1]}")
+
+
+def data_problem(state: AgentState, config: InformerConfig) -> tuple[str, str] | None:
+    """What is wrong with the data file, and what to do (None: it is the incumbent's)."""
     from informer_nas.informer.data import data_file, file_digest
 
     incumbent = next((r for r in state.runs if r.run_id == state.incumbent_run_id), None)
     if incumbent is None or incumbent.data_digest is None:
-        return
+        return None
     path = data_file(config.data)
+    relative = config.data.path is not None and not path.is_absolute()
+    where = f" (relative to the current directory, {Path.cwd()})" if relative else ""
+    back = ("put it back, or run nas from the directory data.path is relative to"
+            if relative else "put it back")
     try:
         digest = file_digest(path)
     except DataError as exc:
-        raise ConfigError(f"{exc}; the workspace's runs were trained on it") from None
+        if path.exists():  # there, but unreadable
+            return str(exc), "fix its permissions, then run the command again"
+        return (f"data file {path}{where} is missing; the workspace's runs were trained on it "
+                "(data.path is part of the task, fixed for the workspace)", back)
     if digest != incumbent.data_digest:
-        raise ConfigError(
-            f"data file {path} is not the one the incumbent {incumbent.run_id} was trained on "
-            "(its contents changed, or a relative data.path now names another file), so new "
-            "runs could not be compared with it; put the original file back, or start a new "
-            f"workspace with `nas init --data {shlex.quote(str(path))}`")
+        return (f"data file {path}{where} is not the one the incumbent {incumbent.run_id} was "
+                "trained on (its contents changed, or data.path now names another file), so "
+                "new runs could not be compared with it",
+                f"{back} as it was, or start a new workspace with "
+                f"`nas init --data {shlex.quote(str(path.resolve()))}`")
+    return None
 
 
 def check_config_file(path: Path) -> InformerConfig:

@@ -102,13 +102,28 @@ def _candidate_path(ctx: ToolContext) -> Path:
     return paths.candidate
 
 
-def _data_digest(config: Path) -> str | None:
+def _data_digest(ctx: ToolContext, config: Path) -> str | None:
     """The digest of the candidate's data file (None when it cannot be read: the trainer
-    then refuses the config and says why)."""
+    then refuses the config and says why).
+
+    Raises:
+        EnvironmentFailure: the file is not the incumbent's (it changed, or vanished, during
+            the session): no run is allocated and the session stops.
+    """
+    problem = "it changed"
     try:
-        return file_digest(data_file(load_config(config).data))
-    except NasError:
-        return None
+        digest: str | None = file_digest(data_file(load_config(config).data))
+    except NasError as exc:
+        digest, problem = None, str(exc)
+    incumbent = next((r for r in ctx.state.runs if r.run_id == ctx.state.incumbent_run_id),
+                     None)
+    if incumbent is not None and incumbent.data_digest not in (None, digest):
+        root = ctx.workspace.paths.root
+        raise EnvironmentFailure(
+            f"the data file is no longer the one the incumbent {incumbent.run_id} was trained "
+            f"on ({problem}), so a new run could not be compared with it; put the original "
+            f"file back, then continue with `nas resume --workspace {shlex.quote(str(root))}`")
+    return digest
 
 
 def _scratch(ctx: ToolContext) -> IterationScratch:
@@ -125,14 +140,14 @@ def _scratch(ctx: ToolContext) -> IterationScratch:
 
 
 def _start_record(ctx: ToolContext, current: IterationScratch, seed: int | None,
-                  config: Path) -> RunRecord:
+                  data_digest: str | None) -> RunRecord:
     """Allocate the run id and save the ``running`` record (the crash-safety point)."""
     run_id = new_run_id(ctx.state, ctx.workspace.paths)
     record = RunRecord(
         run_id=run_id, iteration=current.iteration, status=RunStatus.RUNNING,
         changes=list(current.changes), rationale=current.rationale,
         seed=seed if seed is not None else run_seed(ctx.settings.seed, current.iteration),
-        data_digest=_data_digest(config), started_at=now_iso(),
+        data_digest=data_digest, started_at=now_iso(),
     )
     ctx.state.runs.append(record)
     current.launched_run_id = run_id
@@ -213,7 +228,7 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
     current = _scratch(ctx)
     config = _candidate_path(ctx)
     plan = prune_plan(ctx)
-    record = _start_record(ctx, current, seed, config)
+    record = _start_record(ctx, current, seed, _data_digest(ctx, config))
     on_event = _tagged(ctx.on_progress, run_id=record.run_id)
     try:
         run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
@@ -229,7 +244,9 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
         status = RunStatus.INTERRUPTED if isinstance(exc, KeyboardInterrupt) else RunStatus.CRASHED
         _finish_record(ctx, record, TrainOutcome(status, f"launcher error: {exc!r}"))
         raise
-    if outcome.status is RunStatus.CRASHED and _machine_at_fault(outcome.reason):
+    # a refused data file ("cannot be read ... [Errno 13]") is the machine's fault too
+    if outcome.status in (RunStatus.CRASHED, RunStatus.INVALID_CONFIG) and _machine_at_fault(
+            outcome.reason):
         raise _environment_failure(ctx, record, outcome.reason)
     _finish_record(ctx, record, outcome)
     return json.dumps(_summary(record, outcome))
@@ -255,9 +272,9 @@ def _environment_failure(ctx: ToolContext, record: RunRecord, why: str) -> Envir
     root = ctx.workspace.paths.root
     return EnvironmentFailure(
         f"{record.run_id} stopped on a machine error ({why}); the machine, not the "
-        "candidate, is at fault: free disk space or fix the file permissions (the workspace "
-        f"and the data file), then continue with `nas resume --workspace "
-        f"{shlex.quote(str(root))}`")
+        "candidate, is at fault: free disk space, raise the file-size limit (ulimit -f) or fix "
+        "the file permissions (the workspace and the data file), then continue with "
+        f"`nas resume --workspace {shlex.quote(str(root))}`")
 
 
 def _summary(record: RunRecord, outcome: TrainOutcome) -> dict[str, Any]:
