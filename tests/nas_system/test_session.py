@@ -264,6 +264,8 @@ def test_data_other_than_the_incumbents_is_refused(workspace: Workspace, tmp_pat
     assert not executor.requests
     report = diagnose(workspace.paths.root)
     assert any(f.severity == "error" and f.subject == "data" for f in report.findings)
+    # --repair cannot put data back: it is not suggested
+    assert report.lines()[-1].endswith("the advice above says what to do by hand")
 
 
 @pytest.mark.parametrize(("old", "new", "key"), [

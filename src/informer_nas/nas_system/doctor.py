@@ -109,10 +109,15 @@ class DoctorReport:
             lines.append(f"{self.root}: healthy ({repaired} repaired)")
         else:
             where = shlex.quote(str(self.root))
-            advice = ("the advice above says what to do by hand" if self.repair else
-                      f"repair with `nas doctor --workspace {where} --repair`")
+            repairable = any(f.is_open and f.action.startswith(REPAIR_WILL)
+                             for f in self.findings)
+            advice = (f"repair with `nas doctor --workspace {where} --repair`" if repairable
+                      else "the advice above says what to do by hand")
             lines.append(f"{self.root}: {open_count} problem(s) left; {advice}")
         return lines
+
+
+REPAIR_WILL = "`nas doctor --repair` will "  # how a repairable finding's action starts
 
 
 def diagnose(root: Path, repair: bool = False) -> DoctorReport:
@@ -174,7 +179,7 @@ class _Doctor:
         if apply is None:
             self.add(severity, subject, problem, f"not repairable: {action}")
         elif not self.can_repair:
-            self.add(severity, subject, problem, f"`nas doctor --repair` will {action}")
+            self.add(severity, subject, problem, f"{REPAIR_WILL}{action}")
         else:
             apply()
             self.state_changed |= changes_state
