@@ -19,6 +19,7 @@ from informer_nas.informer.data import (
     evenly_spaced,
     fit_csv,
     load_dataset,
+    read_series,
     split_borders,
     time_features,
 )
@@ -298,8 +299,8 @@ def test_dates_out_of_order_or_repeated_are_refused_in_one_line(
     [
         # an unparseable first date (pandas would also warn over several lines)
         ("soon", "2016-07-01 01:00:00", ["'soon'", "line 2", "YYYY-MM-DD HH:MM:SS"]),
-        # offsets that change half-way (pandas raises rather than coerces)
-        ("2016-07-01 00:00:00+01:00", "2016-07-01 02:00:00+02:00", ["time zone", "one format"]),
+        # offsets that change half-way, read in UTC: the second row is the third's instant
+        ("2016-07-01 00:00:00+01:00", "2016-07-01 02:00:00+02:00", ["line 4", "repeats"]),
     ],
     ids=["text", "mixed-offsets"],
 )
@@ -319,3 +320,18 @@ def test_unparseable_dates_are_one_data_error_without_warnings(
     assert "\n" not in message and str(path) in message
     for phrase in phrases:
         assert phrase in message
+
+
+def test_offsets_that_change_at_daylight_saving_are_read_in_utc(tmp_path: Path) -> None:
+    """Local times with their offset (+01:00 in winter, +02:00 in summer) are unambiguous
+    instants; they were refused as "the dates mix time-zone offsets"."""
+    winter = pd.date_range("2016-03-26 00:00", periods=26, freq="1h")  # to 01:00 on the 27th
+    summer = pd.date_range("2016-03-27 03:00", periods=374, freq="1h")  # clocks went forward
+    dates = [*winter.strftime("%Y-%m-%d %H:%M:%S+01:00"),
+             *summer.strftime("%Y-%m-%d %H:%M:%S+02:00")]
+    path = _dated_csv(tmp_path / "dst.csv", 0, "1h", dates)
+    section = DataSection(path=str(path), split="ratio", seq_len=24, label_len=12, pred_len=6)
+    raw = read_series(path, "OT")
+    assert (np.diff(raw.dates.asi8) == np.diff(raw.dates.asi8)[0]).all()  # hourly, no gap
+    assert str(raw.dates.tz) == "UTC"
+    load_dataset(section)

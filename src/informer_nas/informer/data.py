@@ -143,13 +143,17 @@ def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
         # pandas warns (over several lines) when it falls back to per-value parsing.
         warnings.simplefilter("ignore")
         try:
-            dates = pd.to_datetime(column, errors="coerce")
+            try:
+                dates = pd.to_datetime(column, errors="coerce")
+            except ValueError as exc:
+                if "timezone" not in str(exc).lower():
+                    raise
+                # offsets that change (daylight saving time): the same instants in UTC
+                dates = pd.to_datetime(column, errors="coerce", utc=True)
         except (ValueError, TypeError) as exc:
-            reason = ("the dates mix time-zone offsets" if "timezone" in str(exc).lower()
-                      else str(exc).splitlines()[0])
             raise DataError(
                 f"{path}: the 'date' column cannot be read as one series of timestamps "
-                f"({reason}); write every date in one format and time zone, e.g. "
+                f"({str(exc).splitlines()[0]}); write every date in one format, e.g. "
                 "YYYY-MM-DD HH:MM:SS"
             ) from None
     if dates.isna().any():
