@@ -338,7 +338,10 @@ class _Doctor:
             config = check_config_file(self.paths.config)
         except ConfigError:
             return  # reported by check_config
-        problem = data_problem(state, config)
+        try:
+            problem = data_problem(state, config)
+        except HistoryCorrupt:
+            return  # an incumbent id without its run: reported by the state's checks
         if problem is not None:
             self.add("error", "data", *problem)
 

@@ -39,6 +39,7 @@ from informer_nas.nas_system.search_space import (
     validate_narrowing,
 )
 from informer_nas.nas_system.state import AgentState, compact_state, doctor_hint
+from informer_nas.nas_system.state import incumbent as incumbent_record
 
 logger = logging.getLogger(__name__)
 
@@ -297,7 +298,7 @@ def data_problem(state: AgentState, config: InformerConfig) -> tuple[str, str] |
     """What is wrong with the data file, and what to do (None: it is the incumbent's)."""
     from informer_nas.informer.data import data_file, file_digest
 
-    incumbent = next((r for r in state.runs if r.run_id == state.incumbent_run_id), None)
+    incumbent = incumbent_record(state)
     if incumbent is None or incumbent.data_digest is None:
         return None
     path = data_file(config.data)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import EnvironmentFailure, LaunchError, NasError
-from informer_nas.informer.config import load_config
+from informer_nas.informer.config import InformerConfig, load_config
 from informer_nas.informer.data import data_file, file_digest
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import EventCallback, RunInterrupted, TrainOutcome
@@ -54,6 +54,7 @@ from informer_nas.nas_system.state import (
     new_run_id,
     now_iso,
 )
+from informer_nas.nas_system.workspace import data_problem
 from informer_nas.tools.summarize_curve import curve_summary, load_history
 
 if TYPE_CHECKING:
@@ -93,37 +94,34 @@ def _tagged(on_progress: EventCallback | None, **tags: Any) -> EventCallback | N
     return forward
 
 
-def _candidate_path(ctx: ToolContext) -> Path:
-    """``candidate.py``; created from ``config.py`` when no edit was made this iteration."""
+def _candidate(ctx: ToolContext) -> tuple[Path, InformerConfig]:
+    """``candidate.py`` and its config; created from ``config.py`` when no edit was made
+    this iteration. A ConfigError here costs no run id."""
     paths = ctx.workspace.paths
     if not paths.candidate.exists():
         atomic_write_text(paths.candidate, paths.config.read_text(encoding="utf-8"))
-    load_config(paths.candidate)  # a ConfigError here costs no run id
-    return paths.candidate
+    return paths.candidate, load_config(paths.candidate)
 
 
-def _data_digest(ctx: ToolContext, config: Path) -> str | None:
+def _data_digest(ctx: ToolContext, config: InformerConfig) -> str | None:
     """The digest of the candidate's data file (None when it cannot be read: the trainer
     then refuses the config and says why).
 
     Raises:
-        EnvironmentFailure: the file is not the incumbent's (it changed, or vanished, during
-            the session): no run is allocated and the session stops.
+        EnvironmentFailure: the file is not the incumbent's (``workspace.data_problem``: it
+            changed, or vanished, during the session): no run is allocated, the session
+            stops.
     """
-    problem = "it changed"
-    try:
-        digest: str | None = file_digest(data_file(load_config(config).data))
-    except NasError as exc:
-        digest, problem = None, str(exc)
-    incumbent = next((r for r in ctx.state.runs if r.run_id == ctx.state.incumbent_run_id),
-                     None)
-    if incumbent is not None and incumbent.data_digest not in (None, digest):
-        root = ctx.workspace.paths.root
+    problem = data_problem(ctx.state, config)
+    if problem is not None:
+        root = shlex.quote(str(ctx.workspace.paths.root))
         raise EnvironmentFailure(
-            f"the data file is no longer the one the incumbent {incumbent.run_id} was trained "
-            f"on ({problem}), so a new run could not be compared with it; put the original "
-            f"file back, then continue with `nas resume --workspace {shlex.quote(str(root))}`")
-    return digest
+            f"the data file is no longer the one the incumbent was trained on: {problem[0]}; "
+            f"{problem[1]}, then continue with `nas resume --workspace {root}`")
+    try:
+        return file_digest(data_file(config.data))
+    except NasError:
+        return None
 
 
 def _scratch(ctx: ToolContext) -> IterationScratch:
@@ -226,9 +224,9 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
         raise LaunchError(f"seed must be between 0 and {MAX_SEED}, got {seed}; pass null to use "
                           "the session's seed for this iteration")
     current = _scratch(ctx)
-    config = _candidate_path(ctx)
+    config, candidate = _candidate(ctx)
     plan = prune_plan(ctx)
-    record = _start_record(ctx, current, seed, _data_digest(ctx, config))
+    record = _start_record(ctx, current, seed, _data_digest(ctx, candidate))
     on_event = _tagged(ctx.on_progress, run_id=record.run_id)
     try:
         run_dir = _fresh_dir(ctx.workspace.paths.run_dir(record.run_id))
