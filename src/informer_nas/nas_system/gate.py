@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import statistics
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -116,15 +116,24 @@ class IncumbentEvidence:
 
 
 def _seed_values(record: RunRecord) -> tuple[dict[int, float], tuple[int, ...]]:
+    return seed_values(record.status, record.seed, record.val_mse,
+                       [(s.seed, s.status, s.val_mse) for s in record.seeds])
+
+
+def seed_values(status: RunStatus, seed: int, val_mse: float | None,
+                seeds: Iterable[tuple[int, RunStatus, float | None]],
+                ) -> tuple[dict[int, float], tuple[int, ...]]:
+    """The val MSE per successful seed (the main seed and the confirmation seeds), and the
+    confirmation seeds that failed."""
     values: dict[int, float] = {}
-    if record.status is RunStatus.OK and record.val_mse is not None:
-        values[record.seed] = record.val_mse
+    if status is RunStatus.OK and val_mse is not None:
+        values[seed] = val_mse
     failed: list[int] = []
-    for seed in record.seeds:
-        if seed.status is RunStatus.OK and seed.val_mse is not None:
-            values[seed.seed] = seed.val_mse
+    for number, seed_status, value in seeds:
+        if seed_status is RunStatus.OK and value is not None:
+            values[number] = value
         else:
-            failed.append(seed.seed)
+            failed.append(number)
     return values, tuple(failed)
 
 

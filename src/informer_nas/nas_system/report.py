@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
-from informer_nas.nas_system.gate import CandidateEvidence, IncumbentEvidence, compared_values
+from informer_nas.nas_system.gate import (
+    CandidateEvidence,
+    IncumbentEvidence,
+    compared_values,
+    seed_values,
+)
 from informer_nas.nas_system.records import RunStatus
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
@@ -163,13 +168,10 @@ def plot_progress(runs: list[dict[str, Any]], baseline_mse: float | None = None)
 
 def _evidence(run: dict[str, Any]) -> CandidateEvidence:
     """The gate's view of a run of ``workspace_status`` (its seeds included)."""
-    seeds: dict[int, float] = {}
-    if run["status"] == RunStatus.OK.value and run["val_mse"] is not None:
-        seeds[run["seed"]] = run["val_mse"]
-    for seed in run.get("seeds", []):
-        if seed["status"] == RunStatus.OK.value and seed["val_mse"] is not None:
-            seeds[seed["seed"]] = seed["val_mse"]
-    return CandidateEvidence(RunStatus(run["status"]), run["val_mse"], seeds)
+    status = RunStatus(run["status"])
+    seeds, failed = seed_values(status, run["seed"], run["val_mse"], [
+        (s["seed"], RunStatus(s["status"]), s["val_mse"]) for s in run.get("seeds", [])])
+    return CandidateEvidence(status, run["val_mse"], seeds, failed)
 
 
 def incumbent_steps(runs: list[dict[str, Any]]) -> tuple[list[int], list[float], bool]:
