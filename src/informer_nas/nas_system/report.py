@@ -30,12 +30,12 @@ from informer_nas.nas_system.gate import (
     CandidateEvidence,
     IncumbentEvidence,
     compared_values,
-    seed_values,
 )
 from informer_nas.nas_system.records import RunStatus
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
     format_mse,
+    run_seed_values,
     run_table_rows,
     usage_line,
     workspace_status,
@@ -168,10 +168,8 @@ def plot_progress(runs: list[dict[str, Any]], baseline_mse: float | None = None)
 
 def _evidence(run: dict[str, Any]) -> CandidateEvidence:
     """The gate's view of a run of ``workspace_status`` (its seeds included)."""
-    status = RunStatus(run["status"])
-    seeds, failed = seed_values(status, run["seed"], run["val_mse"], [
-        (s["seed"], RunStatus(s["status"]), s["val_mse"]) for s in run.get("seeds", [])])
-    return CandidateEvidence(status, run["val_mse"], seeds, failed)
+    seeds, failed = run_seed_values(run)
+    return CandidateEvidence(RunStatus(run["status"]), run["val_mse"], seeds, failed)
 
 
 def incumbent_steps(runs: list[dict[str, Any]]) -> tuple[list[int], list[float], bool]:

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Any
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.run_files import CONFIG_USED
+from informer_nas.nas_system.gate import seed_values
 from informer_nas.nas_system.lock import lock_status
-from informer_nas.nas_system.records import RoleUsage, RunRecord
+from informer_nas.nas_system.records import RoleUsage, RunRecord, RunStatus
 from informer_nas.nas_system.state import load_state
 
 if TYPE_CHECKING:
@@ -177,12 +178,18 @@ def run_table_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     ]
 
 
+def run_seed_values(run: dict[str, Any]) -> tuple[dict[int, float], tuple[int, ...]]:
+    """``gate.seed_values`` of a run of ``workspace_status``: val MSE per successful seed,
+    and the confirmation seeds that failed."""
+    return seed_values(RunStatus(run["status"]), run["seed"], run["val_mse"], [
+        (s["seed"], RunStatus(s["status"]), s["val_mse"]) for s in run.get("seeds", [])])
+
+
 def _val_cell(run: dict[str, Any]) -> str:
     """The main seed's val MSE, and the mean over the seeds when confirmation seeds ran."""
-    seeds = {s["seed"] for s in run.get("seeds", []) if s["val_mse"] is not None}
-    if run.get("mean_val_mse") is None or not seeds:
+    if run.get("mean_val_mse") is None or not run.get("seeds"):
         return format_mse(run["val_mse"])
-    count = len(seeds | ({run["seed"]} if run["val_mse"] is not None else set()))
+    count = len(run_seed_values(run)[0])  # the seeds the mean is over
     return f"{format_mse(run['val_mse'])} (mean of {count}: {format_mse(run['mean_val_mse'])})"
 
 
