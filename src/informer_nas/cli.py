@@ -296,23 +296,11 @@ def init(
         typer.echo(f"data {task.path}: features {task.features}, target {task.target!r}, split "
                    f"{task.split!r}, freq {task.freq!r}, forecasting {task.pred_len} steps "
                    "(the task is fixed once the first run is trained)")
-        for note in _data_notes(preset.value, task.path):
+        for note in created.notes:
             typer.echo(f"  {note}")
     if narrowing:
         typer.echo(f"search narrowed on {len(narrowing)} keys ({', '.join(narrowing)})"
                    + _moved_values(preset.value, created.config(), narrowing))
-
-
-def _data_notes(preset: str, path: str | None) -> list[str]:
-    """Why ``nas init --data`` changed the preset's target, freq or split for the file."""
-    from informer_nas.errors import NasError
-    from informer_nas.informer.data import fit_csv
-    from informer_nas.informer.presets import preset_config
-
-    try:
-        return fit_csv(preset_config(preset).data.model_copy(update={"path": path}))[1]
-    except NasError:  # the file changed since the workspace was created; nothing to explain
-        return []
 
 
 def _moved_values(preset: str, config: Any, keys: Any) -> str:

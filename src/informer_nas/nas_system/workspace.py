@@ -12,7 +12,7 @@ import logging
 import math
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -148,9 +148,14 @@ def _render_dict(
 
 @dataclass(frozen=True)
 class Workspace:
-    """One workspace directory (see DESIGN.md)."""
+    """One workspace directory (see DESIGN.md).
+
+    ``notes``: for a workspace just created from a CSV, why its data section differs from
+    the preset's (``fit_csv``'s lines: the target, the frequency, the split); else empty.
+    """
 
     paths: WorkspacePaths
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @property
     def root(self) -> Path:
@@ -180,9 +185,10 @@ class Workspace:
         own = validate_narrowing(narrowing or {})
         space = search_space_for(preset, narrowing=own)
         if config is None:
-            config = _fitted_into(_initial_config(preset, data_path), space)
+            config, notes = _initial_config(preset, data_path)
+            config = _fitted_into(config, space)
         else:
-            config = _initial_config(preset, data_path, config)
+            config, notes = _initial_config(preset, data_path, config)
             _check_inside(config, space)
         _refuse_existing(paths)
         paths.root.mkdir(parents=True, exist_ok=True)
@@ -195,7 +201,7 @@ class Workspace:
             paths.traces.mkdir(exist_ok=True)
             atomic_write_text(paths.config, render_config(config, space))
             compact_state(paths, AgentState(preset=preset, narrowing=own))
-        return cls(paths)
+        return cls(paths, tuple(notes))
 
     @classmethod
     def open(cls, root: Path, validate: bool = True) -> Workspace:
@@ -417,11 +423,12 @@ def _check_inside(config: InformerConfig, space: SearchSpace) -> None:
                               f"widen the narrowing or change the starting value") from None
 
 
-def _initial_config(preset: str, data_path: Path | None,
-                    config: InformerConfig | None = None) -> InformerConfig:
+def _initial_config(preset: str, data_path: Path | None, config: InformerConfig | None = None
+                    ) -> tuple[InformerConfig, list[str]]:
+    """The starting config, fitted to ``data_path`` when given, and why it was changed."""
     config = config or preset_config(preset)
     if data_path is None:
-        return config
+        return config, []
     from informer_nas.informer.data import fit_csv
 
     path = Path(data_path).expanduser().resolve()
@@ -433,4 +440,4 @@ def _initial_config(preset: str, data_path: Path | None,
     data["data"].update(changes)
     for note in notes:
         logger.info("%s: %s", path.name, note)
-    return InformerConfig.model_validate(data)
+    return InformerConfig.model_validate(data), notes
