@@ -400,3 +400,41 @@ def test_data_with_unordered_dates_exits_2_as_invalid_config(
     failed = json.loads(done.stdout.splitlines()[-1])
     assert failed["status"] == "invalid_config" and str(csv) in failed["reason"]
     assert "line 22" in failed["reason"] and "sort the file by date" in failed["reason"]
+
+
+_FAULTS_AFTER_A_CPU_TRAINER = """
+import ctypes, resource, sys, torch
+from informer_nas.informer.config import InformerConfig
+from informer_nas.informer.presets import preset_config
+from informer_nas.informer.training import Trainer
+if sys.argv[1] == "trainer":
+    config = preset_config("tiny").to_dict()
+    config["training"].update(device="cpu", max_train_windows=32, max_eval_windows=32)
+    Trainer(InformerConfig.model_validate(config))
+else:  # glibc's starting thresholds, pinned: its own later moves depend on the address layout
+    ctypes.CDLL(None).mallopt(-3, 128 * 1024) and ctypes.CDLL(None).mallopt(-1, 128 * 1024)
+
+def one_step():  # a step's activations: blocks of 1-24 MB, about 100 MB held at once
+    held = [torch.ones(mb * 2**18) for mb in (1, 2, 4, 8, 16, 24, 24, 16, 4)]
+    del held
+
+for _ in range(3):  # the heap grows to the step's size
+    one_step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(4):
+    one_step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 4)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc only")
+def test_a_cpu_trainer_reuses_freed_memory_instead_of_faulting_in_fresh_pages() -> None:
+    def faults_per_step(mode: str) -> int:
+        result = subprocess.run([sys.executable, "-c", _FAULTS_AFTER_A_CPU_TRAINER, mode],
+                                capture_output=True, text=True, env=_env(), check=True)
+        return int(result.stdout.split()[-1])
+
+    pages_per_step = 99 * 2**20 // 4096
+    plain, trainer = faults_per_step("plain"), faults_per_step("trainer")
+    assert plain > pages_per_step // 2, plain  # fresh pages each step, each faulted in
+    assert trainer < pages_per_step // 50, trainer

@@ -7,6 +7,7 @@ Divergence, interruption, pruning and OOM end a run with a status; bugs raise.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -93,6 +94,32 @@ def default_num_threads() -> int:
     return max(1, min(torch.get_num_threads(), available))
 
 
+# glibc's mallopt parameters (malloc.h): the size above which a block is mmap'ed on its own,
+# and the free space at the heap's top above which it is returned to the kernel.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's ceiling on 64-bit machines
+_TRIM_THRESHOLD = 1024**3  # above a paper-config step's working set
+
+
+def keep_freed_memory() -> bool:
+    """Have glibc's malloc reuse freed blocks instead of handing them back to the kernel.
+
+    A CPU training step frees and allocates the same activations (up to a few MB each) every
+    step. By default glibc serves blocks above its mmap threshold from fresh pages and trims
+    the heap's top, so every step touches new pages: about 2,000 page faults per small-config
+    step, several ms of a 40 ms step. Blocks up to 32 MB now come from the heap, and up to 1 GiB
+    of free heap is kept for the next step. Peak memory is unchanged (each step reaches it
+    anyway); what is kept is released at process exit.
+    Returns False where the C library has no ``mallopt`` (not glibc): nothing changes there.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+                and mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed torch and numpy; return the generator that shuffles the train windows."""
     torch.manual_seed(seed)
@@ -160,6 +187,8 @@ class Trainer:
         self.config, self.hooks = config, hooks or TrainHooks()
         self.device = resolve_device(training)
         torch.set_num_threads(training.num_threads or default_num_threads())
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.generator = seed_everything(training.seed)
         if data is None:
             data = load_dataset(config.data, config.model.embed, training.max_train_windows,
