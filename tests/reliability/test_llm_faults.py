@@ -377,3 +377,29 @@ def test_model_that_never_launches_hands_over_to_the_fallback(session: Session,
     runs = consistent(tmp_path / "ws").runs
     assert [r.iteration for r in runs] == [2, 3, 4]  # the first failure spent iteration 1
     assert all(r.plan.startswith("tpe trial") for r in runs)
+
+
+# -- token counts some OpenAI-compatible servers send: not a reason to stop ------------------
+
+ODD_USAGE: dict[str, Any] = {
+    "floats": {"prompt_tokens": 100.0, "completion_tokens": 20.0, "total_tokens": 120.0},
+    "nulls": {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None},
+    "missing": None,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_USAGE))
+def test_odd_token_counts_do_not_stop_the_session(kind: str, session: Session,
+                                                  tmp_path: Path) -> None:
+    replies = iteration(0.2)
+    for reply in replies:
+        assert isinstance(reply.body, dict)
+        if ODD_USAGE[kind] is None:
+            del reply.body["usage"]
+        else:
+            reply.body["usage"] = ODD_USAGE[kind]
+    with scripted_server(replies) as server:
+        result = session(server)
+    assert result.stopped_by == "budget", result
+    state = consistent(tmp_path / "ws")
+    assert [(r.status.value, r.accepted) for r in state.runs] == [("ok", True)]
