@@ -297,7 +297,21 @@ def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
                   "thresholds": vars(settings.thresholds).copy()},
         config=workspace.paths.config.read_text(encoding="utf-8"), state=state,
         study_bytes=_size(workspace.paths.study),
+        data_digest=_data_digest(workspace.paths.config),
     )
+
+
+def _data_digest(config_path: Path) -> str | None:
+    """The digest of the data file a session starts on, for ``nas replay --retrain`` (None
+    when it cannot be read: the session refuses it, or its trainings say why)."""
+    from informer_nas.errors import NasError
+    from informer_nas.informer.config import load_config
+    from informer_nas.informer.data import data_file, file_digest
+
+    try:
+        return file_digest(data_file(load_config(config_path).data))
+    except NasError:
+        return None
 
 
 def _size(path: Path) -> int:

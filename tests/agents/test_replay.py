@@ -174,3 +174,58 @@ def test_failure_naming_a_workspace_file_replays_identically(tmp_path: Path) -> 
     assert report.identical, report.divergence
     reason = load_state(Workspace.open(tmp_path / "replayed").paths).runs[1].status_reason
     assert reason.startswith(str((tmp_path / "replayed").resolve()))
+
+
+@pytest.fixture
+def own_data_session(tmp_path: Path) -> tuple[Path, Path]:
+    """A workspace on a copy of ETTh1, run for one session then resumed for a second;
+    returns (the data file, the second session's trace)."""
+    from informer_nas.informer.data import bundled_csv_path
+
+    data = tmp_path / "data" / "series.csv"
+    data.parent.mkdir()
+    data.write_bytes(bundled_csv_path().read_bytes())
+    root = tmp_path / "recorded"
+    Workspace.create(root, "tiny", data)
+    for iters in (1, 2):
+        run_nas_optimization(root, iters=iters, planner="tpe", executor=CallableExecutor(
+            fake_train), quiet=True)
+    traces = sorted((root / "traces").glob("*.jsonl"))
+    assert len(traces) == 2
+    return data, traces[-1]
+
+
+def test_sessions_note_their_data_file_in_the_trace(own_data_session: tuple[Path, Path]) -> None:
+    from informer_nas.informer.data import file_digest
+
+    data, trace = own_data_session
+    assert read_trace(trace)[0]["data_digest"] == file_digest(data)
+
+
+def test_replay_without_retraining_needs_no_data_file(own_data_session: tuple[Path, Path],
+                                                      tmp_path: Path) -> None:
+    """Recorded results stand for the trainings: a resumed session replays where its data
+    file is absent (it stopped at the data check: 'data file ... is missing')."""
+    data, trace = own_data_session
+    data.unlink()
+    report = replay_trace(trace, tmp_path / "replayed")
+    assert report.identical, report.divergence
+
+
+@pytest.mark.parametrize("change", ["missing", "edited"])
+def test_replay_with_retraining_refuses_other_data_before_writing(
+        change: str, own_data_session: tuple[Path, Path], tmp_path: Path) -> None:
+    from informer_nas.errors import ConfigError
+
+    data, trace = own_data_session
+    if change == "missing":
+        data.unlink()
+    else:
+        data.write_text(data.read_text() + data.read_text().splitlines()[-1] + "\n")
+    executor = CallableExecutor(fake_train)
+    with pytest.raises(ConfigError) as refused:
+        replay_trace(trace, tmp_path / "retrained", retrain=True, executor=executor)
+    message = str(refused.value)
+    assert str(data) in message and "replay without --retrain" in message
+    assert ("missing" in message) == (change == "missing")
+    assert not (tmp_path / "retrained").exists() and not executor.requests

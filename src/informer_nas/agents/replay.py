@@ -21,7 +21,9 @@ from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
 from informer_nas.agents.trace import read_trace
 from informer_nas.agents.wiring import BrainSpec, build_brain
-from informer_nas.errors import ConfigError, HistoryCorrupt, ReplayDivergence
+from informer_nas.errors import ConfigError, DataError, HistoryCorrupt, ReplayDivergence
+from informer_nas.informer.config import literal_from_source, validate_config
+from informer_nas.informer.data import data_file, file_digest
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
@@ -192,6 +194,8 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
         raise HistoryCorrupt(f"{trace_path}: its header is malformed ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); it cannot be "
                              "replayed") from None
+    if retrain:
+        _check_data(header)
     space = _fresh_workspace(Path(workspace), header, _source_workspace(Path(trace_path)))
     root = str(space.paths.root)
     models = {role: ReplayModel(role, _records(records, "model", role), root,
@@ -221,6 +225,31 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     divergence = divergence or _final_config(records, space)
     return ReplayReport(Path(trace_path), space.paths.root, divergence is None, divergence,
                         len(verdicts))
+
+
+def _check_data(header: dict[str, Any]) -> None:
+    """Retraining reads the data file the recorded config names: refuse one that is not the
+    file the recorded session started on (the replay would only say where it diverged).
+
+    Raises:
+        ConfigError: the file is missing here or holds other data.
+    """
+    recorded = header.get("data_digest")
+    if not isinstance(recorded, str):
+        return  # recorded before sessions noted their data file, or it was unreadable then
+    config = validate_config(literal_from_source(header["config"], Path("config.py")),
+                             source="the trace's config.py")
+    path = data_file(config.data)
+    where = (f" (data.path {config.data.path!r}, relative to the current directory)"
+             if config.data.path is not None and not path.is_absolute() else "")
+    try:
+        same = file_digest(path) == recorded
+        problem = "holds other data than the file the recorded session trained on"
+    except DataError:
+        same, problem = False, "is missing here"
+    if not same:
+        raise ConfigError(f"replay --retrain would train on {path}{where}, which {problem}; "
+                          "put the session's data file there, or replay without --retrain")
 
 
 def _leftovers(models: dict[str, ReplayModel], trainings: ReplayExecutor,

@@ -243,6 +243,7 @@ class RecordingExecutor(TrainingExecutor):
     def __init__(self, inner: TrainingExecutor, recorder: TraceRecorder) -> None:
         self.inner = inner
         self.recorder = recorder
+        self.reads_data = inner.reads_data
 
     def run(self, config_path: Path, run_dir: Path, seed: int, timeout_s: float | None,
             on_event: EventCallback | None = None,

@@ -186,6 +186,12 @@ def read_config_literal(path: Path) -> dict[str, Any]:
                           "UTF-8") from None
     except IsADirectoryError:
         raise ConfigError(f"{path} is a directory; name a config file") from None
+    return literal_from_source(source, path)
+
+
+def literal_from_source(source: str, path: Path) -> dict[str, Any]:
+    """``CONFIG`` of a config file's text (``path`` names it in errors); as
+    ``read_config_literal``."""
     try:
         tree = ast.parse(source, filename=str(path))
     except SyntaxError as exc:

@@ -81,6 +81,11 @@ class RunInterrupted(KeyboardInterrupt):
 class TrainingExecutor(ABC):
     """Runs one trial. A new backend (Ray, a remote queue) is one subclass."""
 
+    #: Whether ``run`` trains on the config's data file. A replay of recorded results does
+    #: not, so the session skips its data-file checks (the file may be absent where a trace
+    #: is replayed).
+    reads_data: bool = True
+
     @abstractmethod
     def run(
         self,

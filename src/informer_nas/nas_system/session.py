@@ -404,7 +404,8 @@ def run_session(
         config = load_config(workspace.paths.config)  # a bad hand edit stops here
         state = load_state(workspace.paths)
         check_task(workspace.paths, state, config)  # and so does a hand edit of the task
-        check_data(state, config)  # and data other than the incumbent's
+        if executor.reads_data:
+            check_data(state, config)  # and data other than the incumbent's
         if iters is not None:
             state.max_iterations = iters
         state.planner = planner.name

@@ -105,14 +105,15 @@ def _candidate(ctx: ToolContext) -> tuple[Path, InformerConfig]:
 
 def _data_digest(ctx: ToolContext, config: InformerConfig) -> str | None:
     """The digest of the candidate's data file (None when it cannot be read: the trainer
-    then refuses the config and says why).
+    then refuses the config and says why). An executor that does not read the data (a
+    replay of recorded results) is not stopped by a changed or absent file.
 
     Raises:
         EnvironmentFailure: the file is not the incumbent's (``workspace.data_problem``: it
             changed, or vanished, during the session): no run is allocated, the session
             stops.
     """
-    problem = data_problem(ctx.state, config)
+    problem = data_problem(ctx.state, config) if ctx.executor.reads_data else None
     if problem is not None:
         root = shlex.quote(str(ctx.workspace.paths.root))
         raise EnvironmentFailure(

@@ -108,6 +108,8 @@ class ReplayModel(NonStreamingModel):
 class ReplayExecutor(TrainingExecutor):
     """Plays the recorded trainings back in order, writing their files into the run dir."""
 
+    reads_data = False  # the recorded results stand for the trainings
+
     def __init__(self, records: Sequence[Mapping[str, Any]], root: str = "") -> None:
         self.records = list(records)
         self.position = 0
