@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,26 @@ def test_a_study_lock_left_by_a_kill_does_not_stall_the_next_session(
     assert [f.subject for f in diagnose(root).findings] == ["study.journal.lock"]
     diagnose(root, repair=True)
     assert not lock.is_symlink() and diagnose(root).is_healthy
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_hand_edited_values_the_schema_converts_stay_in_the_baseline(
+        tmp_path: Path, sampler: str) -> None:
+    """``32.0`` for an integer width, ``True`` for one layer, ``"0.3"`` for a probability:
+    config.py accepts them as the trainer reads them, so the first run trains them (the
+    sampler picked those keys instead, silently)."""
+    root = tmp_path / "ws"
+    paths = Workspace.create(root, "tiny").paths
+    text = paths.config.read_text()
+    for key, value in (("d_model", "32.0"), ("e_layers", "True"), ("dropout", '"0.3"')):
+        text = re.sub(rf'("{key}": )[^,\n]+', rf"\g<1>{value}", text, count=1)
+    paths.config.write_text(text)
+    config = read_config_literal(paths.config)
+    assert flatten(config)["model.d_model"] == 32.0  # the edit took
+    brain = StudyBrain(paths, sampler, 0, search_space_for("tiny"))  # type: ignore[arg-type]
+    state = load_state(paths)
+    state.current = IterationScratch(iteration=1)
+    proposal = brain.propose(state, config)
+    assert proposal.baseline
+    assert (proposal.params["model.d_model"], proposal.params["model.e_layers"],
+            proposal.params["model.dropout"]) == (32, 1, 0.3)

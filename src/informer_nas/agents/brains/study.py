@@ -287,7 +287,7 @@ class StudyBrain:
         """
         if state.runs or tagged_before(study, None):
             return
-        params = starting_params(self.space, self.distributions, config)
+        params = starting_params(self.space, self.distributions, _as_trained(config))
         if not params:
             return
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
@@ -360,6 +360,15 @@ def starting_params(space: SearchSpace, dists: dict[str, BaseDistribution],
         if inside:
             params[key] = value
     return params
+
+
+def _as_trained(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the schema's conversions applied, as the trainer reads it (a hand
+    edit's ``32.0`` for an integer width is 32): the baseline's values are those it trains."""
+    try:
+        return validate_config(config, source="config").to_dict()
+    except ConfigError:
+        return config
 
 
 def tagged_before(study: optuna.Study, number: int | None) -> int:
