@@ -248,6 +248,11 @@ HAND_EDITS: list[tuple[str, str, str, str, str]] = [
     ("name", '"d_model": 16,', '"d_model": D_MODEL,', '"d_model"', "`D_MODEL` is not a literal"),
     # an f-string
     ("f-string", '"attn": "prob",', '"attn": f"{\'prob\'}",', '"attn"', "is not a literal"),
+    # a sign on what is not a number (literal_eval refuses it: it was a traceback)
+    ("signed-bool", '"distil": True,', '"distil": -True,', '"distil"',
+     "`-True` is not a literal"),
+    ("signed-none", '"d_model": 16,', '"d_model": +None,', '"d_model"',
+     "`+None` is not a literal"),
     # arithmetic
     ("arithmetic", '"d_model": 16,', '"d_model": 8 * 2,', '"d_model"', "`8 * 2` is not a literal"),
     # attribute access

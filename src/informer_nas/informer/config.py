@@ -226,9 +226,10 @@ def _refuse_non_literals(node: ast.AST, path: Path, source: str) -> None:
     for child in ast.walk(node):
         if isinstance(child, _LITERAL_NODES):
             continue
-        # A negative number is a UnaryOp(USub, Constant): a literal too.
+        # A signed number is a UnaryOp(USub or UAdd, Constant): a literal too (not -True).
         if isinstance(child, ast.UnaryOp) and isinstance(child.op, ast.USub | ast.UAdd):
-            if isinstance(child.operand, ast.Constant):
+            operand = child.operand
+            if isinstance(operand, ast.Constant) and type(operand.value) in (int, float):
                 continue
         if isinstance(child, ast.USub | ast.UAdd):
             continue
