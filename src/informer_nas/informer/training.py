@@ -290,7 +290,19 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, windows: WindowSet) -> EvalMetrics:
-        """Loss, MSE and MAE over every window of a split (standardised scale)."""
+        """Loss, MSE and MAE over every window of a split (standardised scale).
+
+        ProbSparse attention samples keys at evaluation too: the samples are drawn from a
+        generator seeded alike for every evaluation (and the training's random stream is left
+        as it was), so the same weights always get the same score: the best epoch's
+        checkpoint, reloaded and scored again, scores what its epoch did.
+        """
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices, device_type=self.device.type):
+            torch.manual_seed(self.config.training.seed)
+            return self._evaluate(windows)
+
+    def _evaluate(self, windows: WindowSet) -> EvalMetrics:
         self.model.eval()
         sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         count = 0
