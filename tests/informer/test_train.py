@@ -460,3 +460,39 @@ def test_a_reloaded_best_checkpoint_scores_what_its_epoch_did() -> None:
     trainer.model.load_state_dict(trainer.best_state)
     assert trainer.evaluate(trainer.data.val).mse == best.val_mse == result.val.mse
     assert trainer.evaluate(trainer.data.test).mse == best.test_mse == result.test.mse
+
+
+def test_a_run_dir_reused_for_a_failing_config_keeps_nothing_of_the_earlier_run(
+        tmp_path: Path, config_file_factory: ConfigFileFactory) -> None:
+    """The reason also reaches train.log and stderr (train.log was empty for data errors)."""
+    run_dir = tmp_path / "run"
+    good = config_file_factory("tiny", training={"max_epochs": 1, "max_train_windows": 32,
+                                                 "max_eval_windows": 32})
+    first = subprocess.run(_trainer_command(good, run_dir), env=_env(), capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert first.returncode == 0 and (run_dir / "best_model.pt").exists()
+    missing = tmp_path / "no-such.csv"
+    bad = config_file_factory("tiny", name="bad.py", data={"path": str(missing)},
+                              training={"max_train_windows": 32, "max_eval_windows": 32})
+    second = subprocess.run(_trainer_command(bad, run_dir), env=_env(), capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert second.returncode == EXIT_CODES["invalid_config"]
+    assert {p.name for p in run_dir.iterdir()} == {"config_used.py", "metrics.json",
+                                                   "history.json", "train.log"}
+    assert _read_json(run_dir / "history.json")["epochs"] == []
+    assert str(missing) in (run_dir / "train.log").read_text(encoding="utf-8")
+    assert str(missing) in second.stderr
+
+
+def test_a_run_dir_that_is_a_file_is_one_line(tmp_path: Path,
+                                              config_file_factory: ConfigFileFactory) -> None:
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    config = config_file_factory("tiny")
+    for run_dir in (taken, taken / "run"):
+        done = subprocess.run(_trainer_command(config, run_dir), env=_env(),
+                              capture_output=True, text=True, timeout=120, check=False)
+        assert done.returncode == EXIT_CODES["invalid_config"]
+        assert done.stderr.startswith(f"error: run directory {run_dir} cannot be used")
+        assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert taken.read_text() == "not a directory"

@@ -110,6 +110,7 @@ HISTORY = "history.json"
 LEARNING_CURVE = "learning_curve.png"
 BEST_MODEL = "best_model.pt"
 TRAIN_LOG = "train.log"
+RUN_FILES = (CONFIG_USED, METRICS, HISTORY, LEARNING_CURVE, BEST_MODEL, TRAIN_LOG)
 
 
 def _default_file_mode() -> int:

@@ -33,6 +33,7 @@ from informer_nas.informer.run_files import (
     EXIT_CODES,
     LEARNING_CURVE,
     METRICS,
+    RUN_FILES,
     TRAIN_LOG,
     EpochRecord,
     MemoryLogHandler,
@@ -226,9 +227,10 @@ def run_training(
         trainer = Trainer(config, hooks=hooks)
         result = trainer.fit()
         return result.metrics(), result.history
-    except ConfigError as exc:
+    except ConfigError as exc:  # the data too (DataError): train.log and stderr say why
         status: TrainStatus = "invalid_config"
         reason = str(exc)
+        logger.error("invalid config: %s", reason)
     except KeyboardInterrupt:
         status, reason = "interrupted", "stopped by a second signal"
     except Exception as exc:
@@ -263,10 +265,28 @@ def _parse_args(argv: list[str] | None) -> tuple[Path, Path, int | None]:
     return args.config, args.run_dir, args.seed
 
 
+def _prepare_run_dir(path: Path) -> str | None:
+    """Create the run directory, or empty it of an earlier training's files (a checkpoint or
+    chart left beside new metrics would belong to another run). Returns what is wrong with
+    it, or None."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        for name in RUN_FILES:
+            (path / name).unlink(missing_ok=True)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        return (f"run directory {path} cannot be used ({reason}); pass --run-dir a new or "
+                "writable directory")
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one training; return the exit code."""
     config_path, run_path, seed = _parse_args(argv)
-    run_path.mkdir(parents=True, exist_ok=True)
+    problem = _prepare_run_dir(run_path)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_CODES["invalid_config"]
     run_dir = RunDirectory(run_path, _setup_logging())
     emit = EventWriter(sys.stdout, run_path)
     stopper = SignalStopper()
