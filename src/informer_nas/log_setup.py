@@ -20,7 +20,8 @@ _SHOWN_BY_DISPLAY = frozenset({"informer_nas.api", "informer_nas.cli"})
 
 
 def output_console(quiet: bool = False) -> Any:
-    """A rich ``Console`` on stdout that outlives its reader: when the pipe closes (``nas run
+    """A rich ``Console`` on stdout, printing text as written (a ``[`` in a path or a plan is
+    not markup), that outlives its reader: when the pipe closes (``nas run
     | head -1``, a ``tee`` that died) the output goes to /dev/null and the search goes on,
     logging to ``nas.log``; rich's default ends the program (exit 1, no message)."""
     from rich.console import Console
@@ -32,7 +33,7 @@ def output_console(quiet: bool = False) -> Any:
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
 
-    return PipeSafeConsole(quiet=quiet, highlight=False)
+    return PipeSafeConsole(quiet=quiet, highlight=False, markup=False)  # text as written
 
 
 @contextmanager

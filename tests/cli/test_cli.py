@@ -271,6 +271,17 @@ def test_status_table_of_fresh_workspace(fresh_workspace: Path) -> None:
     assert "incumbent none yet" in result.stdout and "budget" in result.stdout
 
 
+@pytest.mark.parametrize("name", ["q[/red]w", "p[red]"])
+def test_brackets_in_a_workspace_path_are_printed_as_written(tmp_path: Path, name: str) -> None:
+    """Rich read them as markup: "[/red]" ended `nas status` in a traceback and "[red]"
+    vanished from the path shown."""
+    root = tmp_path / name / "ws"
+    assert invoke("init", "--workspace", root, "--preset", "tiny").exit_code == 0
+    result = invoke("status", "--workspace", root)
+    assert result.exit_code == 0, result.output
+    assert str(root) in "".join(result.stdout.split())  # wrapped at any character
+
+
 def test_report_of_fresh_workspace(fresh_workspace: Path) -> None:
     result = invoke("report", "--workspace", fresh_workspace)
     assert result.exit_code == 0, result.output
