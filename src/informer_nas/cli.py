@@ -134,10 +134,12 @@ def _console(quiet: bool = False) -> Any:
     return output_console(quiet)
 
 
-def _open_workspace(root: Path) -> Workspace:
+def _open_workspace(root: Path, validate: bool = True) -> Workspace:
+    """The workspace at ``root``; ``validate`` False for the commands that only read its
+    records (status, report), which work while a hand edit has broken config.py."""
     from informer_nas.nas_system.workspace import Workspace
 
-    return Workspace.open(root)
+    return Workspace.open(root, validate=validate)
 
 
 def _verbosity(quiet: bool, verbose: bool) -> Verbosity:
@@ -401,7 +403,7 @@ def status(
     from informer_nas.nas_system.status import workspace_status
 
     with _user_errors():
-        summary = workspace_status(_open_workspace(workspace))
+        summary = workspace_status(_open_workspace(workspace, validate=False))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
@@ -485,7 +487,7 @@ def report(
     from informer_nas.nas_system.report import write_report
 
     with _user_errors():
-        opened = _open_workspace(workspace)
+        opened = _open_workspace(workspace, validate=False)
         with workspace_log(opened.paths.root):
             report_dir = write_report(opened, baseline=baseline)
     typer.echo(f"report written: {report_dir / 'report.html'} (and report.md, progress.png)")

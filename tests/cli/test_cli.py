@@ -322,6 +322,22 @@ def populated(fresh_workspace: Path) -> Path:
     return fresh_workspace
 
 
+def test_status_and_report_work_while_config_py_is_broken(populated: Path) -> None:
+    """They read the records, not config.py: a hand edit that breaks it stopped both ("no
+    training was started"). A session still refuses it."""
+    config = populated / "config.py"
+    config.write_text(config.read_text().replace("\nCONFIG = {", "\nCONFIG = {0.1 / 2: 1,"))
+    status = invoke("status", "--workspace", populated, "--json")
+    assert status.exit_code == 0, status.output
+    assert json.loads(status.stdout)["incumbent"]["run_id"] == "run_0002"
+    report = invoke("report", "--workspace", populated, "--no-baseline")
+    assert report.exit_code == 0, report.output
+    assert "run_0002" in (populated / "report" / "report.md").read_text()
+    refused = invoke("resume", "--workspace", populated, "--iters", "4")
+    assert_one_line_error(refused)
+    assert "is not a literal" in refused.stderr
+
+
 def test_status_json_of_recorded_runs(populated: Path) -> None:
     result = invoke("status", "--workspace", populated, "--json")
     assert result.exit_code == 0, result.output
