@@ -491,6 +491,25 @@ def test_report_without_usable_data_says_why_there_is_no_baseline(populated: Pat
     assert "not available" in line and "gone.csv" in line
 
 
+def test_report_sets_no_baseline_on_data_the_incumbent_was_not_trained_on(
+        populated: Path) -> None:
+    """A data file changed since the incumbent trained: the baseline trained on it was
+    called "on the incumbent's data" and its verdict could flip."""
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.state import load_state, save_state
+
+    paths = WorkspacePaths(populated.resolve())
+    state = load_state(paths)
+    state.runs[2].data_digest = "sha256:" + "0" * 64  # the incumbent trained on other bytes
+    save_state(paths, state)
+    result = invoke("report", "--workspace", populated)
+    assert result.exit_code == 0, result.output
+    line = next(line for line in (populated / "report" / "report.md").read_text().splitlines()
+                if "Linear baseline" in line)
+    assert "not available" in line and "not the one the incumbent was trained on" in line
+    assert not (populated / "report" / "baseline.json").exists()
+
+
 def test_status_and_report_take_the_incumbent_config_from_its_run(
         populated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # config.py edited by hand since: the incumbent's scores are for its own config

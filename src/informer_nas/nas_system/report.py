@@ -32,6 +32,7 @@ from informer_nas.nas_system.gate import (
     compared_values,
 )
 from informer_nas.nas_system.records import RunStatus
+from informer_nas.nas_system.state import AgentState, load_state
 from informer_nas.nas_system.status import (
     RUN_COLUMNS,
     format_mse,
@@ -65,7 +66,8 @@ def write_report(workspace: Workspace, baseline: bool = True) -> Path:
     status = workspace_status(workspace)
     report_dir: Path = workspace.paths.report
     report_dir.mkdir(parents=True, exist_ok=True)
-    comparison = linear_baseline(status, report_dir / BASELINE_JSON) if baseline else None
+    comparison = (linear_baseline(status, report_dir / BASELINE_JSON, load_state(workspace.paths))
+                  if baseline else None)
     summary = _summary_lines(status, _baseline_summary(comparison, status))
     images = {PROGRESS_PNG: "Validation MSE per iteration"}
     baseline_mse = None if comparison is None or isinstance(comparison, str) \
@@ -254,9 +256,12 @@ def _save_figure(figure: Figure, target: Path) -> None:
 # The linear baseline ----------------------------------------------------------------------
 
 
-def linear_baseline(status: dict[str, Any], cache: Path) -> BaselineResult | str | None:
+def linear_baseline(status: dict[str, Any], cache: Path,
+                    state: AgentState) -> BaselineResult | str | None:
     """The linear baseline for the incumbent's data and window caps (``status`` of
-    ``workspace_status``: its incumbent's config, and whether a session is running).
+    ``workspace_status``: its incumbent's config, and whether a session is running), on
+    the data file the incumbent was trained on (``state``'s record of it): another file's
+    scores would say nothing about the incumbent.
 
     Reused from ``cache`` when it was trained for the same settings (and the same data
     file, by size and modification time), else trained now and cached. While a session
@@ -270,11 +275,16 @@ def linear_baseline(status: dict[str, Any], cache: Path) -> BaselineResult | str
     """
     from informer_nas.informer.baseline import REPORT_MIN_STEPS, baseline_config, train_baseline
     from informer_nas.informer.config import validate_config
+    from informer_nas.nas_system.workspace import data_problem
 
     if status["incumbent"] is None:
         return None
     try:
-        config = baseline_config(validate_config(status["incumbent"]["config"]),
+        incumbent_config = validate_config(status["incumbent"]["config"])
+        if data_problem(state, incumbent_config) is not None:
+            return ("the data file is not the one the incumbent was trained on (changed, moved "
+                    "or unreadable); `nas doctor` says more")
+        config = baseline_config(incumbent_config,
                                  num_threads=1 if status["session"]["running"] else None)
         key = _baseline_key(config.to_dict(), REPORT_MIN_STEPS)
         cached = _read_cached_baseline(cache, key)
