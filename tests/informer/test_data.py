@@ -15,6 +15,7 @@ from informer_nas.informer.config import DataSection
 from informer_nas.informer.data import (
     ETTData,
     Scaler,
+    bundled_csv_path,
     calendar_features,
     evenly_spaced,
     fit_csv,
@@ -335,3 +336,29 @@ def test_offsets_that_change_at_daylight_saving_are_read_in_utc(tmp_path: Path) 
     assert (np.diff(raw.dates.asi8) == np.diff(raw.dates.asi8)[0]).all()  # hourly, no gap
     assert str(raw.dates.tz) == "UTC"
     load_dataset(section)
+
+
+@pytest.mark.parametrize(("row", "value"), [(100, 1e300), (9000, 1e20), (12000, 1e30)])
+def test_values_too_large_for_float32_training_are_refused_in_one_line(
+        tmp_path: Path, row: int, value: float) -> None:
+    """In the train rows 1e300 zeroed the column; in val a run 'diverged'; in test it ended
+    'ok' with no test MSE."""
+    frame = pd.read_csv(bundled_csv_path())
+    frame.loc[row, "OT"] = value
+    path = tmp_path / "glitch.csv"
+    frame.to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no numpy overflow warning on the way
+        with pytest.raises(DataError) as refused:
+            load_dataset(DataSection(path=str(path)))
+    message = str(refused.value)
+    assert f"column 'OT' has the value {value:.6g} on line {row + 2}" in message
+    assert "\n" not in message
+
+
+def test_large_values_that_float32_holds_still_load(tmp_path: Path) -> None:
+    frame = pd.read_csv(bundled_csv_path())
+    frame.loc[13000, "OT"] = 1e14
+    path = tmp_path / "spike.csv"
+    frame.to_csv(path, index=False)
+    assert len(load_dataset(DataSection(path=str(path))).test) == 2857

@@ -482,8 +482,11 @@ def load_dataset(
     _check_lengths(raw, borders, data)
     values = raw.values[:, -1:] if data.features == "S" else raw.values
     columns = raw.columns[-1:] if data.features == "S" else raw.columns
-    scaler = Scaler.fit(values[borders[0][0] : borders[0][1]])
-    scaled = torch.from_numpy(scaler.transform(values).astype(np.float32))
+    with np.errstate(over="ignore"):  # an overflow is refused below, in one line
+        scaler = Scaler.fit(values[borders[0][0] : borders[0][1]])
+    standardised = np.where(np.isfinite(scaler.std), scaler.transform(values), np.inf)
+    _check_magnitudes(standardised, values, borders, columns, path)
+    scaled = torch.from_numpy(standardised.astype(np.float32))
     if embed == "timeF":
         marks = torch.from_numpy(time_features(raw.dates, data.freq))
     else:
@@ -501,6 +504,34 @@ def load_dataset(
     )
     train, val, test = splits
     return ETTData(train, val, test, scaler, columns, path, n_in, n_in, c_out, borders)
+
+
+MAX_STANDARDISED = 1e15  # squares and their sums stay far below float32's 3.4e38
+
+
+def _check_magnitudes(standardised: np.ndarray, values: np.ndarray,
+                      borders: list[tuple[int, int]], columns: list[str], path: Path) -> None:
+    """Refuse values so far from the train rows' mean (or so large that the train statistics
+    overflow: ``standardised`` is inf for such a column) that training and scoring in float32
+    overflow: a run would end 'ok' with no test MSE, or 'diverged' for a data fault. The
+    worst value named is the largest of the column where its statistics overflowed.
+
+    Raises:
+        DataError: the column, the line of the worst value and what to do.
+    """
+    used = slice(borders[0][0], max(end for _, end in borders))
+    size = np.abs(standardised[used])
+    if size.size == 0 or size.max() <= MAX_STANDARDISED:
+        return
+    overflowed = np.isinf(size).all(axis=0)
+    size = np.where(overflowed, np.abs(values[used]), size)  # there: its largest value
+    row, column = np.unravel_index(int(np.argmax(size)), size.shape)
+    line = used.start + int(row) + 2  # the header is line 1
+    raise DataError(
+        f"{path}: column {columns[column]!r} has the value {values[used][row, column]:.6g} on "
+        f"line {line}, too far from the train rows' values to train or score on in float32; "
+        "fix or remove that row"
+    )
 
 
 def _window_set(
