@@ -12,7 +12,7 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -510,7 +510,7 @@ MAX_STANDARDISED = 1e15  # squares and their sums stay far below float32's 3.4e3
 
 
 def _check_magnitudes(standardised: np.ndarray, values: np.ndarray,
-                      borders: list[tuple[int, int]], columns: list[str], path: Path) -> None:
+                      borders: list[tuple[int, int]], columns: Sequence[str], path: Path) -> None:
     """Refuse values so far from the train rows' mean (or so large that the train statistics
     overflow: ``standardised`` is inf for such a column) that training and scoring in float32
     overflow: a run would end 'ok' with no test MSE, or 'diverged' for a data fault. The
