@@ -528,7 +528,7 @@ def _check_magnitudes(standardised: np.ndarray, values: np.ndarray,
     row, column = np.unravel_index(int(np.argmax(size)), size.shape)
     line = used.start + int(row) + 2  # the header is line 1
     raise DataError(
-        f"{path}: column {columns[column]!r} has the value {values[used][row, column]:.6g} on "
+        f"{path}: column {columns[int(column)]!r} has the value {values[used][row, column]:.6g} on "
         f"line {line}, too far from the train rows' values to train or score on in float32; "
         "fix or remove that row"
     )
