@@ -362,3 +362,17 @@ def test_large_values_that_float32_holds_still_load(tmp_path: Path) -> None:
     path = tmp_path / "spike.csv"
     frame.to_csv(path, index=False)
     assert len(load_dataset(DataSection(path=str(path))).test) == 2857
+
+
+@pytest.mark.parametrize(("step", "rows", "freq", "fix"), [
+    ("15min", 14_400, "h", "'t'"),  # ETTm with the default freq: trained on the hourly months
+    ("1h", 57_600, "t", "'h'"),
+])
+def test_split_ett_refuses_a_freq_the_dates_contradict(
+        tmp_path: Path, step: str, rows: int, freq: str, fix: str) -> None:
+    path = _dated_csv(tmp_path / "series.csv", rows, step)
+    with pytest.raises(DataError, match=f"rows are .* apart, but data.freq is '{freq}'.*"
+                                        f"set data.freq to {fix}$"):
+        load_dataset(DataSection(path=str(path), freq=freq))
+    ratio = load_dataset(DataSection(path=str(path), freq=freq, split="ratio"))
+    assert len(ratio.train) > 0  # the ratio split counts no months

@@ -219,6 +219,14 @@ def split_borders(
 
 def _check_lengths(raw: RawSeries, borders: list[tuple[int, int]], data: DataSection) -> None:
     n_rows = len(raw.values)
+    inferred = infer_freq(raw.dates) if data.split == "ett" else None
+    if inferred is not None and inferred[0] != data.freq:  # the months would be miscounted
+        raise DataError(
+            f"{raw.path}: its rows are {_describe_step(inferred[1])} apart, but data.freq is "
+            f"{data.freq!r}, so split 'ett' would count its months in "
+            f"{'hours' if data.freq == 'h' else '15-minute rows'}; set data.freq to "
+            f"{inferred[0]!r}"
+        )
     if data.split == "ett" and n_rows < borders[2][1]:
         raise DataError(
             f"{raw.path} has {n_rows} rows; split 'ett' at freq {data.freq!r} needs "
