@@ -206,7 +206,9 @@ def _read_journal(paths: WorkspacePaths) -> list[dict[str, Any]]:
             if not isinstance(entry, dict):
                 raise ValueError("not an object")
         except ValueError:
-            if number >= len(lines) - 1:  # the last write was torn by a crash: never confirmed
+            # A crash tears an append before its closing newline (each entry is one write
+            # ending in it): a bad line with its newline is damage, not a torn write.
+            if number == len(lines):  # the last write was torn by a crash: never confirmed
                 logger.warning("ignoring a torn last line in %s", path)
                 break
             raise HistoryCorrupt(
