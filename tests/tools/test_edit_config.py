@@ -130,6 +130,8 @@ REFUSALS: list[tuple[Any, str]] = [
     ([change("model.e_layers", 1.5)], "expected an integer"),
     ([change("model.e_layers", -1)], "out of range; must be an integer in [1, 2]"),
     ([change("model.factor", 10**100)], "out of range"),
+    # an integer too large for a float (OverflowError lost the iteration)
+    ([change("model.dropout", 10**400)], "out of range; must be a number in [0.0, 0.5]"),
     # NaN and inf
     ([change("model.dropout", math.nan)], "must be a finite number"),
     ([change("training.optimizer_params.lr", -math.inf)], "must be a finite number"),

@@ -129,7 +129,11 @@ class Param:
             return f"expected an integer, got {_kind(value)}"
         if self.kind == "float" and type(value) not in (int, float):
             return f"expected a number, got {_kind(value)}"
-        return self._range_problem(float(value))  # type: ignore[arg-type]
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an integer of hundreds of digits
+            return f"out of range; must be {self.rule()}"
+        return self._range_problem(number)
 
     def _categorical_problem(self, value: object) -> str:
         if isinstance(value, str) and len(value) > MAX_STRING_LENGTH:
