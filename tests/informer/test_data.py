@@ -170,6 +170,12 @@ def _write(path: Path, text: str) -> Path:
         ("windows", ["seq_len + pred_len", "val part has 136 rows"]),
         # no date column
         ("nodate", ["'date'"]),
+        # another separator is named (it said: no 'date' column (columns: date;HUFL;...))
+        ("semicolons", ["separated by ';'", "comma-separated"]),
+        # a column twice once the header's spaces are stripped
+        ("twice", ["column 'OT' appears twice"]),
+        # a row with too many fields: pandas's message is two lines
+        ("fields", ["cannot be read as CSV", "Expected"]),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
@@ -197,6 +203,14 @@ def test_bad_input_raises_one_line_data_error(
         kwargs.update(seq_len=96, label_len=48, pred_len=48)
     elif case == "nodate":
         path = _write(tmp_path / "bad.csv", "\n".join(["when" + lines[0][4:], *lines[1:]]))
+    elif case == "semicolons":
+        path = _write(tmp_path / "bad.csv", "\n".join(line.replace(",", ";") for line in lines))
+    elif case == "twice":
+        path = _write(tmp_path / "bad.csv", "\n".join([lines[0] + ", OT",
+                                                       *(line + ",1" for line in lines[1:])]))
+    elif case == "fields":
+        lines[5] += ",1,2"
+        path = _write(tmp_path / "bad.csv", "\n".join(lines))
     with pytest.raises(DataError) as caught:
         load_dataset(DataSection.model_validate({"path": str(path), **kwargs}))
     message = str(caught.value)

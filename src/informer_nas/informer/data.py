@@ -85,6 +85,11 @@ def read_series(path: Path, target: str) -> RawSeries:
     stat = _stat_or_raise(path)
     frame = _read_frame(str(path), stat.st_mtime_ns)
     if "date" not in frame.columns:
+        header = ",".join(map(str, frame.columns))
+        separator = next((s for s in (";", "\t", "|") if s in header), None)
+        if separator is not None and len(frame.columns) == 1:
+            raise DataError(f"{path}: its columns are separated by {separator!r}, not commas; "
+                            "save it as a comma-separated CSV")
         raise DataError(
             f"{path}: no 'date' column (columns: {', '.join(map(str, frame.columns))}); "
             "the CSV needs a 'date' column of timestamps"
@@ -116,11 +121,19 @@ def _stat_or_raise(path: Path) -> os.stat_result:
 def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
     # mtime_ns is part of the cache key so that an edited file is read again.
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
-        raise DataError(f"{path}: cannot be read as CSV ({exc}); check the file") from None
+        reason = " ".join(str(exc).split())  # one line
+        raise DataError(f"{path}: cannot be read as CSV ({reason}); check the file") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; point data.path to a CSV") from None
+    names = [str(column).strip() for column in frame.columns]  # values are stripped too
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise DataError(f"{path}: column {repeated!r} appears twice in the header; rename or "
+                        "remove one")
+    frame.columns = pd.Index(names)
+    return frame
 
 
 def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
