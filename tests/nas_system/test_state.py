@@ -112,28 +112,27 @@ def test_a_torn_last_journal_line_is_ignored_then_cut(paths: WorkspacePaths) -> 
     assert all(json.loads(line) for line in journal_path(paths).read_bytes().splitlines())
 
 
+def two_journal_lines(paths: WorkspacePaths) -> list[bytes]:
+    """Save two runs, one journal line each; return the lines (newlines kept)."""
+    state = load_state(paths)
+    for _ in range(2):
+        add_run(state)
+        save_state(paths, state)
+    return journal_path(paths).read_bytes().splitlines(keepends=True)
+
+
 def test_a_corrupt_last_journal_line_with_its_newline_is_refused(paths: WorkspacePaths) -> None:
     """An append is one write ending in its newline: a crash cannot leave a whole bad line.
     Taking it for a torn write dropped the last update (8/8 iterations showed 7/8) while
     doctor said healthy."""
-    state = load_state(paths)
-    add_run(state)
-    save_state(paths, state)
-    add_run(state)
-    save_state(paths, state)
-    lines = journal_path(paths).read_bytes().splitlines(keepends=True)
+    lines = two_journal_lines(paths)
     journal_path(paths).write_bytes(lines[0] + b'{"g": 1, "runs": [{"run_id": \n')
     with pytest.raises(HistoryCorrupt, match=r"agent_state.journal:2 is not a valid journal"):
         load_state(paths)
 
 
 def test_a_corrupt_journal_line_in_the_middle_is_refused(paths: WorkspacePaths) -> None:
-    state = load_state(paths)
-    add_run(state)
-    save_state(paths, state)
-    add_run(state)
-    save_state(paths, state)
-    lines = journal_path(paths).read_bytes().splitlines(keepends=True)
+    lines = two_journal_lines(paths)
     journal_path(paths).write_bytes(b"garbage\n" + lines[1])
     with pytest.raises(HistoryCorrupt, match=r"agent_state.journal:1 is not a valid journal"):
         load_state(paths)
