@@ -363,8 +363,12 @@ def test_optimizers_get_momentum_only_where_it_exists(name: str) -> None:
     [
         'CONFIG = {"training": {"seed": 1}}  # keep me\n',
         "# defaults only\nCONFIG = {}\n",
+        # the only seed entry is a comment: rewriting it, or keeping it when it names the
+        # seed used, recorded the default seed 2021 instead
+        '# "seed": 3 was tried\nCONFIG = {}\n',
+        '# "seed": 42 is used\nCONFIG = {}\n',
     ],
-    ids=["rewrite", "render"],
+    ids=["rewrite", "render", "comment", "comment-same"],
 )
 def test_config_used_records_the_seed(tmp_path: Path, source: str) -> None:
     config = _tiny(seed=42)

@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from informer_nas.informer.config import InformerConfig
+from informer_nas.errors import ConfigError
+from informer_nas.informer.config import InformerConfig, literal_from_source, validate_config
 
 if TYPE_CHECKING:  # torch is imported lazily so that a refused config exits fast
     import torch
@@ -176,19 +177,28 @@ def config_used_text(source: str, config: InformerConfig) -> str:
     """The config file's text with ``training.seed`` set to the seed actually used.
 
     The text is kept (comments included) when it already names that seed or holds exactly
-    one ``"seed": <int>`` entry to rewrite; otherwise the validated config is written out
-    in full, below the original text turned into comments.
+    one ``"seed": <int>`` entry to rewrite, and reading it back gives that seed (the entry
+    may be a comment); otherwise the validated config is written out in full, below the
+    original text turned into comments.
     """
     seed = config.training.seed
     pattern = re.compile(r"""(["']seed["']\s*:\s*)(\d+)""")
     matches = pattern.findall(source)
     if len(matches) == 1:
-        if int(matches[0][1]) == seed:
-            return source
-        return pattern.sub(lambda m: f"{m.group(1)}{seed}", source)
+        text = pattern.sub(lambda m: f"{m.group(1)}{seed}", source)
+        if _seed_of(text) == seed:
+            return text
     commented = "".join(f"# {line}\n" for line in source.splitlines())
     body = pprint.pformat(config.to_dict(), indent=4, sort_dicts=False)  # a Python literal
     return f"# Original config file:\n{commented}\nCONFIG = {body}\n"
+
+
+def _seed_of(text: str) -> int | None:
+    """``training.seed`` of a config file's text (None when it does not read back)."""
+    try:
+        return validate_config(literal_from_source(text, Path(CONFIG_USED))).training.seed
+    except ConfigError:
+        return None
 
 
 def learning_curve_figure(history: Sequence[EpochRecord]) -> Figure:
