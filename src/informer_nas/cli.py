@@ -306,12 +306,15 @@ def init(
 
 
 def _moved_values(preset: str, config: Any, keys: Any) -> str:
-    """``; starting values moved into it: k a -> b`` for the preset values outside it."""
+    """``; starting values moved into it: k a -> b`` for the preset values outside it (and
+    the look-back, moved to hold a longer label part)."""
     from informer_nas.informer.presets import preset_config
     from informer_nas.nas_system.search_space import flatten
 
     before, after = flatten(preset_config(preset).to_dict()), flatten(config.to_dict())
-    moved = [f"{k} {before[k]!r} -> {after[k]!r}" for k in keys if before[k] != after[k]]
+    followers = [k for k in ("data.seq_len",) if k not in keys]
+    moved = [f"{k} {before[k]!r} -> {after[k]!r}" for k in [*keys, *followers]
+             if before[k] != after[k]]
     return f"; starting values moved into it: {', '.join(moved)}" if moved else ""
 
 

@@ -852,6 +852,15 @@ def test_init_with_a_space_file_narrows_the_search(tmp_path: Path) -> None:
     assert "tunable: one of 32, 64" in (tmp_path / "ws" / "config.py").read_text()
 
 
+def test_init_says_the_look_back_moved_to_hold_a_narrowed_label_part(tmp_path: Path) -> None:
+    space = tmp_path / "space.json"
+    space.write_text('{"data.label_len": {"choices": [168]}}')
+    result = invoke("init", "--workspace", "ws", "--preset", "quick", "--space", space)
+    assert result.exit_code == 0, result.output
+    assert ("moved into it: data.label_len 48 -> 168, data.seq_len 96 -> 168"
+            in " ".join(result.output.split()))
+
+
 def test_init_with_a_bad_space_file_is_one_line_and_creates_nothing(tmp_path: Path) -> None:
     space = tmp_path / "space.json"
     space.write_text('{"model.d_model": {"choices": [300]}}')

@@ -98,6 +98,19 @@ def test_preset_values_outside_the_narrowing_move_to_the_nearest_allowed(
     assert config.model.n_heads == start.model.n_heads  # not named: untouched
 
 
+@pytest.mark.parametrize(("preset", "narrowing", "expected"), [
+    # a label part longer than the preset's look-back: the look-back grows to hold it
+    ("quick", {"data.label_len": {"choices": [168]}}, {"seq_len": 168, "label_len": 168}),
+    ("tiny", {"data.seq_len": {"choices": [24, 96]}, "data.label_len": {"choices": [48]}},
+     {"seq_len": 96, "label_len": 48}),
+])
+def test_a_narrowing_that_a_valid_config_satisfies_is_not_refused(
+        tmp_path: Path, preset: str, narrowing: Any, expected: dict[str, int]) -> None:
+    """It was: "label_len (168) must be <= seq_len (96) ... adjust the narrowing"."""
+    config = Workspace.create(tmp_path / "ws", preset, narrowing=narrowing).config()
+    assert {"seq_len": config.data.seq_len, "label_len": config.data.label_len} == expected
+
+
 def test_an_explicit_starting_config_outside_the_narrowing_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="starting config is outside the search space: "
                                           "model.revin = False refused"):

@@ -375,7 +375,9 @@ def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
 
 
 def _fitted_into(config: InformerConfig, space: SearchSpace) -> InformerConfig:
-    """``config`` with each tunable value outside ``space`` moved to the nearest allowed one.
+    """``config`` with each tunable value outside ``space`` moved to the nearest allowed one;
+    where two moved values break a rule between them, the other key moves too, when the
+    narrowing allows it (label_len 168 asks for a look-back of at least 168).
 
     Raises:
         ConfigError: the moved values break a constraint (e.g. d_model and n_heads).
@@ -387,6 +389,9 @@ def _fitted_into(config: InformerConfig, space: SearchSpace) -> InformerConfig:
         for part in parents:
             node = node[part]
         node[leaf] = _nearest(param, node[leaf])
+    section = data["data"]
+    if section["label_len"] > section["seq_len"] and "data.seq_len" in space:
+        section["seq_len"] = _smallest_allowed(space["data.seq_len"], section["label_len"])
     try:
         return InformerConfig.model_validate(data)
     except ValidationError as exc:
@@ -410,6 +415,17 @@ def _nearest(param: Param, value: Any) -> Any:
     if numeric:
         return min(param.values, key=lambda c: abs(float(c) - value))
     return param.values[0]
+
+
+def _smallest_allowed(param: Param, at_least: int) -> Any:
+    """The smallest value ``param`` allows that is at least ``at_least``, or ``at_least``
+    itself when none is (the validation then says why)."""
+    if param.kind == "int":
+        assert param.low is not None and param.high is not None
+        value = max(int(param.low), at_least)
+        return value if value <= param.high else at_least
+    allowed = sorted(v for v in param.values if isinstance(v, int) and v >= at_least)
+    return allowed[0] if allowed else at_least
 
 
 def _check_inside(config: InformerConfig, space: SearchSpace) -> None:
