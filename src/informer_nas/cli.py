@@ -465,7 +465,8 @@ def _print_status_tables(summary: dict[str, Any], last: int | None = None) -> No
                       "has them)")
     budget, total = summary["budget"], summary["usage"]["total"]
     incumbent = summary["incumbent"]
-    console.print(f"planner {summary['planner']}; budget {budget['iterations_done']}/"
+    console.print(f"planner {summary['planner'] or 'not chosen yet'}; budget "
+                  f"{budget['iterations_done']}/"
                   f"{budget['max_iterations']} iterations, {budget['training_seconds']} s training")
     session = summary["session"]
     if session["running"]:

@@ -269,6 +269,7 @@ def test_status_table_of_fresh_workspace(fresh_workspace: Path) -> None:
     result = invoke("status", "--workspace", fresh_workspace)
     assert result.exit_code == 0, result.output
     assert "incumbent none yet" in result.stdout and "budget" in result.stdout
+    assert "planner not chosen yet; budget 0/0" in result.stdout  # it read "planner ;"
 
 
 @pytest.mark.parametrize("name", ["q[/red]w", "p[red]"])
@@ -286,6 +287,7 @@ def test_report_of_fresh_workspace(fresh_workspace: Path) -> None:
     result = invoke("report", "--workspace", fresh_workspace)
     assert result.exit_code == 0, result.output
     assert "report written" in result.stdout
+    assert "Planner: not chosen yet" in (fresh_workspace / "report" / "report.md").read_text()
     assert (fresh_workspace / "report" / "progress.png").stat().st_size > 1000
     assert (fresh_workspace / "nas.log").is_file()
 

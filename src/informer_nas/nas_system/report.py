@@ -356,7 +356,7 @@ def _summary_lines(status: dict[str, Any], baseline_line: str | None) -> list[st
             f"test MSE {format_mse(incumbent['test_mse'])})") if incumbent else "none yet"
     lines = [
         f"Workspace: {status['workspace']}",
-        f"Planner: {status['planner']}",
+        f"Planner: {status['planner'] or 'not chosen yet (no session has run)'}",
         f"Budget: {budget['iterations_done']} of {budget['max_iterations']} iterations, "
         f"{budget['runs']} runs, {budget['training_seconds']} s of training",
         f"Incumbent: {best}",
