@@ -21,9 +21,8 @@ from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
 from informer_nas.agents.trace import read_trace
 from informer_nas.agents.wiring import BrainSpec, build_brain
-from informer_nas.errors import ConfigError, DataError, HistoryCorrupt, ReplayDivergence
+from informer_nas.errors import ConfigError, HistoryCorrupt, ReplayDivergence
 from informer_nas.informer.config import literal_from_source, validate_config
-from informer_nas.informer.data import data_file, file_digest
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
@@ -32,7 +31,7 @@ from informer_nas.nas_system.search_space import study_space
 from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import AgentState, compact_state
-from informer_nas.nas_system.workspace import Workspace
+from informer_nas.nas_system.workspace import Workspace, data_mismatch
 from informer_nas.tools.launch_training import ensure_seeds
 
 logger = logging.getLogger(__name__)
@@ -239,17 +238,14 @@ def _check_data(header: dict[str, Any]) -> None:
         return  # recorded before sessions noted their data file, or it was unreadable then
     config = validate_config(literal_from_source(header["config"], Path("config.py")),
                              source="the trace's config.py")
-    path = data_file(config.data)
-    where = (f" (data.path {config.data.path!r}, relative to the current directory)"
-             if config.data.path is not None and not path.is_absolute() else "")
-    try:
-        same = file_digest(path) == recorded
-        problem = "holds other data than the file the recorded session trained on"
-    except DataError:
-        same, problem = False, "is missing here"
-    if not same:
-        raise ConfigError(f"replay --retrain would train on {path}{where}, which {problem}; "
-                          "put the session's data file there, or replay without --retrain")
+    mismatch = data_mismatch(config, recorded)
+    if mismatch is not None:
+        problem = {"missing": "is missing here", "unreadable": "cannot be read here",
+                   "changed": "holds other data than the file the recorded session trained "
+                              "on"}[mismatch.kind]
+        raise ConfigError(f"replay --retrain would train on {mismatch.path}{mismatch.where}, "
+                          f"which {problem}; put the session's data file there, or replay "
+                          "without --retrain")
 
 
 def _leftovers(models: dict[str, ReplayModel], trainings: ReplayExecutor,

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -300,32 +300,57 @@ def check_data(state: AgentState, config: InformerConfig) -> None:
         raise ConfigError(f"{problem[0]}; {problem[1]}")
 
 
-def data_problem(state: AgentState, config: InformerConfig) -> tuple[str, str] | None:
-    """What is wrong with the data file, and what to do (None: it is the incumbent's)."""
+@dataclass(frozen=True)
+class DataMismatch:
+    """How the data file a config names differs from the one recorded by its digest."""
+
+    path: Path
+    relative: bool  # data.path is relative: resolved against the current directory
+    kind: Literal["missing", "unreadable", "changed"]
+    reason: str = ""  # the read error, for ``unreadable``
+
+    @property
+    def where(self) -> str:
+        return f" (relative to the current directory, {Path.cwd()})" if self.relative else ""
+
+
+def data_mismatch(config: InformerConfig, digest: str) -> DataMismatch | None:
+    """Whether the data file ``config`` names is not the one with ``digest`` (None: it is)."""
     from informer_nas.informer.data import data_file, file_digest
 
+    path = data_file(config.data)
+    relative = config.data.path is not None and not path.is_absolute()
+    try:
+        if file_digest(path) == digest:
+            return None
+    except DataError as exc:
+        if path.exists():  # there, but unreadable
+            return DataMismatch(path, relative, "unreadable", str(exc))
+        return DataMismatch(path, relative, "missing")
+    return DataMismatch(path, relative, "changed")
+
+
+def data_problem(state: AgentState, config: InformerConfig) -> tuple[str, str] | None:
+    """What is wrong with the data file, and what to do (None: it is the incumbent's)."""
     incumbent = incumbent_record(state)
     if incumbent is None or incumbent.data_digest is None:
         return None
-    path = data_file(config.data)
-    relative = config.data.path is not None and not path.is_absolute()
-    where = f" (relative to the current directory, {Path.cwd()})" if relative else ""
+    mismatch = data_mismatch(config, incumbent.data_digest)
+    if mismatch is None:
+        return None
+    path, where = mismatch.path, mismatch.where
     back = ("put it back, or run nas from the directory data.path is relative to"
-            if relative else "put it back")
-    try:
-        digest = file_digest(path)
-    except DataError as exc:
-        if path.exists():  # there, but unreadable
-            return str(exc), "fix its permissions, then run the command again"
+            if mismatch.relative else "put it back")
+    if mismatch.kind == "unreadable":
+        return mismatch.reason, "fix its permissions, then run the command again"
+    if mismatch.kind == "missing":
         return (f"data file {path}{where} is missing; the workspace's runs were trained on it "
                 "(data.path is part of the task, fixed for the workspace)", back)
-    if digest != incumbent.data_digest:
-        return (f"data file {path}{where} is not the one the incumbent {incumbent.run_id} was "
-                "trained on (its contents changed, or data.path now names another file), so "
-                "new runs could not be compared with it",
-                f"{back} as it was, or start a new workspace with "
-                f"`nas init --data {shlex.quote(str(path.resolve()))}`")
-    return None
+    return (f"data file {path}{where} is not the one the incumbent {incumbent.run_id} was "
+            "trained on (its contents changed, or data.path now names another file), so "
+            "new runs could not be compared with it",
+            f"{back} as it was, or start a new workspace with "
+            f"`nas init --data {shlex.quote(str(path.resolve()))}`")
 
 
 def check_config_file(path: Path) -> InformerConfig:
