@@ -63,11 +63,11 @@ def write_report(workspace: Workspace, baseline: bool = True) -> Path:
         workspace: an opened workspace (its state is read, never changed).
         baseline: set the linear baseline against the incumbent (trained once, seconds).
     """
-    status = workspace_status(workspace)
+    state = load_state(workspace.paths)
+    status = workspace_status(workspace, state)
     report_dir: Path = workspace.paths.report
     report_dir.mkdir(parents=True, exist_ok=True)
-    comparison = (linear_baseline(status, report_dir / BASELINE_JSON, load_state(workspace.paths))
-                  if baseline else None)
+    comparison = linear_baseline(status, report_dir / BASELINE_JSON, state) if baseline else None
     summary = _summary_lines(status, _baseline_summary(comparison, status))
     images = {PROGRESS_PNG: "Validation MSE per iteration"}
     baseline_mse = None if comparison is None or isinstance(comparison, str) \

@@ -15,7 +15,7 @@ from informer_nas.informer.run_files import CONFIG_USED
 from informer_nas.nas_system.gate import seed_values
 from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.records import RoleUsage, RunRecord, RunStatus
-from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.state import AgentState, load_state
 
 if TYPE_CHECKING:
     from informer_nas.nas_system.workspace import Workspace
@@ -24,11 +24,12 @@ if TYPE_CHECKING:
 RUN_COLUMNS = ("run", "iter", "step", "changes", "val MSE", "test MSE", "status", "verdict")
 
 
-def workspace_status(workspace: Workspace) -> dict[str, Any]:
+def workspace_status(workspace: Workspace, state: AgentState | None = None) -> dict[str, Any]:
     """Summarise a workspace for people and scripts.
 
     Args:
         workspace: an opened workspace.
+        state: its state, when the caller has read it already (else read here).
 
     Returns:
         A dict with ``workspace``, ``planner``, ``session`` (whether a live process holds
@@ -39,7 +40,7 @@ def workspace_status(workspace: Workspace) -> dict[str, Any]:
         HistoryCorrupt: the state file cannot be read.
     """
     paths = workspace.paths
-    state = load_state(paths)
+    state = load_state(paths) if state is None else state
     runs = [run_summary(run) for run in state.runs]
     return {
         "workspace": str(paths.root),
