@@ -21,6 +21,7 @@ from informer_nas.nas_system.settings import SessionSettings
 
 if TYPE_CHECKING:
     from informer_nas.agents.trace import TraceRecorder
+    from informer_nas.informer.config import InformerConfig
     from informer_nas.nas_system.executor import TrainingExecutor
     from informer_nas.nas_system.state import AgentState, SessionInfo
     from informer_nas.nas_system.workspace import Workspace
@@ -155,7 +156,7 @@ def run_nas_optimization(
             return SessionResult("budget", 0, state.iteration, budget, state.incumbent_run_id,
                                  "the budget is spent")
         # refusals (a bad hand edit, the task, the data file) come before anything is written
-        check_config_and_data(space, state)
+        config = check_config_and_data(space, state)
         if planner is None and fallback is None and isinstance(header.get("fallback"), str):
             fallback = header["fallback"]
         name = planner or state.planner or default_planner()
@@ -164,7 +165,7 @@ def run_nas_optimization(
         recorder = TraceRecorder(space.paths.root / trace_file, space.paths.root,
                                  secrets=secret_values(llm_environment()))
         write_header(recorder, space, name, settings, iters, state.model_dump(mode="json"),
-                     fallback)
+                     fallback, _data_digest(config))
         info = SessionInfo(session_id=session_id, started_at=now_iso(), planner=name,
                            trace_file=trace_file)
         _record_session_start(space, state, info, name, iters)
@@ -191,10 +192,10 @@ def run_nas_optimization(
             recorder.close()
 
 
-def check_config_and_data(workspace: Workspace, state: AgentState) -> None:
+def check_config_and_data(workspace: Workspace, state: AgentState) -> InformerConfig:
     """What ``run_session`` checks first (config.py readable and valid, the task unchanged,
     the incumbent's data file), checked before the trace and the session's entry are
-    written: a refused start leaves the workspace as it was.
+    written: a refused start leaves the workspace as it was. Returns the config.
 
     Raises:
         ConfigError: what is wrong and what to do.
@@ -205,6 +206,7 @@ def check_config_and_data(workspace: Workspace, state: AgentState) -> None:
     config = load_config(workspace.paths.config)
     check_task(workspace.paths, state, config)
     check_data(state, config)
+    return config
 
 
 def _record_session_start(workspace: Workspace, state: AgentState, info: SessionInfo,
@@ -286,7 +288,7 @@ def tracing_opted_in() -> bool:
 
 def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
                  settings: SessionSettings, iters: int | None, state: dict[str, Any],
-                 fallback: str | None = None) -> None:
+                 fallback: str | None = None, data_digest: str | None = None) -> None:
     """The trace's first line: what a replay (and the next session) starts from."""
     recorder.write(
         "header", version=1, planner=planner, fallback=fallback, iters=iters,
@@ -297,19 +299,18 @@ def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
                   "thresholds": vars(settings.thresholds).copy()},
         config=workspace.paths.config.read_text(encoding="utf-8"), state=state,
         study_bytes=_size(workspace.paths.study),
-        data_digest=_data_digest(workspace.paths.config),
+        data_digest=data_digest,
     )
 
 
-def _data_digest(config_path: Path) -> str | None:
+def _data_digest(config: InformerConfig) -> str | None:
     """The digest of the data file a session starts on, for ``nas replay --retrain`` (None
-    when it cannot be read: the session refuses it, or its trainings say why)."""
+    when it cannot be read: its trainings say why)."""
     from informer_nas.errors import NasError
-    from informer_nas.informer.config import load_config
     from informer_nas.informer.data import data_file, file_digest
 
     try:
-        return file_digest(data_file(load_config(config_path).data))
+        return file_digest(data_file(config.data))
     except NasError:
         return None
 
