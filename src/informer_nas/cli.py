@@ -312,9 +312,8 @@ def _moved_values(preset: str, config: Any, keys: Any) -> str:
     from informer_nas.nas_system.search_space import flatten
 
     before, after = flatten(preset_config(preset).to_dict()), flatten(config.to_dict())
-    followers = [k for k in ("data.seq_len",) if k not in keys]
-    moved = [f"{k} {before[k]!r} -> {after[k]!r}" for k in [*keys, *followers]
-             if before[k] != after[k]]
+    shown = dict.fromkeys([*keys, "data.seq_len"])  # the narrowed keys first, no repeat
+    moved = [f"{k} {before[k]!r} -> {after[k]!r}" for k in shown if before[k] != after[k]]
     return f"; starting values moved into it: {', '.join(moved)}" if moved else ""
 
 
