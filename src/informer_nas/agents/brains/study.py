@@ -256,9 +256,11 @@ class StudyBrain:
 
         Args:
             state: the live state (``state.current.iteration`` is the iteration).
-            config: the incumbent config (nested), which the changes apply to.
+            config: the incumbent config (nested), which the changes apply to; read with the
+                schema's conversions, as the trainer reads it.
         """
         assert state.current is not None, "propose is called during an iteration"
+        config = _as_trained(config)
         self.sync(state)
         iteration = state.current.iteration
         study = self.study()
@@ -287,7 +289,7 @@ class StudyBrain:
         """
         if state.runs or tagged_before(study, None):
             return
-        params = starting_params(self.space, self.distributions, _as_trained(config))
+        params = starting_params(self.space, self.distributions, config)
         if not params:
             return
         if study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
