@@ -59,12 +59,10 @@ class FullAttention(nn.Module):
 
     def _explicit(self, queries: Tensor, keys: Tensor, values: Tensor) -> Tensor:
         # The fused kernel's dropout uses ATen's slow CPU Bernoulli sampler.
-        scores = torch.matmul(queries, keys.transpose(-2, -1))
+        hidden = None
         if self.is_masked:
-            length_q, length_k = scores.shape[-2:]
-            scores = scores.masked_fill(_future_mask(length_q, length_k, scores.device),
-                                        float("-inf"))
-        weights = torch.softmax(scores * (1.0 / math.sqrt(queries.shape[-1])), dim=-1)
+            hidden = _future_mask(queries.shape[-2], keys.shape[-2], queries.device)
+        weights = _attention_weights(queries, keys, hidden)
         return torch.matmul(dropout(weights, self.dropout, True), values)
 
 
@@ -107,12 +105,11 @@ class ProbAttention(nn.Module):
             top = _select_queries(scores, sample, n_queries)  # (B, H, u)
             offsets = torch.arange(batch * heads, device=top.device).view(batch, heads, 1)
             rows = (top + offsets * length_q).view(-1)  # kept queries in (B * H * L_Q, ...) views
-        mask = None
+        hidden = None
         if self.is_masked:  # ProbMask: a kept query at position t sees keys 0..t
-            mask = torch.arange(length_k, device=top.device) <= top.unsqueeze(-1)
+            hidden = torch.arange(length_k, device=top.device) > top.unsqueeze(-1)
         # softmax(q k^T / sqrt(E)) v for the kept queries only, no dropout
-        attended = F.scaled_dot_product_attention(_rows(queries, rows, n_queries), keys, values,
-                                                  attn_mask=mask)
+        attended = _attend(_rows(queries, rows, n_queries), keys, values, hidden)
         context = self._lazy_context(values, length_q)
         context.view(-1, context.shape[-1]).index_copy_(
             0, rows, attended.reshape(-1, context.shape[-1]).to(context.dtype))
@@ -144,6 +141,30 @@ def _select_queries(scores: Tensor, sample: Tensor, n_queries: int) -> Tensor:
     sampled = sampled.view(batch, heads, -1, length_q)
     sparsity = sampled.amax(-2) - sampled.sum(-2) / length_k  # (B, H, L_Q)
     return sparsity.topk(n_queries, dim=-1, sorted=False).indices
+
+
+def _attention_weights(queries: Tensor, keys: Tensor, hidden: Tensor | None) -> Tensor:
+    """softmax(q k^T / sqrt(E)) over the keys, ``hidden`` (broadcast to the scores) True
+    where a query may not see a key; every query must see at least one.
+    """
+    scores = torch.matmul(queries, keys.transpose(-2, -1))
+    scores = scores.mul_(1.0 / math.sqrt(queries.shape[-1]))  # in place: mm saves no output
+    if hidden is not None:
+        scores = scores.masked_fill_(hidden, float("-inf"))
+    return torch.softmax(scores, dim=-1)
+
+
+def _attend(queries: Tensor, keys: Tensor, values: Tensor, hidden: Tensor | None) -> Tensor:
+    """Attention without dropout: ``_attention_weights`` times the values.
+
+    On CPU as the reference writes it (product, scale, mask, softmax, product): for the few
+    kept queries of ProbSparse attention the fused CPU kernel is slower, forward and backward
+    (2-3 % of a small-config training step). Elsewhere the fused kernel.
+    """
+    if queries.device.type != "cpu":
+        seen = None if hidden is None else ~hidden
+        return F.scaled_dot_product_attention(queries, keys, values, attn_mask=seen)
+    return torch.matmul(_attention_weights(queries, keys, hidden), values)
 
 
 def _rows(x: Tensor, rows: Tensor, n_rows: int) -> Tensor:
