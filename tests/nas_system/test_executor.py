@@ -172,6 +172,17 @@ def test_timeout_kills_the_group_including_a_grandchild(trainer: LocalSubprocess
     assert wait_dead(int(pid_file.read_text()))
 
 
+def test_timeout_is_reported_as_a_timeout_not_an_interruption(
+        trainer: LocalSubprocessExecutor, tmp_path: Path) -> None:
+    # the trainer answers the timeout's SIGTERM with a "failed: interrupted" event; whoever
+    # draws the events (nas train, a session's display) must read the timeout instead
+    events: list[dict[str, Any]] = []
+    outcome = run(trainer, tmp_path, timeout_s=1.0, sleep=60, events=events)
+    failed = [event for event in events if event.get("event") == "failed"]
+    assert [event["status"] for event in failed] == ["timeout"]
+    assert failed[0]["reason"] == outcome.reason and "timeout of 1 s" in outcome.reason
+
+
 def test_timeout_escalates_to_sigkill(trainer: LocalSubprocessExecutor, tmp_path: Path) -> None:
     outcome = run(trainer, tmp_path, timeout_s=0.5, sleep=60, ignore_term=True)
     assert outcome.status is RunStatus.TIMEOUT

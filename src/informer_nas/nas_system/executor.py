@@ -297,12 +297,18 @@ class _Watch:
 
     deadline: float | None
     grace_s: float
+    timeout_s: float | None = None
     timed_out: bool = False
     kill_at: float | None = None
     exited_at: float | None = None
     is_eof: bool = False
     last_failure: str = ""
     forwarded: bool = False  # the session signalled the child (the user's SIGINT/SIGTERM)
+
+    @property
+    def timeout_reason(self) -> str:
+        """What a timed-out run's records and display say."""
+        return f"exceeded the timeout of {self.timeout_s:g} s; the process group was killed"
 
 
 class LocalSubprocessExecutor(TrainingExecutor):
@@ -342,8 +348,7 @@ class LocalSubprocessExecutor(TrainingExecutor):
                     process.wait()
                     raise
         watch.forwarded = forwarder.received is not None
-        outcome = self._outcome(process.returncode, run_dir, watch, timeout_s,
-                                time.monotonic() - started)
+        outcome = self._outcome(process.returncode, run_dir, watch, time.monotonic() - started)
         if forwarder.received is not None:
             raise RunInterrupted(outcome, forwarder.received)
         return outcome
@@ -378,7 +383,7 @@ class LocalSubprocessExecutor(TrainingExecutor):
                                   daemon=True, name=f"trainer-stdout-{process.pid}")
         reader.start()
         deadline = None if timeout_s is None else started + timeout_s
-        watch = _Watch(deadline, self.grace_s)
+        watch = _Watch(deadline, self.grace_s, timeout_s)
         seen_signal: int | None = None
         while not (watch.is_eof and process.poll() is not None):
             self._drain(events, watch, on_event)
@@ -401,6 +406,9 @@ class LocalSubprocessExecutor(TrainingExecutor):
                 watch.is_eof = True
             else:
                 if event.get("event") == "failed":
+                    if watch.timed_out:  # the trainer calls our SIGTERM "interrupted"
+                        event = {**event, "status": RunStatus.TIMEOUT.value,
+                                 "reason": watch.timeout_reason}
                     watch.last_failure = str(event.get("reason", ""))
                 if on_event is not None:
                     on_event(event)
@@ -427,12 +435,11 @@ class LocalSubprocessExecutor(TrainingExecutor):
                 _kill_group(process.pid, signal.SIGKILL)
 
     @staticmethod
-    def _outcome(code: int | None, run_dir: Path, watch: _Watch, timeout_s: float | None,
-                 seconds: float) -> TrainOutcome:
+    def _outcome(code: int | None, run_dir: Path, watch: _Watch, seconds: float) -> TrainOutcome:
         assert code is not None
         metrics, problem = read_metrics(run_dir)
         if watch.timed_out:
-            reason = f"exceeded the timeout of {timeout_s:g} s; the process group was killed"
+            reason = watch.timeout_reason
             if metrics is not None:  # the trainer wrote "interrupted" on the SIGTERM
                 metrics = {**metrics, "status": RunStatus.TIMEOUT.value, "reason": reason}
                 atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
