@@ -377,6 +377,30 @@ def test_config_used_records_the_seed(tmp_path: Path, source: str) -> None:
     assert load_config(path).training.seed == 42
 
 
+@pytest.mark.parametrize("training_section", ["inline", "absent"])
+def test_config_used_keeps_the_file_as_written_with_the_seed_set(tmp_path: Path,
+                                                                   training_section: str) -> None:
+    # a file without a seed entry: the seed is inserted, every other line stays as written
+    values = _tiny().to_dict()
+    training = values.pop("training")
+    del training["seed"]
+    lines = [f"    {key!r}: {value!r},  # {key} as tuned" for key, value in values.items()]
+    if training_section == "inline":
+        lines.append(f"    'training': {training!r},")
+    else:
+        training = {}
+    source = "# my experiment\nCONFIG = {\n" + "\n".join(lines) + "\n}\n"
+    config = InformerConfig.model_validate({**values, "training": {**training, "seed": 42}})
+    text = config_used_text(source, config)
+    unchanged = lines[:-1] if training_section == "inline" else lines  # all but training's
+    for line in unchanged:
+        assert line in text.splitlines()
+    assert text.startswith("# my experiment\nCONFIG = {\n")
+    path = tmp_path / "config_used.py"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path) == config
+
+
 def test_config_used_keeps_every_value_when_written_out_in_full(tmp_path: Path) -> None:
     # two seeds in the source: the validated config is written out as a Python literal
     source = '# "seed": 1\nCONFIG = {"training": {"seed": 1}}\n'

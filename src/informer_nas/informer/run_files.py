@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import pprint
-import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -176,27 +175,29 @@ def write_checkpoint(run_dir: Path, state: StateDict) -> None:
 def config_used_text(source: str, config: InformerConfig) -> str:
     """The config file's text with ``training.seed`` set to the seed actually used.
 
-    The text is kept (comments included) when it already names that seed or holds exactly
-    one ``"seed": <int>`` entry to rewrite, and reading it back gives that seed (the entry
-    may be a comment); otherwise the validated config is written out in full, below the
+    The key is set in the syntax tree (``config_source``: comments and layout kept, the key
+    inserted into ``training`` if the file has none), and the text is kept when it reads
+    back as the config trained. Otherwise (a file libcst cannot edit, which literal
+    evaluation still accepts) the validated config is written out in full, below the
     original text turned into comments.
     """
-    seed = config.training.seed
-    pattern = re.compile(r"""(["']seed["']\s*:\s*)(\d+)""")
-    matches = pattern.findall(source)
-    if len(matches) == 1:
-        text = pattern.sub(lambda m: f"{m.group(1)}{seed}", source)
-        if _seed_of(text) == seed:
+    from informer_nas.informer.config_source import set_values  # libcst: only here
+
+    try:
+        text = set_values(source, [("training.seed", config.training.seed)])
+        if _config_of(text) == config:
             return text
+    except ConfigError:
+        pass
     commented = "".join(f"# {line}\n" for line in source.splitlines())
     body = pprint.pformat(config.to_dict(), indent=4, sort_dicts=False)  # a Python literal
     return f"# Original config file:\n{commented}\nCONFIG = {body}\n"
 
 
-def _seed_of(text: str) -> int | None:
-    """``training.seed`` of a config file's text (None when it does not read back)."""
+def _config_of(text: str) -> InformerConfig | None:
+    """The validated config of a config file's text (None when it does not read back)."""
     try:
-        return validate_config(literal_from_source(text, Path(CONFIG_USED))).training.seed
+        return validate_config(literal_from_source(text, Path(CONFIG_USED)))
     except ConfigError:
         return None
 

@@ -7,9 +7,7 @@ directory is one and that its ``config.py`` is a valid pure literal.
 from __future__ import annotations
 
 import ast
-import json
 import logging
-import math
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -25,6 +23,7 @@ from informer_nas.informer.config import (
     read_config_literal,
     validate_config,
 )
+from informer_nas.informer.config_source import python_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.lock import workspace_lock
@@ -83,32 +82,6 @@ SECTION_DOCS: dict[str, str] = {
     "training": "optimisation, early stopping, device and reproducibility",
     "data": "the forecasting task and the look-back window",
 }
-
-
-def python_literal(value: object) -> str:
-    """The Python source of a config value, readable and exact.
-
-    Floats use Python's shortest repr (``5e-05``, ``0.0001``), ints stay ints.
-
-    Raises:
-        ConfigError: a value a config cannot hold (NaN, inf, or another type).
-    """
-    if value is None or isinstance(value, bool | int):
-        return repr(value)
-    if isinstance(value, str):
-        return _string_literal(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ConfigError(f"{value!r} cannot be written to a config; use a finite number")
-        return repr(value)
-    raise ConfigError(f"a config value cannot be a {type(value).__name__}")
-
-
-def _string_literal(value: str) -> str:
-    # Double quotes like the rest of the file; JSON escapes are Python escapes too, and the
-    # round trip is checked so that a string can never turn into code.
-    text = json.dumps(value)
-    return text if ast.literal_eval(text) == value else repr(value)
 
 
 def key_comment(key: str, space: SearchSpace = DEFAULT_SPACE) -> str:

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import copy
 import difflib
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import libcst as cst
 from pydantic import ValidationError
 
 from informer_nas.errors import ConfigError
@@ -27,6 +25,7 @@ from informer_nas.informer.config import (
     read_config_literal,
     validate_config,
 )
+from informer_nas.informer.config_source import set_values
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.records import ConfigChange
 from informer_nas.nas_system.search_space import (
@@ -36,7 +35,7 @@ from informer_nas.nas_system.search_space import (
     show_value,
 )
 from informer_nas.nas_system.state import IterationScratch
-from informer_nas.nas_system.workspace import key_comment, python_literal
+from informer_nas.nas_system.workspace import key_comment
 
 if TYPE_CHECKING:
     from informer_nas.tools.context import ToolContext
@@ -189,34 +188,13 @@ def _check_whole_config(intended: dict[str, Any], requested: Sequence[ConfigChan
 def apply_changes(source: str, changes: Sequence[ConfigChange]) -> str:
     """Apply ``changes`` to config source text with libcst (pure; comments and layout kept).
 
-    Values must already be validated; a missing key is inserted into its section.
+    Values must already be validated; a missing key is inserted into its section, with the
+    key's comment.
 
     Raises:
         ConfigError: the source has no ``CONFIG = {...}`` or cannot be parsed.
     """
-    try:
-        module = cst.parse_module(source)
-    except cst.ParserSyntaxError as exc:
-        raise ConfigError(f"config source cannot be parsed ({exc.message}); fix it") from None
-    for change in changes:
-        module = set_key(module, change.key.split("."), value_node(change.value), key_comment)
-    return module.code
-
-
-def value_node(value: object) -> cst.BaseExpression:
-    """A libcst node for a scalar, built from the value (never by parsing user text)."""
-    text = python_literal(value)  # raises on NaN, inf and non-scalars
-    if value is None or isinstance(value, bool):
-        return cst.Name(text)
-    if isinstance(value, str):
-        return cst.SimpleString(text)
-    assert isinstance(value, int | float)
-    magnitude: cst.BaseExpression = (
-        cst.Integer(str(abs(value))) if isinstance(value, int) else cst.Float(repr(abs(value)))
-    )
-    if value < 0 or (isinstance(value, float) and math.copysign(1.0, value) < 0):
-        return cst.UnaryOperation(operator=cst.Minus(), expression=magnitude)
-    return magnitude
+    return set_values(source, [(change.key, change.value) for change in changes], key_comment)
 
 
 def verify_written(path: Path, intended: dict[str, Any]) -> None:
@@ -259,122 +237,3 @@ def unified_diff(before: str, after: str, name: str = "candidate.py") -> str:
         before.splitlines(keepends=True), after.splitlines(keepends=True),
         fromfile=f"{name} (before)", tofile=name, n=1,
     ))
-
-
-
-def set_key(
-    module: cst.Module,
-    parts: list[str],
-    value: cst.BaseExpression,
-    comment_for: Callable[[str], str] = lambda key: "",
-) -> cst.Module:
-    """Set ``CONFIG[parts[0]][parts[1]]...`` to ``value``; insert the key if missing.
-
-    Args:
-        module: the parsed config file.
-        parts: the dotted key, split.
-        value: the new value's node.
-        comment_for: the comment of an inserted line, from its dotted key.
-
-    Raises:
-        ConfigError: no ``CONFIG = {...}``, or a section in the path is not a dict.
-    """
-    config = _config_dict(module)
-    updated = _set_in_dict(config, parts, value, comment_for, "")
-    replaced = module.deep_replace(config, updated)
-    assert isinstance(replaced, cst.Module)
-    return replaced
-
-
-def _config_dict(module: cst.Module) -> cst.Dict:
-    for statement in module.body:
-        if not isinstance(statement, cst.SimpleStatementLine):
-            continue
-        for small in statement.body:
-            if (isinstance(small, cst.Assign) and len(small.targets) == 1
-                    and isinstance(small.targets[0].target, cst.Name)
-                    and small.targets[0].target.value == "CONFIG"
-                    and isinstance(small.value, cst.Dict)):
-                return small.value
-    raise ConfigError("no `CONFIG = {...}` dict in the config; recreate it with `nas init`")
-
-
-def _set_in_dict(
-    node: cst.Dict,
-    parts: list[str],
-    value: cst.BaseExpression,
-    comment_for: Callable[[str], str],
-    prefix: str,
-) -> cst.Dict:
-    key, rest = parts[0], parts[1:]
-    elements = list(node.elements)
-    # The last occurrence wins, as in literal evaluation.
-    for i in reversed(range(len(elements))):
-        element = elements[i]
-        if isinstance(element, cst.DictElement) and _key_of(element) == key:
-            if rest and not isinstance(element.value, cst.Dict):
-                raise ConfigError(
-                    f"{prefix}{key} in the config is not a dict, so {'.'.join(parts)} cannot "
-                    f"be set inside it; fix config.py"
-                )
-            new_value = (_set_in_dict(element.value, rest, value, comment_for, f"{prefix}{key}.")
-                         if rest and isinstance(element.value, cst.Dict) else value)
-            elements[i] = element.with_changes(value=new_value)
-            return node.with_changes(elements=elements)
-    inserted = value if not rest else _nested(rest, value)
-    element = cst.DictElement(_key_node(key), inserted)
-    return insert_element(node, element, comment_for(f"{prefix}{key}"))
-
-
-def _key_of(element: cst.DictElement) -> str | None:
-    if isinstance(element.key, cst.SimpleString):
-        evaluated = element.key.evaluated_value
-        return evaluated if isinstance(evaluated, str) else None
-    return None
-
-
-def _key_node(key: str) -> cst.SimpleString:
-    return cst.SimpleString(python_literal(key))
-
-
-def _nested(parts: list[str], value: cst.BaseExpression) -> cst.Dict:
-    inner = value if len(parts) == 1 else _nested(parts[1:], value)
-    return cst.Dict([cst.DictElement(_key_node(parts[0]), inner)])
-
-
-def insert_element(node: cst.Dict, element: cst.DictElement, comment: str) -> cst.Dict:
-    """Append ``element`` to a dict, matching its layout (one key per line or inline)."""
-    elements = list(node.elements)
-    opening = node.lbrace.whitespace_after
-    closing = node.rbrace.whitespace_before
-    if not elements:
-        return node.with_changes(elements=[element])
-    last = elements[-1]
-    last_comma = last.comma if isinstance(last.comma, cst.Comma) else None
-    if not (isinstance(opening, cst.ParenthesizedWhitespace)
-            and isinstance(closing, cst.ParenthesizedWhitespace)):
-        # Inline dict: `{"a": 1, "b": 2}` -> `{"a": 1, "b": 2, "c": 3}`.
-        space = cst.SimpleWhitespace(" ")
-        elements[-1] = last.with_changes(comma=cst.Comma(whitespace_after=space))
-        elements.append(element.with_changes(comma=last.comma))
-        return node.with_changes(elements=elements)
-    # One key per line: the old last line keeps its comment, the new line gets its own.
-    separator = cst.ParenthesizedWhitespace(
-        first_line=closing.first_line, indent=opening.indent, last_line=opening.last_line
-    )
-    elements[-1] = last.with_changes(comma=cst.Comma(
-        whitespace_before=last_comma.whitespace_before if last_comma else cst.SimpleWhitespace(""),
-        whitespace_after=separator,
-    ))
-    trailing = cst.Comma(whitespace_after=cst.SimpleWhitespace("")) if last_comma else None
-    elements.append(element.with_changes(comma=trailing or cst.MaybeSentinel.DEFAULT))
-    first_line = cst.TrailingWhitespace(
-        whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(f"# {_one_line(comment)}")
-    ) if comment else cst.TrailingWhitespace()
-    new_closing = closing.with_changes(first_line=first_line)
-    return node.with_changes(elements=elements,
-                             rbrace=node.rbrace.with_changes(whitespace_before=new_closing))
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
