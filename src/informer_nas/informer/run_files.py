@@ -175,13 +175,16 @@ def write_checkpoint(run_dir: Path, state: StateDict) -> None:
 def config_used_text(source: str, config: InformerConfig) -> str:
     """The config file's text with ``training.seed`` set to the seed actually used.
 
-    The key is set in the syntax tree (``config_source``: comments and layout kept, the key
-    inserted into ``training`` if the file has none), and the text is kept when it reads
-    back as the config trained. Otherwise (a file libcst cannot edit, which literal
-    evaluation still accepts) the validated config is written out in full, below the
-    original text turned into comments.
+    A file that reads back as the config trained is kept as it is. Otherwise the key is set
+    in the syntax tree (``config_source``: comments and layout kept, the key inserted into
+    ``training`` if the file has none), and the result is kept when it reads back as the
+    config trained. Failing that (a file libcst cannot edit, which literal evaluation still
+    accepts), the validated config is written out in full, below the original text turned
+    into comments.
     """
-    from informer_nas.informer.config_source import set_values  # libcst: only here
+    if _config_of(source) == config:  # the file names the seed used already
+        return source
+    from informer_nas.informer.config_source import set_values  # libcst (0.2 s): only here
 
     try:
         text = set_values(source, [("training.seed", config.training.seed)])
