@@ -33,13 +33,18 @@ DEFAULT_WORKSPACE = Path("nas-workspace")
 
 def open_or_create(workspace: str | Path, preset: str) -> Workspace:
     """Open ``workspace``, creating it from ``preset`` when it is not one yet."""
-    from informer_nas.nas_system.workspace import Workspace
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.workspace import Workspace, unfinished_creation
 
     root = Path(workspace)
-    if (root / "agent_state.json").is_file() or (root / "config.py").is_file():
+    paths = WorkspacePaths(root.resolve())
+    if paths.state.is_file() or (paths.config.is_file() and not unfinished_creation(paths)):
         return Workspace.open(root)
     logger.info("creating workspace %s from preset %s", root, preset)
-    return Workspace.create(root, preset)
+    created = Workspace.create(root, preset)
+    for note in created.notes:
+        logger.info("%s", note)
+    return created
 
 
 def default_planner() -> str:

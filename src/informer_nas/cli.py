@@ -244,9 +244,17 @@ def _drop_hung_up_terminal() -> None:
 
 
 def _interrupted(root: Path) -> NoReturn:
+    from informer_nas.api import existing_state
+
+    state = existing_state(root)
+    if state is None or not state.sessions:  # stopped before the session was recorded
+        message = ("interrupted before the search started; nothing to resume: run the same "
+                   "command again")
+    else:
+        message = ("interrupted; the state is saved. Continue with: nas resume --workspace "
+                   f"{_quoted(root)}")
     try:
-        typer.echo("interrupted; the state is saved. Continue with: nas resume --workspace "
-                   f"{_quoted(root)}", err=True)
+        typer.echo(message, err=True)
     except OSError:  # the terminal is gone (SIGHUP): the exit code still says it
         pass
     raise typer.Exit(INTERRUPTED_EXIT) from None
@@ -298,8 +306,8 @@ def init(
         typer.echo(f"data {task.path}: features {task.features}, target {task.target!r}, split "
                    f"{task.split!r}, freq {task.freq!r}, forecasting {task.pred_len} steps "
                    "(the task is fixed once the first run is trained)")
-        for note in created.notes:
-            typer.echo(f"  {note}")
+    for note in created.notes:
+        typer.echo(f"  {note}")
     if narrowing:
         typer.echo(f"search narrowed on {len(narrowing)} keys ({', '.join(narrowing)})"
                    + _moved_values(preset.value, created.config(), narrowing))
@@ -386,6 +394,10 @@ def resume(
     with _user_errors():
         _open_workspace(workspace)  # not a workspace: one line, never a new one
     kept = existing_state(workspace)
+    if kept is not None and not kept.sessions and iters is None:
+        _fail(f"no search has started in {workspace} yet, so none can be resumed (the command "
+              f"creating it stopped first, or `nas init` made it); start one with `nas run "
+              f"--workspace {_quoted(workspace)} --iters 10`")
     _check_llm_settings(kept.planner if kept and kept.planner else default_planner())
     with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters) as display:

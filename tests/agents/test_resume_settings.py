@@ -123,7 +123,8 @@ def test_cli_preset_on_an_existing_workspace_is_noted(calls: list[dict[str, Any]
 
 def test_cli_resume_leaves_the_planner_to_the_api(calls: list[dict[str, Any]],
                                                   tmp_path: Path) -> None:
-    Workspace.create(tmp_path / "ws", "tiny")
+    run_nas_optimization(tmp_path / "ws", iters=1, planner="random", preset="tiny",
+                         executor=CallableExecutor(fake_train), quiet=True)
     result = CliRunner().invoke(app, ["resume", "--workspace", str(tmp_path / "ws")])
     assert result.exit_code == 130, result.output
     assert "planner" not in calls[0] and "fallback" not in calls[0]

@@ -660,7 +660,7 @@ def test_malformed_llm_setting_is_refused_before_a_resume(
     recorded_calls: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = tmp_path / "ws"
-    assert invoke("init", "--preset", "tiny", "--workspace", root).exit_code == 0
+    _with_a_session(root)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-cli-test-0123456789")
     monkeypatch.setenv("NAS_LLM_TIMEOUT", "nan")
     before = sorted(path.name for path in root.rglob("*"))
@@ -716,6 +716,18 @@ def test_timeout_out_of_range_is_a_usage_error(
     assert not root.exists()
 
 
+def _with_a_session(root: Path) -> None:
+    """A workspace whose first session was recorded (then it can be resumed)."""
+    from informer_nas.nas_system.state import SessionInfo, load_state, now_iso, save_state
+    from informer_nas.nas_system.workspace import Workspace
+
+    paths = Workspace.create(root, "tiny").paths
+    state = load_state(paths)
+    state.sessions.append(SessionInfo(session_id="s", started_at=now_iso(), planner="tpe",
+                                      trace_file="traces/s.jsonl"))
+    save_state(paths, state)
+
+
 @pytest.mark.parametrize("planner", [
     pytest.param("tpe", id="session-saved-state"),  # the loop caught Ctrl+C and saved
     pytest.param("random", id="keyboard-interrupt"),  # Ctrl+C before the loop started
@@ -723,10 +735,35 @@ def test_timeout_out_of_range_is_a_usage_error(
 def test_ctrl_c_names_resume_command(
     planner: str, recorded_calls: list[dict[str, Any]], tmp_path: Path
 ) -> None:
+    _with_a_session(tmp_path / "ws")
     result = invoke("run", "--iters", "2", "--workspace", tmp_path / "ws", "--planner", planner)
     assert result.exit_code == 130
     assert f"nas resume --workspace {tmp_path / 'ws'}" in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("made", ["nothing", "workspace"])
+def test_ctrl_c_before_the_first_session_says_to_run_the_command_again(
+    made: str, recorded_calls: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # stopped before the workspace, or its first session, was recorded: `nas resume` would
+    # fail (no workspace) or run nothing (no budget), so it must not be the advice
+    if made == "workspace":
+        from informer_nas.nas_system.workspace import Workspace
+
+        Workspace.create(tmp_path / "ws", "tiny")
+    result = invoke("run", "--iters", "2", "--workspace", tmp_path / "ws", "--planner", "random")
+    assert result.exit_code == 130
+    assert "interrupted before the search started" in result.stderr
+    assert "run the same command again" in result.stderr and "nas resume" not in result.stderr
+
+
+def test_resume_of_a_workspace_without_a_session_says_to_start_one(tmp_path: Path) -> None:
+    assert invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny").exit_code == 0
+    result = invoke("resume", "--workspace", tmp_path / "ws")
+    assert_one_line_error(result)
+    assert "no search has started" in result.stderr
+    assert f"nas run --workspace {tmp_path / 'ws'} --iters" in result.stderr
 
 
 # Display ----------------------------------------------------------------------------------

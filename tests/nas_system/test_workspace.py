@@ -9,9 +9,10 @@ import pytest
 
 from informer_nas.errors import ConfigError, DataError, NasError
 from informer_nas.informer.config import InformerConfig, load_config, read_config_literal
+from informer_nas.informer.config_source import python_literal
 from informer_nas.informer.presets import PRESETS, preset_config
-from informer_nas.nas_system.state import load_state
-from informer_nas.nas_system.workspace import Workspace, python_literal, render_config
+from informer_nas.nas_system.state import journal_path, load_state
+from informer_nas.nas_system.workspace import Workspace, render_config
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -56,6 +57,45 @@ def test_create_refuses_to_overwrite_a_workspace(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="already holds a workspace.*nas resume"):
         Workspace.create(tmp_path, "quick")
     assert (workspace.paths.config.read_bytes(), workspace.paths.state.read_bytes()) == before
+
+
+def _stopped_before_its_state(root: Path, preset: str) -> Workspace:
+    """A creation killed between config.py and the state (the state is its commit point)."""
+    workspace = Workspace.create(root, preset)
+    workspace.paths.state.unlink()
+    journal_path(workspace.paths).unlink(missing_ok=True)
+    return workspace
+
+
+def test_a_creation_stopped_before_its_state_is_made_again(tmp_path: Path) -> None:
+    stopped = _stopped_before_its_state(tmp_path / "ws", "tiny")
+    with pytest.raises(NasError, match="not an informer-nas workspace yet.*run `nas init` or "
+                                       "`nas run` on it again"):
+        Workspace.open(tmp_path / "ws")
+    workspace = Workspace.create(tmp_path / "ws", "tiny")  # not refused as "already holds"
+    assert load_config(workspace.paths.config) == preset_config("tiny")
+    assert load_state(workspace.paths).preset == "tiny"
+    assert list(stopped.paths.root.glob("config.py.*")) == []  # nothing worth keeping
+
+
+def test_a_stopped_creation_keeps_a_config_edited_since(tmp_path: Path) -> None:
+    stopped = _stopped_before_its_state(tmp_path / "ws", "tiny")
+    edited = "# my edit\n" + stopped.paths.config.read_text()
+    stopped.paths.config.write_text(edited)
+    workspace = Workspace.create(tmp_path / "ws", "tiny")
+    [kept] = workspace.paths.root.glob("config.py.unfinished-*")
+    assert kept.read_text() == edited
+    assert any(kept.name in note for note in workspace.notes)
+    assert load_config(workspace.paths.config) == preset_config("tiny")
+
+
+def test_a_workspace_with_runs_but_no_state_is_damaged_not_unfinished(tmp_path: Path) -> None:
+    stopped = _stopped_before_its_state(tmp_path / "ws", "tiny")
+    (stopped.paths.runs / "run_0000").mkdir()
+    with pytest.raises(ConfigError, match="already holds a workspace"):
+        Workspace.create(tmp_path / "ws", "tiny")
+    with pytest.raises(NasError, match="damaged.*nas doctor"):
+        Workspace.open(tmp_path / "ws")
 
 
 def test_create_with_a_data_file(tmp_path: Path) -> None:

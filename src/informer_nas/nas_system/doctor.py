@@ -21,7 +21,6 @@ import logging
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 from typing import Literal
@@ -29,7 +28,7 @@ from typing import Literal
 from informer_nas.errors import ConfigError, HistoryCorrupt, NasError, WorkspaceLocked
 from informer_nas.nas_system.atomic import atomic_write_bytes
 from informer_nas.nas_system.executor import read_metrics
-from informer_nas.nas_system.lock import lock_status
+from informer_nas.nas_system.lock import file_stamp, lock_status
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.recovery import finished_metrics
@@ -161,8 +160,7 @@ class _Doctor:
     report: DoctorReport
     can_repair: bool
     is_live: bool  # a session holds the lock: its iteration in progress is not ours to judge
-    stamp: str = field(default_factory=lambda: datetime.now(timezone.utc).strftime(
-        "%Y%m%dT%H%M%SZ"))
+    stamp: str = field(default_factory=file_stamp)
     state_changed: bool = False
     state_backed_up: bool = False
 

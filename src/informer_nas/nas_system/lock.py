@@ -30,6 +30,11 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def file_stamp() -> str:
+    """The current UTC time for a file name (``20261127T180501Z``): a kept copy's suffix."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
 @dataclass(frozen=True)
 class LockHolder:
     """Who holds (or held) the workspace lock."""

@@ -26,7 +26,7 @@ from informer_nas.informer.config import (
 from informer_nas.informer.config_source import python_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.atomic import atomic_write_text
-from informer_nas.nas_system.lock import workspace_lock
+from informer_nas.nas_system.lock import file_stamp, workspace_lock
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.search_space import (
     DEFAULT_SPACE,
@@ -172,9 +172,11 @@ class Workspace:
             _refuse_existing(paths)
             paths.runs.mkdir(exist_ok=True)
             paths.traces.mkdir(exist_ok=True)
-            atomic_write_text(paths.config, render_config(config, space))
-            compact_state(paths, AgentState(preset=preset, narrowing=own))
-        return cls(paths, tuple(notes))
+            text = render_config(config, space)
+            unfinished = _set_aside_unfinished(paths, text)
+            atomic_write_text(paths.config, text)
+            compact_state(paths, AgentState(preset=preset, narrowing=own))  # the commit point
+        return cls(paths, tuple(notes) + ((unfinished,) if unfinished else ()))
 
     @classmethod
     def open(cls, root: Path, validate: bool = True) -> Workspace:
@@ -251,7 +253,40 @@ def check_task(paths: WorkspacePaths, state: AgentState, config: InformerConfig)
             "with `nas init` for the other task")
 
 
+def unfinished_creation(paths: WorkspacePaths) -> bool:
+    """True where a command creating the workspace was stopped between writing
+    ``config.py`` and the state (its commit point): no state, no journal, no run, no trace.
+    Creating the workspace again is then safe; opening it is not possible."""
+    from informer_nas.nas_system.state import journal_path
+
+    return (paths.config.is_file() and not paths.state.exists()
+            and not journal_path(paths).exists()
+            and not any(_entries(paths.runs)) and not any(_entries(paths.traces)))
+
+
+def _entries(directory: Path) -> list[Path]:
+    try:
+        return list(directory.iterdir())
+    except OSError:  # missing (or not a directory: then it is not empty for our purpose)
+        return [] if not directory.exists() else [directory]
+
+
+def _set_aside_unfinished(paths: WorkspacePaths, config_text: str) -> str | None:
+    """Before a creation overwrites an unfinished one's ``config.py``: keep that file as
+    ``config.py.unfinished-<UTC time>`` when it differs (a hand edit since); the note."""
+    if not unfinished_creation(paths):
+        return None
+    if paths.config.read_text(encoding="utf-8", errors="replace") == config_text:
+        return "finished creating the workspace a stopped command had begun"
+    kept = paths.config.with_name(f"{paths.config.name}.unfinished-{file_stamp()}")
+    paths.config.replace(kept)
+    return (f"finished creating the workspace a stopped command had begun; its config.py, "
+            f"edited since, is kept as {kept.name}")
+
+
 def _refuse_existing(paths: WorkspacePaths) -> None:
+    if unfinished_creation(paths):
+        return
     for existing in (paths.config, paths.state):
         if existing.exists():
             raise ConfigError(
@@ -364,6 +399,9 @@ def _line_of_key(path: Path, loc: tuple[int | str, ...]) -> int:
 
 def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
     """Not a workspace, or one that lost a file (then `nas doctor` can rebuild it)."""
+    if unfinished_creation(paths):
+        return (f"{paths.root} is not an informer-nas workspace yet: the command creating it "
+                f"was stopped before it finished; run `nas init` or `nas run` on it again")
     others = (paths.config, paths.state, paths.runs)
     if any(path.exists() for path in others if path != missing):
         return (f"{paths.root} is a damaged informer-nas workspace ({missing.name} is "
