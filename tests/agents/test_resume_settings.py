@@ -218,3 +218,31 @@ def test_a_refused_start_leaves_the_workspace_as_it_was(tmp_path: Path, edit: st
     assert (paths.state.read_bytes(), sorted(paths.traces.iterdir())) == before
     state = load_state(paths)
     assert (state.max_iterations, state.planner, len(state.sessions)) == (1, "tpe", 1)
+
+
+@pytest.mark.parametrize("planner", ["tpe", "random"])
+def test_a_workspace_that_cannot_be_written_stops_the_session(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planner: str) -> None:
+    """A read-only workspace spent every iteration as "planning failure: Error running tool
+    edit_config: [Errno 1] Operation not permitted" and ended "done", exit 0. The session
+    stops on the machine's error instead; the iteration is left for the resume."""
+    import errno
+
+    import informer_nas.tools.edit_config as edit_module
+
+    root = tmp_path / "ws"
+    run_nas_optimization(root, iters=1, planner=planner, preset="tiny",
+                         executor=CallableExecutor(fake_train), quiet=True)
+
+    def read_only(path: Path, text: str, **_: Any) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted", str(path))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(edit_module, "atomic_write_text", read_only)
+        with pytest.raises(PermissionError):
+            run_nas_optimization(root, iters=3, executor=CallableExecutor(fake_train),
+                                 quiet=True)
+    assert load_state(Workspace.open(root).paths).iteration == 1  # nothing spent
+    result = run_nas_optimization(root, iters=3, executor=CallableExecutor(fake_train),
+                                  quiet=True)
+    assert result.iterations_run == 2 and len(load_state(Workspace.open(root).paths).runs) == 3

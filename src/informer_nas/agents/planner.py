@@ -25,6 +25,7 @@ from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
 from informer_nas.nas_system.search_space import describe_space
 from informer_nas.tools.edit_config import MAX_RATIONALE
+from informer_nas.tools.launch_training import MACHINE_ERRNOS
 
 logger = logging.getLogger(__name__)
 
@@ -216,10 +217,13 @@ class AgentPlanner:
 
 def _session_stop(error: BaseException) -> BaseException | None:
     """The error behind ``error`` that must stop the session (a replay's divergence, a
-    machine that cannot write the runs' files), if any."""
+    machine that cannot write the runs' files or the workspace: disk full, no permission),
+    if any: an iteration spent on it would say nothing about a candidate."""
     seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, ReplayDivergence | EnvironmentFailure):
+            return seen
+        if isinstance(seen, OSError) and seen.errno in MACHINE_ERRNOS:
             return seen
         seen = seen.__cause__ or seen.__context__
     return None
