@@ -161,7 +161,8 @@ def run_nas_optimization(
             return SessionResult("budget", 0, state.iteration, budget, state.incumbent_run_id,
                                  "the budget is spent")
         # refusals (a bad hand edit, the task, the data file) come before anything is written
-        config = check_config_and_data(space, state)
+        executor = executor or LocalSubprocessExecutor()
+        config = check_config_and_data(space, state, executor.reads_data)
         if planner is None and fallback is None and isinstance(header.get("fallback"), str):
             fallback = header["fallback"]
         name = planner or state.planner or default_planner()
@@ -188,7 +189,7 @@ def run_nas_optimization(
             )
             result = run_session(
                 space, brain_planner, evaluator, settings,
-                RecordingExecutor(executor or LocalSubprocessExecutor(), recorder), iters,
+                RecordingExecutor(executor, recorder), iters,
                 _observers(recorder, observer, quiet), info, confirm=ensure_seeds,
             )
             recorder.write("usage", session=usage_dict(binding.session_usage))
@@ -197,7 +198,8 @@ def run_nas_optimization(
             recorder.close()
 
 
-def check_config_and_data(workspace: Workspace, state: AgentState) -> InformerConfig:
+def check_config_and_data(workspace: Workspace, state: AgentState,
+                          reads_data: bool = True) -> InformerConfig:
     """What ``run_session`` checks first (config.py readable and valid, the task unchanged,
     the incumbent's data file), checked before the trace and the session's entry are
     written: a refused start leaves the workspace as it was. Returns the config.
@@ -210,7 +212,8 @@ def check_config_and_data(workspace: Workspace, state: AgentState) -> InformerCo
 
     config = load_config(workspace.paths.config)
     check_task(workspace.paths, state, config)
-    check_data(state, config)
+    if reads_data:  # (an executor that replays recorded results reads no data)
+        check_data(state, config)
     return config
 
 

@@ -161,6 +161,14 @@ def _finish(result: SessionResult, root: Path) -> None:
     if result.stopped_by == "brain_unavailable":
         _fail(f"the planner's model is unavailable ({' '.join(result.message.split())}); the "
               f"state is saved: continue with `{resume_hint}` or pass --fallback tpe")
+    more = (f"{resume_hint} --iters {result.iteration + 10}"
+            if result.iteration >= result.max_iterations else resume_hint)
+    if result.stopped_by == "no_candidates":
+        _fail(f"stopped: {' '.join(result.message.split())}; check the planner's answers (its "
+              f"trace in traces/) and settings, or pass --fallback tpe, then `{more}`")
+    if result.stopped_by == "budget" and result.searched_nothing:
+        _fail(f"no iteration of this session trained a candidate (the last: "
+              f"{' '.join(result.last_failure.split())}); fix the cause, then `{more}`")
     with _user_errors():
         status = workspace_status(_open_workspace(root))
     budget, incumbent = status["budget"], status["incumbent"]

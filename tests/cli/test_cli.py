@@ -758,6 +758,44 @@ def test_ctrl_c_before_the_first_session_says_to_run_the_command_again(
     assert "run the same command again" in result.stderr and "nas resume" not in result.stderr
 
 
+@pytest.mark.parametrize(("stop", "message"), [
+    ("budget", "no iteration of this session trained a candidate (the last: planning "
+               "failure: Invalid JSON when parsing model output); fix the cause"),
+    ("no_candidates", "stopped: 3 iterations in a row ended without a candidate"),
+])
+def test_a_session_that_searched_nothing_fails_with_what_to_do(
+        stop: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """It printed "done: 2/2 iterations, 0 runs" and exited 0; three failures in a row said
+    the model was unavailable (it answered) and named a resume with no budget left."""
+    import informer_nas.api
+    from informer_nas.nas_system.session import SessionResult
+
+    root = tmp_path / "ws"
+    _with_a_session(root)
+    why = "planning failure: Invalid JSON when parsing model output"
+    done = SessionResult(stop, 2, 2, 2, None, f"3 iterations in a row ended without a "
+                         f"candidate; the last: {why}" if stop != "budget" else "", 2, why)
+    monkeypatch.setattr(informer_nas.api, "run_nas_optimization", lambda **_: done)
+    result = invoke("run", "--iters", "2", "--workspace", root)
+    assert_one_line_error(result)
+    assert message in result.stderr
+    assert f"nas resume --workspace {root} --iters 12" in result.stderr  # the budget is spent
+
+
+def test_a_misspelt_target_is_refused_before_the_first_training(tmp_path: Path) -> None:
+    """The first training failed on it (invalid_config), the iteration was spent, and
+    `nas run --iters 1` ended "done", exit 0."""
+    root = tmp_path / "ws"
+    assert invoke("init", "--workspace", root, "--preset", "tiny").exit_code == 0
+    config = root / "config.py"
+    config.write_text(config.read_text().replace('"target": "OT"', '"target": "TO"'))
+    result = invoke("run", "--iters", "1", "--workspace", root)
+    assert_one_line_error(result)
+    assert "target column 'TO' not found; set data.target to one of" in result.stderr
+    status = json.loads(invoke("status", "--workspace", root, "--json").stdout)
+    assert status["budget"]["iterations_done"] == 0 and not list((root / "runs").iterdir())
+
+
 def test_resume_of_a_workspace_without_a_session_says_to_start_one(tmp_path: Path) -> None:
     assert invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny").exit_code == 0
     result = invoke("resume", "--workspace", tmp_path / "ws")

@@ -199,6 +199,21 @@ def test_trainings_the_trainer_keeps_refusing_stop_the_session(workspace: Worksp
     assert load_state(workspace.paths).iteration == 3
 
 
+def test_a_session_that_trained_nothing_says_so(workspace: Workspace) -> None:
+    """Two iterations refused by the trainer (below the three-in-a-row stop) ended as a
+    plain "budget" stop: the CLI printed "done" and exited 0 after a search of nothing."""
+    def refusing(request: TrainRequest) -> TrainOutcome:
+        return TrainOutcome(RunStatus.INVALID_CONFIG, "target column 'prize' not found", {},
+                            0.1, 2)
+
+    result = session(workspace, ScriptPlanner([0.1, 0.2]), 2,
+                     executor=CallableExecutor(refusing))
+    assert result.stopped_by == "budget" and result.searched_nothing  # type: ignore[attr-defined]
+    assert "prize" in result.last_failure  # type: ignore[attr-defined]
+    result = session(workspace, ScriptPlanner([0.1]), 3)  # one training that worked
+    assert not result.searched_nothing  # type: ignore[attr-defined]
+
+
 def test_torn_accept_is_repaired(workspace: Workspace) -> None:
     session(workspace, ScriptPlanner([0.3]), iters=1)
     with pytest.raises(RuntimeError):  # the process dies after training run_0001
@@ -248,7 +263,8 @@ def test_data_other_than_the_incumbents_is_refused(workspace: Workspace, tmp_pat
         (folder / "mine.csv").write_text("".join(lines))
     monkeypatch.chdir(first)
     text = workspace.paths.config.read_text()
-    workspace.paths.config.write_text(text.replace('"path": None,', '"path": "mine.csv",'))
+    text = text.replace('"path": None,', '"path": "mine.csv",')  # too short for split 'ett'
+    workspace.paths.config.write_text(text.replace('"split": "ett",', '"split": "ratio",'))
     session(workspace, ScriptPlanner([0.1]), iters=1)
     assert load_state(workspace.paths).runs[0].data_digest.startswith("sha256:")
     if change == "rows-appended":

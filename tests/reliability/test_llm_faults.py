@@ -364,7 +364,7 @@ def test_model_that_never_launches_stops_the_session(session: Session, tmp_path:
     """Three iterations in a row without a candidate: stop, not the whole budget spent."""
     with scripted_server([], fallback=always(decision("nothing"))) as server:
         result = session(server, iters=6)
-    assert (result.stopped_by, result.iteration) == ("brain_unavailable", 3)
+    assert (result.stopped_by, result.iteration) == ("no_candidates", 3)
     assert "3 iterations in a row ended without a candidate" in result.message
     assert consistent(tmp_path / "ws").runs == []
 

@@ -497,16 +497,7 @@ def load_dataset(
     Raises:
         DataError: the file cannot serve the requested windows (the message says why).
     """
-    path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
-    raw = read_series(path, data.target)
-    borders = split_borders(len(raw.values), data.seq_len, data.split, data.freq)
-    _check_lengths(raw, borders, data)
-    values = raw.values[:, -1:] if data.features == "S" else raw.values
-    columns = raw.columns[-1:] if data.features == "S" else raw.columns
-    with np.errstate(over="ignore"):  # an overflow is refused below, in one line
-        scaler = Scaler.fit(values[borders[0][0] : borders[0][1]])
-    standardised = np.where(np.isfinite(scaler.std), scaler.transform(values), np.inf)
-    _check_magnitudes(standardised, values, borders, columns, path)
+    path, raw, borders, columns, scaler, standardised = _checked_series(data)
     scaled = torch.from_numpy(standardised.astype(np.float32))
     if embed == "timeF":
         marks = torch.from_numpy(time_features(raw.dates, data.freq))
@@ -521,10 +512,35 @@ def load_dataset(
     c_out = 1 if data.features in ("S", "MS") else n_in
     logger.info(
         "data %s: %d rows, columns %s, windows train %d val %d test %d",
-        path, len(values), ",".join(columns), *(len(s) for s in splits),
+        path, len(standardised), ",".join(columns), *(len(s) for s in splits),
     )
     train, val, test = splits
     return ETTData(train, val, test, scaler, columns, path, n_in, n_in, c_out, borders)
+
+
+def check_data_file(data: DataSection) -> None:
+    """Raise the ``DataError`` that ``load_dataset`` would (a missing column, too few rows,
+    non-numeric values...) without building any window: a session checks its data before
+    its first training."""
+    _checked_series(data)
+
+
+def _checked_series(
+    data: DataSection,
+) -> tuple[Path, RawSeries, list[tuple[int, int]], tuple[str, ...], Scaler, np.ndarray]:
+    """The file, its series, the split borders, the columns used, the train-fitted scaler
+    and the standardised values, every check of ``load_dataset`` passed."""
+    path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
+    raw = read_series(path, data.target)
+    borders = split_borders(len(raw.values), data.seq_len, data.split, data.freq)
+    _check_lengths(raw, borders, data)
+    values = raw.values[:, -1:] if data.features == "S" else raw.values
+    columns = raw.columns[-1:] if data.features == "S" else raw.columns
+    with np.errstate(over="ignore"):  # an overflow is refused below, in one line
+        scaler = Scaler.fit(values[borders[0][0] : borders[0][1]])
+    standardised = np.where(np.isfinite(scaler.std), scaler.transform(values), np.inf)
+    _check_magnitudes(standardised, values, borders, columns, path)
+    return path, raw, borders, columns, scaler, standardised
 
 
 MAX_STANDARDISED = 1e15  # squares and their sums stay far below float32's 3.4e38

@@ -68,7 +68,7 @@ MAX_FAILURES_IN_A_ROW = 3
 # event, and the planner learns from it.)
 BROKEN_STATUSES = frozenset({RunStatus.INVALID_CONFIG})
 StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable",
-                     "trainings_failing"]
+                     "trainings_failing", "no_candidates"]
 # (ctx, run_id, K): make sure run_id has results for the session's K confirmation seeds.
 SeedConfirmer = Callable[[ToolContext, str, int], object]
 
@@ -83,6 +83,15 @@ class SessionResult:
     max_iterations: int
     incumbent_run_id: str | None
     message: str = ""
+    # iterations that trained nothing judgeable: no candidate, or the trainer refused it
+    # (BROKEN_STATUSES); when they are all of a session's iterations, nothing was searched
+    wasted_iterations: int = 0
+    last_failure: str = ""  # the last iteration's failure, whatever the stop
+
+    @property
+    def searched_nothing(self) -> bool:
+        """Every iteration of this session ended without a judgeable training."""
+        return self.iterations_run > 0 and self.wasted_iterations == self.iterations_run
 
 
 @dataclass(frozen=True)
@@ -140,6 +149,7 @@ class _Loop:
     stop_message: str = ""  # the last failure: why the session stops, when it does
     stop_after: int | None = None  # a replay of an unfinished session ends there
     failures_in_a_row: int = 0  # iterations spent without a candidate, since the last one
+    wasted_iterations: int = 0  # without a candidate, or with a run the trainer refused
     broken_in_a_row: int = 0  # runs in a row the trainer refused (BROKEN_STATUSES)
 
     def emit(self, event: str, **data: Any) -> None:
@@ -168,7 +178,7 @@ class _Loop:
                 return self.result("interrupted", "the recorded session stopped here")
             stop = self.iteration()
             if stop is None and self.failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
-                stop = "brain_unavailable"
+                stop = "no_candidates"
                 self.stop_message = (f"{self.failures_in_a_row} iterations in a row ended "
                                      f"without a candidate; the last: {self.stop_message}")
             if stop is None and self.broken_in_a_row >= MAX_FAILURES_IN_A_ROW:
@@ -235,6 +245,7 @@ class _Loop:
         remove_candidate(self.ctx)
         self.iterations_run += 1
         self.failures_in_a_row += 1
+        self.wasted_iterations += 1
         self.stop_message = why
         self.planner.finish_iteration(self.ctx, None)
 
@@ -252,6 +263,7 @@ class _Loop:
         self.failures_in_a_row = 0
         if record.status in BROKEN_STATUSES:
             self.broken_in_a_row += 1
+            self.wasted_iterations += 1
             self.stop_message = f"{record.run_id} {record.status.value}: {record.status_reason}"
         else:
             self.broken_in_a_row = 0
@@ -269,7 +281,8 @@ class _Loop:
     def result(self, stopped_by: StopReason, message: str = "") -> SessionResult:
         state = self.ctx.state
         return SessionResult(stopped_by, self.iterations_run, state.iteration,
-                             state.max_iterations, state.incumbent_run_id, message)
+                             state.max_iterations, state.incumbent_run_id, message,
+                             self.wasted_iterations, self.stop_message)
 
 
 def read_history(ctx: ToolContext, record: RunRecord) -> list[dict[str, Any]]:

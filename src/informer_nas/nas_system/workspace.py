@@ -298,14 +298,21 @@ def _refuse_existing(paths: WorkspacePaths) -> None:
 def check_data(state: AgentState, config: InformerConfig) -> None:
     """Refuse to go on when the data file is not the one the incumbent was trained on (it
     was edited, replaced, deleted, or a relative ``data.path`` now names another file):
-    new runs would be compared with scores on other data.
+    new runs would be compared with scores on other data. Without an incumbent, refuse a
+    file the trainer would refuse (a misspelt data.target, too few rows): every training
+    would fail on it.
 
     Raises:
         ConfigError: the file and what to do (``data_problem``).
+        DataError: what the trainer would say about the file.
     """
     problem = data_problem(state, config)
     if problem is not None:
         raise ConfigError(f"{problem[0]}; {problem[1]}")
+    if incumbent_record(state) is None:  # no run has read the file yet: read it now
+        from informer_nas.informer.data import check_data_file
+
+        check_data_file(config.data)
 
 
 @dataclass(frozen=True)
