@@ -244,6 +244,8 @@ def test_hand_edited_config_is_kept_and_a_bad_one_refused(workspace: Workspace) 
     with pytest.raises(ConfigError, match="import os"):
         session(workspace, ScriptPlanner([0.2]), iters=3, executor=executor)
     assert not executor.requests
+    with pytest.raises(ConfigError, match="--repair` puts the incumbent run's config back"):
+        Workspace.open(workspace.paths.root)  # there is one to put back
 
 
 @pytest.mark.parametrize("change", ["rows-appended", "deleted", "other-cwd"])

@@ -200,11 +200,8 @@ class Workspace:
             try:
                 check_config_file(paths.config)
             except ConfigError as exc:
-                raise ConfigError(
-                    f"{exc}; no training was started (`nas doctor --workspace "
-                    f"{shlex.quote(str(paths.root))} --repair` puts the incumbent run's "
-                    "config back instead)"
-                ) from None
+                raise ConfigError(f"{exc}; no training was started{_restore_hint(paths)}"
+                                  ) from None
         return cls(paths)
 
     def config(self) -> InformerConfig:
@@ -251,6 +248,21 @@ def check_task(paths: WorkspacePaths, state: AgentState, config: InformerConfig)
             f"{paths.config}: the forecasting task is fixed for a workspace, but {changes[0]}; "
             "put the value back (or run `nas doctor --repair`), or start a new workspace "
             "with `nas init` for the other task")
+
+
+def _restore_hint(paths: WorkspacePaths) -> str:
+    """How else a broken config.py can be mended: from the incumbent's config, when there
+    is one (doctor has nothing to restore before the first accepted run)."""
+    from informer_nas.nas_system.state import load_state
+
+    try:
+        has_incumbent = load_state(paths).incumbent_run_id is not None
+    except NasError:
+        has_incumbent = False
+    if not has_incumbent:
+        return " (fix it by hand: there is no accepted run yet to restore it from)"
+    return (f" (`nas doctor --workspace {shlex.quote(str(paths.root))} --repair` puts the "
+            "incumbent run's config back instead)")
 
 
 def unfinished_creation(paths: WorkspacePaths) -> bool:
