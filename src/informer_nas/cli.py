@@ -375,7 +375,11 @@ def run(
     origin = "" if planner else " (the workspace's)" if kept else " (default: " + (
         "an LLM endpoint is configured)" if chosen == "hybrid" else "no LLM endpoint configured)")
     _check_llm_settings(chosen)
-    _console(quiet=verbosity == "quiet").print(f"planner: {chosen}{origin}")
+    console = _console(quiet=verbosity == "quiet")
+    if existing is None and not (workspace / "config.py").exists():  # (a misspelt path too)
+        console.print(f"new workspace {workspace} (preset {(preset or Preset.quick).value})",
+                      soft_wrap=True)
+    console.print(f"planner: {chosen}{origin}")
     with _user_errors(), workspace_log(workspace, verbosity), _session_display(
             workspace, verbosity, iters, chosen) as display:
         result = run_nas_optimization(

@@ -89,7 +89,7 @@ def test_a_closed_output_pipe_does_not_stop_the_search(tmp_path: Path) -> None:
          "--workspace", str(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert process.stdout is not None and process.stderr is not None
-    assert process.stdout.readline().startswith(b"planner: tpe")
+    assert process.stdout.readline().startswith(b"new workspace ")  # then "planner: tpe"
     process.stdout.close()  # as `head -1` exits
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=300) == 0, stderr
@@ -616,6 +616,22 @@ def test_default_planner_is_tpe_offline(recorded_calls: list[dict[str, Any]]) ->
     result = invoke("run", "--iters", "2")
     assert "planner: tpe (default: no LLM endpoint configured)" in result.stdout
     assert recorded_calls[0]["planner"] == "tpe"
+
+
+def test_run_says_when_it_creates_a_workspace(recorded_calls: list[dict[str, Any]],
+                                              tmp_path: Path) -> None:
+    # a misspelt --workspace started a new search with no word about it
+    result = invoke("run", "--iters", "2", "--workspace", tmp_path / "ws_mispelt")
+    assert f"new workspace {tmp_path / 'ws_mispelt'} (preset quick)" in result.stdout
+    _with_a_session(tmp_path / "ws")
+    result = invoke("run", "--iters", "2", "--workspace", tmp_path / "ws")
+    assert "new workspace" not in result.stdout
+
+
+def test_a_workspace_path_that_does_not_exist_is_named_as_such(tmp_path: Path) -> None:
+    result = invoke("status", "--workspace", tmp_path / "nowhere")
+    assert_one_line_error(result)
+    assert f"{tmp_path / 'nowhere'} does not exist; check the path" in result.stderr
 
 
 def test_default_planner_is_hybrid_with_dotenv(

@@ -418,6 +418,9 @@ def _line_of_key(path: Path, loc: tuple[int | str, ...]) -> int:
 
 def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:
     """Not a workspace, or one that lost a file (then `nas doctor` can rebuild it)."""
+    if not paths.root.exists():
+        return (f"{paths.root} does not exist; check the path, or create a workspace there "
+                f"with `nas init --workspace {shlex.quote(str(root))}`")
     if unfinished_creation(paths):
         return (f"{paths.root} is not an informer-nas workspace yet: the command creating it "
                 f"was stopped before it finished; run `nas init` or `nas run` on it again")
