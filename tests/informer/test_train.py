@@ -512,6 +512,29 @@ def test_a_run_dir_reused_for_a_failing_config_keeps_nothing_of_the_earlier_run(
     assert str(missing) in second.stderr
 
 
+def test_a_second_training_into_a_run_dir_in_use_is_refused(
+        tmp_path: Path, config_file_factory: ConfigFileFactory) -> None:
+    """Two `nas train` into one --run-dir both said "ok" and left one run's metrics beside
+    the other's config and history; the second now leaves the first's files alone."""
+    import fcntl
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text('{"status": "ok"}')  # the first training's
+    held = os.open(run_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as the first trainer holds it
+        done = subprocess.run(_trainer_command(config_file_factory("tiny"), run_dir),
+                              env=_env(), capture_output=True, text=True, timeout=120,
+                              check=False)
+    finally:
+        os.close(held)
+    assert done.returncode == EXIT_CODES["invalid_config"]
+    assert done.stderr == (f"error: run directory {run_dir} is in use by another training; "
+                           "wait for it to finish, or pass --run-dir a new directory\n")
+    assert (run_dir / "metrics.json").read_text() == '{"status": "ok"}'
+
+
 def test_a_run_dir_that_is_a_file_is_one_line(tmp_path: Path,
                                               config_file_factory: ConfigFileFactory) -> None:
     taken = tmp_path / "taken"

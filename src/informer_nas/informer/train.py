@@ -266,11 +266,15 @@ def _parse_args(argv: list[str] | None) -> tuple[Path, Path, int | None]:
 
 
 def _prepare_run_dir(path: Path) -> str | None:
-    """Create the run directory, or empty it of an earlier training's files (a checkpoint or
-    chart left beside new metrics would belong to another run). Returns what is wrong with
-    it, or None."""
+    """Create the run directory, hold it for this process, and empty it of an earlier
+    training's files (a checkpoint or chart left beside new metrics would belong to another
+    run). Returns what is wrong with it, or None. A second training into the same directory
+    is refused: the two would write one directory's files in turns."""
     try:
         path.mkdir(parents=True, exist_ok=True)
+        if not _hold(path):
+            return (f"run directory {path} is in use by another training; wait for it to "
+                    "finish, or pass --run-dir a new directory")
         for name in RUN_FILES:
             (path / name).unlink(missing_ok=True)
     except OSError as exc:
@@ -278,6 +282,29 @@ def _prepare_run_dir(path: Path) -> str | None:
         return (f"run directory {path} cannot be used ({reason}); pass --run-dir a new or "
                 "writable directory")
     return None
+
+
+_HELD: list[int] = []  # descriptors of the directories this process trains into
+
+
+def _hold(directory: Path) -> bool:
+    """Take an exclusive advisory lock on ``directory`` until the process exits (False: some
+    other process holds it). Where locks are not supported, True."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return True
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(descriptor)
+        return False
+    except OSError:  # a file system without locks
+        os.close(descriptor)
+        return True
+    _HELD.append(descriptor)
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
