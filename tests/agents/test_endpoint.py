@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 
 import openai
 import pytest
@@ -44,6 +45,25 @@ def test_an_unreadable_answer_becomes_an_unreachable_endpoint() -> None:
     message = str(caught.value)
     assert "text/html" in message and "check NAS_LLM_BASE_URL (it usually ends in /v1)" in message
     assert is_unreachable(caught.value)
+
+
+@pytest.mark.parametrize("base_url", [
+    "http://proxyuser:Pr0xyPassw0rd42@127.0.0.1:8000",  # a proxy's user and password
+    "http://127.0.0.1:8000/v1?api-key=QueryKeySecret123",  # a key as a query parameter
+], ids=["userinfo", "query"])
+def test_the_message_shows_the_endpoint_without_its_credentials(base_url: str) -> None:
+    last = LastAnswer()
+    request = SimpleNamespace(url=f"{base_url.rstrip('/')}/chat/completions")  # as the client's
+    asyncio.run(last.hook(SimpleNamespace(status_code=200, request=request,
+                                          headers={"content-type": "text/html"})))
+    for seen in (last, None):  # the answer the hook noted, or none seen
+        model = GuardedModel(RaisingModel(AttributeError("no choices")), base_url, seen)
+        with pytest.raises(EndpointProtocolError) as caught:
+            ask(model)
+        message = str(caught.value)
+        assert "http://127.0.0.1:8000" in message
+        for secret in ("proxyuser", "Pr0xyPassw0rd42", "QueryKeySecret123", "api-key"):
+            assert secret not in message
 
 
 def test_transport_errors_and_model_mistakes_pass_through() -> None:

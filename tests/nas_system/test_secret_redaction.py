@@ -48,6 +48,45 @@ def test_secret_names_and_short_values() -> None:
     assert secret_values(environ) == (KEY, "ghp_abcdefgh123", "s" * 9)
 
 
+URL_CASES = {
+    # user info: the user and the password are secrets, as written and decoded
+    "userinfo": ("http://proxyuser:Pr0xyPassw0rd42@127.0.0.1:8000", "http://127.0.0.1:8000",
+                 {"proxyuser", "Pr0xyPassw0rd42"}),
+    # a query parameter carrying a key
+    "query": ("http://127.0.0.1:8000/v1?api-key=QueryKeySecret123", "http://127.0.0.1:8000/v1",
+              {"QueryKeySecret123"}),
+    # percent-encoded password, several query items, a fragment
+    "encoded": ("https://someuser:pass%40word99@host/v1?a=1&key=abc%2Bdefghi#top",
+                "https://host/v1", {"someuser", "pass%40word99", "pass@word99", "abc%2Bdefghi",
+                                    "abc+defghi"}),
+    # an unclosed IPv6 bracket (urllib.parse would raise): still stripped
+    "unparseable": ("http://someuser:Pr0xyPassw0rd42@[::1:8000/v1", "http://[::1:8000/v1",
+                    {"someuser", "Pr0xyPassw0rd42"}),
+    # nothing to hide
+    "plain": ("https://api.openai.com/v1", "https://api.openai.com/v1", set()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(URL_CASES))
+def test_base_url_credentials_are_secrets_and_never_shown(case: str) -> None:
+    from informer_nas.nas_system.secrets import redact_url
+
+    url, shown, secrets = URL_CASES[case]
+    assert redact_url(url) == shown
+    for name in ("NAS_LLM_BASE_URL", "OPENAI_BASE_URL"):
+        assert set(secret_values({name: url})) == secrets, name
+    assert secret_values({"HOMEPAGE_URL": url}) == ()  # only the endpoint's URL variables
+
+
+def test_base_url_credentials_from_dotenv_are_redacted(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NAS_LLM_BASE_URL", raising=False)
+    (tmp_path / ".env").write_text("NAS_LLM_BASE_URL=http://proxyuser:Pr0xyPassw0rd42@h/v1\n")
+    assert redact_text("GET http://proxyuser:Pr0xyPassw0rd42@h/v1 failed") == (
+        f"GET http://{REDACTED}:{REDACTED}@h/v1 failed")
+
+
 def test_environment_and_dotenv_are_both_read(keyed: Path) -> None:
     assert set(secret_values()) >= {KEY, DOTENV_KEY}
 

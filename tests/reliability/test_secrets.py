@@ -4,7 +4,8 @@ Real ``nas`` processes (forked from the fork server, so ``nas.log`` is written a
 use) run the llm brain against the scripted local server, or the tpe brain with a key
 set; ``nas report`` then writes its files. Every file under the workspace (state,
 journal, traces, nas.log, run directories, study, report) is searched for each key and
-for its distinctive middle part.
+for its distinctive middle part; so is the output of the command where it says so (the
+credentials of a base URL, a key the model echoes).
 """
 
 from __future__ import annotations
@@ -14,25 +15,27 @@ from pathlib import Path
 
 import pytest
 from forkserver_client import ForkServer
-from llm_server import answer, error, iteration, scripted_server
+from llm_server import Reply, answer, error, iteration, scripted_server
 
 ENV_KEY = "sk-env-SECRET-0123456789abcdef"
 DOTENV_KEY = "sk-dotenv-SECRET-fedcba9876543210"
 ROUTER_KEY = "sk-or-v1-dotenvSECRET-abcdef0123456789"
 KEYS = (ENV_KEY, DOTENV_KEY, ROUTER_KEY)
+URL_USER, URL_PASSWORD, URL_QUERY_KEY = "proxyuser", "Pr0xyPassw0rd42", "QueryKeySecret123"
 LLM_VARIABLES = ("OPENAI_API_KEY", "OPENROUTER_API_KEY", "NAS_LLM_BASE_URL", "NAS_PLANNER_MODEL",
                  "NAS_EVALUATOR_MODEL", "NAS_LLM_MAX_RETRIES", "NAS_LLM_TIMEOUT")
 
 
-def leaks(root: Path) -> list[str]:
-    """``path: key`` for every workspace file holding a key (or its middle part)."""
+def leaks(root: Path, keys: tuple[str, ...] = KEYS) -> list[str]:
+    """``path: key`` for every file under ``root`` holding a key (or its middle part)."""
     found = []
     for path in sorted(root.rglob("*")):
         if not path.is_file():
             continue
         data = path.read_bytes()
-        for key in KEYS:
-            if key.encode() in data or key[6:-4].encode() in data:
+        for key in keys:
+            middle = key[6:-4] if len(key) >= 18 else key  # a long key's distinctive part
+            if key.encode() in data or middle.encode() in data:
                 found.append(f"{path.relative_to(root)}: {key}")
     return found
 
@@ -103,3 +106,40 @@ def test_key_echoed_by_the_model_is_not_recorded(forkserver: ForkServer,
                                           "--preset", "tiny"], env)
     assert code == 0
     assert not leaks(tmp_path / "ws")
+
+
+@pytest.mark.parametrize("credentials", ["userinfo", "query"])
+def test_base_url_credentials_are_not_recorded_or_shown(credentials: str, forkserver: ForkServer,
+                                                        tmp_path: Path) -> None:
+    """A web page at a base URL holding a proxy password or a key: the error message named
+    the full URL in nas.log, the trace, stdout and stderr."""
+    page = Reply(body=b"<html><body>Welcome to nginx!</body></html>", content_type="text/html")
+    with scripted_server([], fallback=lambda body: page) as server:
+        host = f"127.0.0.1:{server.server_port}"
+        base_url = (f"http://{URL_USER}:{URL_PASSWORD}@{host}" if credentials == "userinfo"
+                    else f"http://{host}/v1?api-key={URL_QUERY_KEY}")
+        env = {"OPENAI_API_KEY": ENV_KEY, "NAS_LLM_BASE_URL": base_url,
+               "NAS_LLM_MAX_RETRIES": "0"}
+        code = nas(forkserver, tmp_path, ["run", "--iters", "2", "--planner", "llm",
+                                          "--preset", "tiny"], env)
+    output = (tmp_path / "nas.out").read_text()
+    assert code == 1 and "not a chat completion" in output and host in output, output
+    assert (tmp_path / "ws" / "nas.log").is_file() and list((tmp_path / "ws").rglob("*.jsonl"))
+    assert not leaks(tmp_path, (*KEYS, URL_PASSWORD, URL_QUERY_KEY)), output
+
+
+def test_base_url_password_echoed_in_an_error_is_not_recorded(forkserver: ForkServer,
+                                                              tmp_path: Path) -> None:
+    """A proxy whose 407 message quotes the credentials of the URL: every record of the
+    error is redacted, not only the messages that name the URL."""
+    echo = error(407, f"proxy authentication failed for {URL_USER}:{URL_PASSWORD}")
+    with scripted_server([], fallback=lambda body: echo) as server:
+        base_url = f"http://{URL_USER}:{URL_PASSWORD}@127.0.0.1:{server.server_port}/v1"
+        env = {"OPENAI_API_KEY": ENV_KEY, "NAS_LLM_BASE_URL": base_url,
+               "NAS_LLM_MAX_RETRIES": "0"}
+        code = nas(forkserver, tmp_path, ["run", "--iters", "2", "--planner", "llm",
+                                          "--preset", "tiny"], env)
+    output = (tmp_path / "nas.out").read_text()
+    assert code == 1 and "proxy authentication failed" in output, output
+    assert not leaks(tmp_path, (*KEYS, URL_USER, URL_PASSWORD)), output
+

@@ -6,7 +6,8 @@ A 200 answer that the client cannot read as a chat completion (a web page becaus
 like. ``GuardedModel`` turns any such exception into ``EndpointProtocolError``, which the
 planner and evaluator treat as an unreachable endpoint: the session stops with its state
 saved, or goes on with ``--fallback``. Replayed models are not guarded (a
-``ReplayDivergence`` must propagate as is).
+``ReplayDivergence`` must propagate as is). URLs in its message are shown without user info
+and query (``secrets.redact_url``): the base URL may carry a password or a key.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from agents.models.interface import Model
 
 from informer_nas.agents.provider import ModelRequest, NonStreamingModel
 from informer_nas.errors import NasError
+from informer_nas.nas_system.secrets import redact_url
 
 BASE_URL_HINT = "check NAS_LLM_BASE_URL (it usually ends in /v1)"
 
@@ -35,9 +37,10 @@ class LastAnswer:
         self.text = "no HTTP answer seen"
 
     async def hook(self, response: Any) -> None:
-        """An HTTP client response hook: note the status, content type and URL."""
+        """An HTTP client response hook: note the status, content type and URL (redacted)."""
         kind = response.headers.get("content-type", "no content type")
-        self.text = f"HTTP {response.status_code} {kind} from {response.request.url}"
+        url = redact_url(response.request.url)
+        self.text = f"HTTP {response.status_code} {kind} from {url}"
 
 
 def guarded_http_client(last: LastAnswer) -> openai.DefaultAsyncHttpxClient:
@@ -62,10 +65,11 @@ class GuardedModel(NonStreamingModel):
             raise EndpointProtocolError(self._message(exc)) from exc
 
     def _message(self, exc: Exception) -> str:
-        seen = self.last.text if self.last is not None else f"an answer from {self.base_url}"
+        base_url = redact_url(self.base_url)
+        seen = self.last.text if self.last is not None else f"an answer from {base_url}"
         detail = _short(f"{type(exc).__name__}: {exc}")
         return (f"the LLM endpoint's answer is not a chat completion ({seen}; {detail}); "
-                f"{BASE_URL_HINT}, currently {self.base_url}")
+                f"{BASE_URL_HINT}, currently {base_url}")
 
     async def close(self) -> None:
         await self.inner.close()

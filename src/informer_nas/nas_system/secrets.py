@@ -2,11 +2,16 @@
 
 The secrets are the values of ``OPENAI_API_KEY``, ``OPENROUTER_API_KEY``, any
 ``*_API_KEY`` / ``*_TOKEN`` variable and any ``NAS_*`` variable whose name says key,
-token or secret, read from the process environment and from ``./.env``. Values shorter
-than 8 characters are ignored: scrubbing them would mangle ordinary text.
+token or secret, and the credentials inside the endpoint's URL (``NAS_LLM_BASE_URL``, or
+``OPENAI_BASE_URL`` which the ``openai`` client reads): the user and password of
+``user:password@`` and the query's values (``?api-key=...``), read from the process
+environment and from ``./.env``. Values shorter than 8 characters are ignored: scrubbing
+them would mangle ordinary text. A message that names an endpoint shows it through
+``redact_url``, without those credentials.
 
-Users: the trace recorder (``scrub``), the CLI log handlers (``ScrubFilter``) and the
-state writer (``redact_text``).
+Users: the trace recorder (``scrub``), the CLI log handlers (``ScrubFilter``), the state
+writer (``redact_text``), the session display (``scrub``) and the endpoint's error
+messages (``redact_url``).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
-__all__ = ["REDACTED", "SECRET_ENV_NAMES", "ScrubFilter", "dotenv_values", "redact_text",
-           "scrub", "secret_values"]
+__all__ = ["REDACTED", "SECRET_ENV_NAMES", "URL_ENV_NAMES", "ScrubFilter", "dotenv_values",
+           "redact_text", "redact_url", "scrub", "secret_values", "url_secrets"]
 
 SECRET_ENV_NAMES: tuple[str, ...] = ("OPENAI_API_KEY", "OPENROUTER_API_KEY")
+# Endpoint URLs whose user info and query may hold credentials.
+URL_ENV_NAMES: tuple[str, ...] = ("NAS_LLM_BASE_URL", "OPENAI_BASE_URL")
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 8
 
@@ -89,10 +97,43 @@ def secret_values(environ: Mapping[str, str] | None = None,
         extra: further values to treat as secrets.
     """
     sources = [os.environ, dotenv_values()] if environ is None else [environ]
-    values = {value for source in sources for name, value in source.items()
+    values = {value.strip() for source in sources for name, value in source.items()
               if name in SECRET_ENV_NAMES or _is_secret_name(name)} | set(extra)
+    values |= {secret for source in sources for name, value in source.items()
+               if name in URL_ENV_NAMES for secret in url_secrets(value)}
     return tuple(sorted((v for v in values if len(v) >= MIN_SECRET_LENGTH),
                         key=len, reverse=True))
+
+
+# scheme://user:password@host:port/path?query#fragment (RFC 3986; every part optional)
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)?(?P<authority>[^/?#]*)"
+                  r"(?P<path>[^?#]*)(?:\?(?P<query>[^#]*))?")
+
+
+def url_secrets(url: str) -> set[str]:
+    """The user, the password and the query's values of ``url``, as written and decoded.
+
+    ``http://user:pass%40word@host/v1?api-key=abc`` gives ``user``, ``pass%40word``,
+    ``pass@word`` and ``abc`` (a query item without ``=`` counts as a value).
+    """
+    parts = _URL.match(url.strip())
+    assert parts is not None  # every part is optional
+    userinfo = parts["authority"].rpartition("@")[0]
+    written = userinfo.split(":", 1) if userinfo else []
+    for name, is_pair, value in (pair.partition("=") for pair in (parts["query"] or "").split("&")):
+        written.append(value if is_pair else name)  # ?token alone is a value too
+    return {form for value in written if value
+            for form in (value, unquote(value), unquote_plus(value))}
+
+
+def redact_url(url: Any) -> str:
+    """``url`` as a message may show it: without user info, query and fragment.
+
+    ``http://user:password@host:8000/v1?api-key=abc`` becomes ``http://host:8000/v1``.
+    """
+    parts = _URL.match(str(url).strip())
+    assert parts is not None  # every part is optional
+    return (parts["scheme"] or "") + parts["authority"].rpartition("@")[2] + parts["path"]
 
 
 def _is_secret_name(name: str) -> bool:
