@@ -6,12 +6,17 @@ event, ``plan``, ``verdict``, ``planning_failure``, ``resume_evaluation``, ``ses
 and the trainer's JSON lines (``start``, ``step``, ``epoch``, ``done``, ``failed``; see the
 trainer contract), which ``nas train`` passes directly. Unknown events and missing
 fields are ignored: the display must never stop a session.
+
+Every event is scrubbed of the secrets (API keys, the endpoint URL's credentials) before it
+is drawn, as the records are: a model that echoes a key shows ``[REDACTED]``. A model's text
+(a plan, a reason, an error quoting it) is one line, cut to the terminal's width, unless
+verbose; the records keep it whole.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -21,6 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.text import Text
 
 from informer_nas.log_setup import Verbosity
+from informer_nas.nas_system.secrets import scrub, secret_values
 from informer_nas.nas_system.status import format_changes, format_mse
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,11 @@ def _one_line(text: Text) -> Text:
     return line
 
 
+def _flat(value: Any) -> str:
+    """A model's text on one line (its newlines and runs of spaces made single spaces)."""
+    return " ".join(str(value or "").split())
+
+
 class SessionDisplay:
     """Draws a session's progress; call it with each event.
 
@@ -49,6 +60,8 @@ class SessionDisplay:
         planner: the brain's name, for the header.
         show_session: draw the iteration, plan, verdict and incumbent lines (False for
             ``nas train``, which has only a trainer).
+        secrets: the values never to show; None to read them now (environment and
+            ``./.env``, as the log handlers do).
     """
 
     def __init__(
@@ -58,8 +71,10 @@ class SessionDisplay:
         max_iterations: int | None = None,
         planner: str = "",
         show_session: bool = True,
+        secrets: Sequence[str] | None = None,
     ) -> None:
         self.console = console
+        self.secrets = tuple(secret_values() if secrets is None else secrets)
         self.verbosity = verbosity
         self.iteration: int | None = None
         self.max_iterations = max_iterations
@@ -113,7 +128,7 @@ class SessionDisplay:
         if handler is None:
             return
         try:
-            handler(event)
+            handler(scrub(event, self.secrets) if self.secrets else event)
         except (TypeError, ValueError, KeyError) as exc:  # a malformed event: never fatal
             logger.debug("display ignored event %r: %s", event, exc)
 
@@ -128,6 +143,13 @@ class SessionDisplay:
         if rank[self.verbosity] >= rank[level]:
             self.console.print(renderable)
 
+    def _print_model_text(self, line: Text) -> None:
+        """A line holding a model's text: whole when verbose, else cut to one line."""
+        if self.verbosity == "verbose":
+            self._print(line)
+        elif self.verbosity == "normal":
+            self.console.print(line, no_wrap=True, overflow="ellipsis")
+
     # Session events (nas_system.session.run_session's observer) ----------------------
 
     def _on_iteration_start(self, event: Event) -> None:
@@ -141,7 +163,7 @@ class SessionDisplay:
         self.plan_line = Text.assemble((f"{event.get('run_id', 'candidate')}: ", "bold"),
                                        format_changes(event.get("changes"), short=True))
         if event.get("rationale"):
-            self.plan_line.append(f"  ({event['rationale']})", style="dim")
+            self.plan_line.append(f"  ({_flat(event['rationale'])})", style="dim")
         self._print(Text.assemble((f"[{self._iteration_text()}] ", "dim"), self.plan_line),
                     level="verbose")
 
@@ -154,15 +176,17 @@ class SessionDisplay:
         if event.get("failure"):
             return  # a planning_failure event follows or the verdict tells
         line = Text.assemble((f"{event.get('step_type') or 'plan'}: ", "bold magenta"),
-                             str(event.get("plan") or ""))
+                             _flat(event.get("plan")))
         if event.get("reason"):
-            line.append(f"  ({event['reason']})", style="dim")
+            line.append(f"  ({_flat(event['reason'])})", style="dim")
         self.plan_line = line
-        self._print(Text.assemble((f"[{self._iteration_text()}] planner ", "dim"), line))
+        self._print_model_text(Text.assemble((f"[{self._iteration_text()}] planner ", "dim"),
+                                             line))
 
     def _on_planning_failure(self, event: Event) -> None:
-        self.verdict_line = Text(f"no candidate: {event.get('reason', '')}", style="yellow")
-        self._print(Text.assemble((f"[{self._iteration_text()}] ", "dim"), self.verdict_line))
+        self.verdict_line = Text(f"no candidate: {_flat(event.get('reason'))}", style="yellow")
+        self._print_model_text(Text.assemble((f"[{self._iteration_text()}] ", "dim"),
+                                             self.verdict_line))
 
     def _on_resume_evaluation(self, event: Event) -> None:
         self._print(Text(f"evaluating {event.get('run_id')}, finished before the interruption",
@@ -175,9 +199,10 @@ class SessionDisplay:
             (f"{event.get('run_id', '')} ", "bold"),
             (f"{accepted} ({verdict})", "bold green" if event.get("accepted") else "red"),
             f"  val MSE {format_mse(event.get('val_mse'))}",
-            (f"  {event.get('reason', '')}", "dim"),
+            (f"  {_flat(event.get('reason'))}", "dim"),
         )
-        self._print(Text.assemble((f"[{self._iteration_text()}] ", "dim"), self.verdict_line))
+        self._print_model_text(Text.assemble((f"[{self._iteration_text()}] ", "dim"),
+                                             self.verdict_line))
         if event.get("incumbent_run_id"):
             self.incumbent_line = Text.assemble(
                 ("incumbent ", "bold"), (str(event["incumbent_run_id"]), "bold green"),

@@ -864,6 +864,48 @@ def test_a_failed_training_names_its_iteration_and_run() -> None:
     assert "[4/5] run_0004 training pruned: val MSE above the median" in console.export_text()
 
 
+SCREEN_KEY = "sk-screen-SECRET-0123456789abcdef"
+
+
+def model_events(text: str) -> list[dict[str, Any]]:
+    """An iteration whose plan, planning failure and verdict all carry ``text``."""
+    return [{"event": "iteration_start", "iteration": 1, "max_iterations": 2},
+            {"event": "plan", "step_type": "small", "plan": text, "reason": text},
+            {"event": "verdict", "run_id": "run_0000", "verdict": "reject", "accepted": False,
+             "val_mse": 0.4, "reason": text},
+            {"event": "planning_failure", "reason": f"planning failure: {text}"}]
+
+
+@pytest.mark.parametrize("verbosity", ["normal", "verbose"])
+def test_model_text_on_screen_is_redacted(verbosity: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model echoing the key: the records said [REDACTED], the screen showed the key."""
+    monkeypatch.setenv("OPENAI_API_KEY", SCREEN_KEY)  # read as the log handlers read it
+    console = Console(record=True, width=120, force_terminal=False)
+    with SessionDisplay(console, verbosity, planner="llm") as display:
+        for event in model_events(f"dropout 0.2 (authorised with {SCREEN_KEY})"):
+            display(event)
+    text = console.export_text()
+    assert "small: dropout 0.2 (authorised with [REDACTED])" in text
+    assert SCREEN_KEY not in text and SCREEN_KEY[10:-4] not in text
+
+
+def test_long_model_text_is_one_line_unless_verbose() -> None:
+    """A plan of the stored cap (2,000 characters, with newlines) filled ~26 lines a turn."""
+    plan = "raise d_model\n" + "because the curve is flat " * 76
+    normal, verbose = (Console(record=True, width=100, force_terminal=False) for _ in "ab")
+    for console, verbosity in ((normal, "normal"), (verbose, "verbose")):
+        with SessionDisplay(console, verbosity, planner="llm", secrets=()) as display:
+            for event in model_events(plan):
+                display(event)
+    lines = normal.export_text().splitlines()
+    assert len(lines) == 3 and all(len(line) <= 100 for line in lines), lines
+    assert lines[0].startswith("[1/2] planner small: raise d_model because the curve")
+    assert lines[1].startswith("[1/2] run_0000 rejected (reject)")
+    assert lines[2].startswith("[1/2] no candidate: planning failure: raise d_model")
+    assert " ".join(plan.split()) in " ".join(verbose.export_text().split())  # all of it
+
+
 # End to end on the tiny preset -------------------------------------------------------------
 
 

@@ -143,3 +143,20 @@ def test_base_url_password_echoed_in_an_error_is_not_recorded(forkserver: ForkSe
     assert code == 1 and "proxy authentication failed" in output, output
     assert not leaks(tmp_path, (*KEYS, URL_USER, URL_PASSWORD)), output
 
+
+def test_key_echoed_by_the_model_is_not_shown(forkserver: ForkServer, tmp_path: Path) -> None:
+    """The model quotes the key in a plan of the stored cap: the screen showed the key, and
+    the whole plan (26 lines) at each iteration."""
+    replies = iteration(0.2)
+    plan = f"dropout 0.2 (authorised with {ENV_KEY}) " + "because the curve is flat " * 80
+    replies[-1] = answer(json.dumps({"step_type": "small", "reason": "evidence", "plan": plan}))
+    with scripted_server(replies) as server:
+        env = {"OPENAI_API_KEY": ENV_KEY, "NAS_LLM_BASE_URL": server.base_url, "COLUMNS": "100"}
+        code = nas(forkserver, tmp_path, ["run", "--iters", "1", "--planner", "llm",
+                                          "--preset", "tiny"], env)
+    output = (tmp_path / "nas.out").read_text()
+    assert code == 0, output
+    planner_lines = [line for line in output.splitlines() if "the curve" in line]
+    assert len(planner_lines) == 1 and len(planner_lines[0]) <= 100, output
+    assert "planner small: dropout 0.2 (authorised with [REDACTED])" in planner_lines[0]
+    assert not leaks(tmp_path), output
