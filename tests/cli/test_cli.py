@@ -628,6 +628,29 @@ def test_run_says_when_it_creates_a_workspace(recorded_calls: list[dict[str, Any
     assert "new workspace" not in result.stdout
 
 
+def test_status_shows_a_run_left_running_by_a_killed_session_as_stopped(
+        tmp_path: Path) -> None:
+    """A session killed (SIGKILL) while training left its run "running" in the table,
+    beside "no session running"; the next `nas resume` trains it again."""
+    from informer_nas.nas_system.lock import workspace_lock
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.records import RunRecord, RunStatus
+    from informer_nas.nas_system.state import load_state, save_state
+
+    root = tmp_path / "ws"
+    _with_a_session(root)
+    paths = WorkspacePaths(root)
+    state = load_state(paths)
+    state.runs.append(RunRecord(run_id="run_0000", iteration=1, status=RunStatus.RUNNING))
+    save_state(paths, state)
+    summary = json.loads(invoke("status", "--workspace", root, "--json").stdout)
+    assert summary["runs"][0]["orphaned"] is True and not summary["session"]["running"]
+    assert "stopped (resume)" in invoke("status", "--workspace", root).stdout
+    with workspace_lock(paths):  # a live session trains it
+        summary = json.loads(invoke("status", "--workspace", root, "--json").stdout)
+    assert summary["runs"][0]["orphaned"] is False
+
+
 def test_a_workspace_path_that_does_not_exist_is_named_as_such(tmp_path: Path) -> None:
     result = invoke("status", "--workspace", tmp_path / "nowhere")
     assert_one_line_error(result)

@@ -34,7 +34,9 @@ def workspace_status(workspace: Workspace, state: AgentState | None = None) -> d
     Returns:
         A dict with ``workspace``, ``planner``, ``session`` (whether a live process holds
         the workspace now, its pid and since when), ``budget``, ``incumbent`` (or None),
-        ``runs`` (one dict per run, oldest first) and ``usage`` (per role plus ``total``).
+        ``runs`` (one dict per run, oldest first; ``orphaned``: recorded as running, but
+        no session is: it was stopped while the run trained, and ``nas resume`` trains it
+        again) and ``usage`` (per role plus ``total``).
 
     Raises:
         HistoryCorrupt: the state file cannot be read.
@@ -42,10 +44,13 @@ def workspace_status(workspace: Workspace, state: AgentState | None = None) -> d
     paths = workspace.paths
     state = load_state(paths) if state is None else state
     runs = [run_summary(run) for run in state.runs]
+    session = _session(workspace)
+    for run in runs:  # no process trains it: its session was killed (resume redoes it)
+        run["orphaned"] = run["status"] == RunStatus.RUNNING.value and not session["running"]
     return {
         "workspace": str(paths.root),
         "planner": state.planner,
-        "session": _session(workspace),
+        "session": session,
         "budget": _budget(state.iteration, state.max_iterations, runs),
         "incumbent": _incumbent(workspace, state.incumbent_run_id, runs),
         "runs": runs,
@@ -174,7 +179,8 @@ def run_table_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     return [
         (run["run_id"], str(run["iteration"]), run["step_type"] or "-",
          format_changes(run["changes"], short=True), _val_cell(run),
-         format_mse(run["test_mse"]), run["status"], verdict_cell(run))
+         format_mse(run["test_mse"]),
+         "stopped (resume)" if run.get("orphaned") else run["status"], verdict_cell(run))
         for run in runs
     ]
 
