@@ -625,7 +625,8 @@ def main() -> None:
         context = getattr(exc, "ctx", None)
         hint = f"; see `{context.command_path} --help`" if status == 2 and context else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        typer.echo(f"error: {' '.join(message.split()).rstrip('.')}{hint}", err=True)
+        if message.strip():  # (bare `nas` printed its help: nothing to add)
+            typer.echo(f"error: {' '.join(message.split()).rstrip('.')}{hint}", err=True)
         raise SystemExit(status) from None
     raise SystemExit(code if isinstance(code, int) else 0)
 

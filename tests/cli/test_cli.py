@@ -130,6 +130,8 @@ def test_python_dash_m_informer_nas_is_the_nas_command(tmp_path: Path) -> None:
     assert out.stderr.splitlines() == ["error: No such command 'frob'; see `nas --help`"]
     out = nas("--help")
     assert out.returncode == 0 and "Usage: nas " in out.stdout and "resume" in out.stdout
+    out = nas()  # the help, and no "error: ; see `nas --help`" after it
+    assert "Usage: nas " in out.stdout and "resume" in out.stdout and out.stderr == ""
 
 
 def test_help_lists_every_command() -> None:
