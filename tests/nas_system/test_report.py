@@ -98,6 +98,18 @@ def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
     assert "not judged" in [text.get_text() for text in legend.get_texts()]
 
 
+def test_runs_without_a_val_mse_draw_no_empty_legend() -> None:
+    # a run interrupted before its result: matplotlib warned "No artists with labels" and
+    # drew an empty legend box
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        axes = report.plot_progress([run(1, None, None, RunStatus.INTERRUPTED)]).axes[0]
+    assert axes.get_legend() is None
+    assert [text.get_text() for text in axes.texts] == ["no run with a validation MSE yet"]
+
+
 def test_only_unjudged_runs_draw_no_rejected_marker() -> None:
     drawn = scatters(report.plot_progress([run(1, 0.9, None, RunStatus.INTERRUPTED)]))
     assert set(drawn) == {"not judged"}

@@ -160,10 +160,11 @@ def plot_progress(runs: list[dict[str, Any]], baseline_mse: float | None = None)
     axes.set_ylabel("validation MSE")
     axes.set_title("Search progress")
     axes.grid(alpha=0.3)
-    if runs:
+    if axes.get_legend_handles_labels()[0]:
         axes.legend(loc="best")
-    else:
-        axes.text(0.5, 0.5, "no runs yet", ha="center", va="center", transform=axes.transAxes)
+    else:  # (matplotlib warns about a legend of nothing)
+        axes.text(0.5, 0.5, "no run with a validation MSE yet" if runs else "no runs yet",
+                  ha="center", va="center", transform=axes.transAxes)
     figure.tight_layout()
     return figure
 
