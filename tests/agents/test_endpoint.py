@@ -14,7 +14,7 @@ from agents.models.interface import ModelTracing
 
 from informer_nas.agents.endpoint import EndpointProtocolError, GuardedModel, LastAnswer
 from informer_nas.agents.function_tools import tool_error_message
-from informer_nas.agents.planner import is_unreachable
+from informer_nas.agents.planner import MAX_REASON, is_unreachable, unavailable_reason
 from informer_nas.agents.provider import ModelRequest, NonStreamingModel
 from informer_nas.errors import WorkspaceLocked
 from informer_nas.nas_system.lock import workspace_lock
@@ -90,3 +90,16 @@ def test_a_shared_lock_is_reused_inside_its_block_only(tmp_path: Path) -> None:
         with pytest.raises(WorkspaceLocked, match="by this process"):
             with workspace_lock(paths):
                 pass
+
+
+def test_a_long_unavailable_reason_keeps_its_advice() -> None:
+    """The line was cut at 300 characters, before "check NAS_LLM_BASE_URL ...": the part
+    that says what to do."""
+    error = RuntimeError("the LLM endpoint's answer is not a chat completion (" + "x" * 900
+                         + "); check NAS_LLM_BASE_URL (it usually ends in /v1), currently "
+                         "http://127.0.0.1:8000/v1")
+    reason = unavailable_reason(error)
+    assert len(reason) <= MAX_REASON + 5 and " ... " in reason
+    assert reason.startswith("the LLM endpoint's answer is not a chat completion")
+    assert reason.endswith("check NAS_LLM_BASE_URL (it usually ends in /v1), currently "
+                           "http://127.0.0.1:8000/v1")

@@ -148,7 +148,13 @@ def unavailable_reason(error: BaseException) -> str:
     text = " ".join(redact_text(str(error)).split())
     if isinstance(error, openai.AuthenticationError | openai.PermissionDeniedError):
         text += " (check OPENAI_API_KEY or OPENROUTER_API_KEY)"
-    return text if len(text) <= 300 else f"{text[:300]}..."
+    if len(text) <= MAX_REASON:
+        return text
+    # the middle goes: the start says what failed, the end what to check
+    return f"{text[:MAX_REASON // 2]} ... {text[len(text) - MAX_REASON // 2:]}"
+
+
+MAX_REASON = 400
 
 
 PromptBuilder = Callable[[ToolContext, Budget], str]
