@@ -135,13 +135,15 @@ def run_nas_optimization(
     """
     from informer_nas.agents.brains.llm_settings import llm_environment
     from informer_nas.agents.trace import RecordingExecutor, TraceRecorder, secret_values
-    from informer_nas.agents.wiring import BrainSpec, build_brain
+    from informer_nas.agents.wiring import BrainSpec, build_brain, check_brain_names
     from informer_nas.nas_system.executor import LocalSubprocessExecutor
     from informer_nas.nas_system.lock import workspace_lock
     from informer_nas.nas_system.session import run_session
     from informer_nas.nas_system.state import SessionInfo, load_state, now_iso
     from informer_nas.tools.launch_training import ensure_seeds
 
+    check_budget(iters)  # a refused argument creates no workspace
+    check_brain_names(planner, fallback)
     space = open_or_create(workspace, preset)
     # Held from before the first write (the trace) to the end: a refused second
     # session leaves the holder's workspace untouched; run_session reuses it.

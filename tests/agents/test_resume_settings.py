@@ -246,3 +246,17 @@ def test_a_workspace_that_cannot_be_written_stops_the_session(
     result = run_nas_optimization(root, iters=3, executor=CallableExecutor(fake_train),
                                   quiet=True)
     assert result.iterations_run == 2 and len(load_state(Workspace.open(root).paths).runs) == 3
+
+
+@pytest.mark.parametrize(("arguments", "message"), [
+    ({"iters": 0}, "iters must be >= 1"),
+    ({"iters": 2, "planner": "foo"}, "unknown brain 'foo' for --planner"),
+    ({"iters": 2, "fallback": "bar"}, "unknown brain 'bar' for --fallback"),
+], ids=["iters", "planner", "fallback"])
+def test_refused_arguments_create_no_workspace(tmp_path: Path, arguments: dict[str, Any],
+                                               message: str) -> None:
+    """The API created the workspace (config.py, state, lock) before refusing them."""
+    with pytest.raises(ConfigError, match=message):
+        run_nas_optimization(tmp_path / "ws", preset="tiny", quiet=True,
+                             executor=CallableExecutor(fake_train), **arguments)
+    assert not (tmp_path / "ws").exists()

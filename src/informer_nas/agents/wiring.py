@@ -78,6 +78,18 @@ BUILDERS: dict[str, Callable[[BrainSpec], tuple[Planner, Evaluator]]] = {
 }
 
 
+def check_brain_names(name: str | None, fallback: str | None) -> None:
+    """Refuse an unknown planner or fallback name (None: not given).
+
+    Raises:
+        ConfigError: the name and the choices.
+    """
+    for value, option in ((name, "--planner"), (fallback, "--fallback")):
+        if value is not None and value not in BUILDERS:
+            raise ConfigError(f"unknown brain {value!r} for {option}; choose one of "
+                              f"{', '.join(BRAINS)}")
+
+
 def build_brain(name: str, spec: BrainSpec,
                 fallback: str | None = None) -> tuple[Planner, Evaluator]:
     """The planner and evaluator of brain ``name`` (with a fallback planner if asked).
@@ -85,10 +97,7 @@ def build_brain(name: str, spec: BrainSpec,
     Raises:
         ConfigError: unknown brain or fallback name.
     """
-    for value, option in ((name, "--planner"), (fallback, "--fallback")):
-        if value is not None and value not in BUILDERS:
-            raise ConfigError(f"unknown brain {value!r} for {option}; choose one of "
-                              f"{', '.join(BRAINS)}")
+    check_brain_names(name, fallback)
     planner, evaluator = BUILDERS[name](spec)
     if fallback is not None and fallback != name:
         backup, _ = BUILDERS[fallback](spec)
