@@ -170,6 +170,9 @@ def test_failure_after_launch_keeps_the_run(session: Session, llm_env: pytest.Mo
     assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
     state = consistent(tmp_path / "ws")
     assert [(r.status.value, r.accepted) for r in state.runs] == [("ok", True)]
+    # the display said "no candidate: Error code: 503", then accepted the candidate
+    assert not events(tmp_path / "ws", "planning_failure")
+    assert [event["run_id"] for event in events(tmp_path / "ws", "verdict")] == ["run_0000"]
 
 
 @pytest.mark.parametrize("status", [400, 422])

@@ -201,12 +201,12 @@ class _Loop:
         except BrainUnavailable as exc:
             logger.error("planner unavailable: %s", exc)
             self.stop_message = str(exc)
-            self.emit("planning_failure", iteration=budget.iteration, reason=str(exc),
-                      committed=False)
             record = self.launched_record()
-            if record is not None and record.status.is_finished:
+            if record is not None and record.status.is_finished:  # judged: a verdict follows
                 self.finish_run(record, PlannerOutcome.failed(str(exc)))
             else:
+                self.emit("planning_failure", iteration=budget.iteration, reason=str(exc),
+                          committed=False)
                 discard_scratch(self.ctx)
             return "brain_unavailable"
         self.emit("plan", iteration=budget.iteration, step_type=outcome.step_type,
