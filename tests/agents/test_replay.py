@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import pytest
 from agent_fakes import fake_train, pruning_fake_train
+from agents.exceptions import AgentsException, ModelBehaviorError, ModelTimeoutError
+from agents.model_settings import ModelSettings
+from agents.models.interface import Model, ModelTracing
+from agents.testing import ModelStep, ScriptedModel, assistant_message
 
 import informer_nas.agents.planner as planner_module
+from informer_nas.agents.brains.replay import ReplayModel
+from informer_nas.agents.provider import Binding, ModelRequest, RecordingModel, run_async
 from informer_nas.agents.replay import replay_trace
-from informer_nas.agents.trace import read_trace
+from informer_nas.agents.trace import TraceRecorder, read_trace
 from informer_nas.api import run_nas_optimization
+from informer_nas.errors import ReplayDivergence
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.records import RunStatus
 from informer_nas.nas_system.state import load_state
@@ -229,3 +237,53 @@ def test_replay_with_retraining_refuses_other_data_before_writing(
     assert str(data) in message and "replay without --retrain" in message
     assert ("missing" in message) == (change == "missing")
     assert not (tmp_path / "retrained").exists() and not executor.requests
+
+
+def ask(model: Model) -> object:
+    """One request to ``model``: its response, or the exception it raised."""
+    request = ModelRequest("plan", "iteration 1", ModelSettings(), [], None, [],
+                           ModelTracing.DISABLED)
+    try:
+        return run_async(request.send(model))
+    except Exception as exc:
+        return exc
+
+
+class Cancelled(asyncio.CancelledError, Exception):
+    """A cancellation that is also an ``Exception``, as the Agents SDK raises some."""
+
+
+# What each failure of a model call is raised again as in the replay (its kind).
+FAILED_CALLS: dict[str, tuple[Exception, type[Exception]]] = {
+    # an answer the SDK cannot use: a planning failure quoting its words
+    "model-behavior": (ModelBehaviorError("ChatCompletion response has no choices"),
+                       ModelBehaviorError),
+    # another SDK error: handled as any AgentsException, by its words
+    "agents": (ModelTimeoutError(5.0), AgentsException),
+    # anything else ended the recorded session: the replay names it as its divergence
+    "error": (RuntimeError("model crashed"), ReplayDivergence),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILED_CALLS))
+def test_failed_call_is_traced_and_raised_again_at_its_step(failure: str,
+                                                            tmp_path: Path) -> None:
+    error, replayed_as = FAILED_CALLS[failure]
+    recorder = TraceRecorder(tmp_path / "trace.jsonl", tmp_path)
+    scripted = ScriptedModel([ModelStep.raise_error(error)])
+    recording = RecordingModel(scripted, "planner", Binding(recorder=recorder))
+    assert ask(recording) is error
+    scripted.enqueue(Cancelled())  # an interrupt, not traced: the iteration is redone
+    assert isinstance(ask(recording), Cancelled)
+    scripted.enqueue(ModelStep(output=[assistant_message("answer")]))
+    answered = ask(recording)
+    recorder.close()
+    records = [json.loads(line) for line in recorder.path.read_text().splitlines()]
+    errors = [r for r in records if r["kind"] == "model_error"]
+    assert [(r["step"], r["error_type"]) for r in errors] == [(0, type(error).__name__)]
+    replay = ReplayModel("planner", [r for r in records if r["kind"] == "model"],
+                         str(tmp_path), errors=errors)
+    replayed = ask(replay)
+    assert type(replayed) is replayed_as
+    assert (str(error) in str(replayed)) if failure == "error" else str(replayed) == str(error)
+    assert getattr(ask(replay), "output", None) == getattr(answered, "output", ())

@@ -10,7 +10,8 @@ continued or stopped cleanly, and that the state stayed consistent:
 - malformed tool arguments, an unknown tool, a hallucinated config key: the model gets
   an ``ERROR:`` tool output, corrects itself, the iteration completes;
 - an empty message: asked again; a refusal, a response without choices, the turn limit:
-  a planning failure, the iteration is spent and the session goes on;
+  a planning failure, the iteration is spent and the session goes on; the trace records
+  each failed model call, so the session replays identically;
 - an unreachable evaluator: the deterministic policy decides;
 - a 200 answer that is not a chat completion (an HTML page, invalid JSON): the session
   must stop cleanly, not crash.
@@ -32,6 +33,7 @@ from llm_server import (
     ScriptedServer,
     answer,
     calls,
+    completion,
     decision,
     edit,
     error,
@@ -41,6 +43,7 @@ from llm_server import (
 from session_forkserver import FAKE_TRAINER
 
 from informer_nas.agents.replay import replay_trace
+from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
 from informer_nas.nas_system.executor import LocalSubprocessExecutor
@@ -285,6 +288,63 @@ def test_planning_failure_spends_the_iteration(failure: str, session: Session,
     assert len(failed) == 1 and failed[0]["committed"] and reason in failed[0]["reason"]
 
 
+# Answers the SDK refuses to use (it raises inside the model call): recorded as failures.
+FAILED_CALLS: dict[str, tuple[Reply, str]] = {
+    "truncated-empty": (Reply(body=completion({"content": None}, "length")),
+                        "finish_reason='length'"),
+    "no-choices": (FAILURES["no-choices"][0][0], "no choices"),
+}
+REFUSAL = Reply(body=completion({"content": None}, "content_filter"))
+
+
+@pytest.mark.parametrize("failed", sorted(FAILED_CALLS))
+def test_failed_model_call_replays_identically(failed: str, session: Session,
+                                               tmp_path: Path) -> None:
+    """Each failure is traced at its step, with its kind and message, and the replay fails
+    there the same way (it diverged at the next iteration's prompt); the content filter's
+    refusal, a response, goes on replaying too."""
+    reply, reason = FAILED_CALLS[failed]
+    with scripted_server([*iteration(0.2), REFUSAL, reply, *iteration(0.3)]) as server:
+        result = session(server, iters=4)
+    assert (result.stopped_by, result.iteration) == ("budget", 4)
+    failures = events(tmp_path / "ws", "planning_failure")
+    assert [(e["iteration"], e["committed"]) for e in failures] == [(2, True), (3, True)]
+    assert "content filter" in failures[0]["reason"] and reason in failures[1]["reason"]
+    trace = next((tmp_path / "ws" / "traces").glob("*.jsonl"))
+    recorded = [r for r in read_trace(trace) if r["kind"] == "model_error"]
+    assert [(r["role"], r["step"], r["failure"]) for r in recorded] == [
+        ("planner", 5, "model_behavior")]
+    assert reason in recorded[0]["error"]
+    report = replay_trace(trace, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert report.iterations == 2
+    replayed = load_state(WorkspacePaths((tmp_path / "replayed").resolve()))
+    assert [(r.iteration, r.plan, r.verdict_reason) for r in replayed.runs] == [
+        (r.iteration, r.plan, r.verdict_reason) for r in consistent(tmp_path / "ws").runs]
+
+
+@pytest.mark.parametrize("iteration_failed", [1, 2])
+def test_untraced_model_failure_is_named_as_the_divergence(
+        iteration_failed: int, session: Session, tmp_path: Path) -> None:
+    """A trace from before failures were recorded: the replay cannot fail where the session
+    did, and says so (it blamed the prompt, or asked for more than the 0 responses)."""
+    before = iteration(0.2) if iteration_failed == 2 else []
+    with scripted_server([*before, FAILED_CALLS["no-choices"][0], *iteration(0.3)]) as server:
+        session(server, iters=iteration_failed + 1)
+    trace = next((tmp_path / "ws" / "traces").glob("*.jsonl"))
+    lines = trace.read_text(encoding="utf-8").splitlines()
+    trace.write_text("".join(f"{line}\n" for line in lines
+                             if json.loads(line)["kind"] != "model_error"), encoding="utf-8")
+    report = replay_trace(trace, tmp_path / "replayed")
+    step = 4 * (iteration_failed - 1)
+    assert report.divergence == (
+        f"planner step {step}: the recorded session got no further planner response in "
+        f"iteration {iteration_failed} (planning failure: ChatCompletion response has no "
+        "choices (possible provider error payload)), and its trace holds no record of the "
+        "model call that failed (traces from before failures were recorded): the replay "
+        "cannot fail the same way")
+
+
 def test_turn_limit_after_launch_still_judges_the_run(session: Session,
                                                       tmp_path: Path) -> None:
     """The turn limit strikes after launch_training: the finished run is judged anyway."""
@@ -298,9 +358,18 @@ def test_turn_limit_after_launch_still_judges_the_run(session: Session,
     assert "turn limit" in state.runs[0].reason
 
 
-def test_unreachable_evaluator_leaves_the_decision_to_the_policy(
-        session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A borderline candidate (dropout 0.01 lower: ~0.2 % better) while the evaluator is down."""
+EVALUATOR_FAILURES: dict[str, tuple[Reply, str]] = {
+    "unreachable": (error(500), "evaluator unreachable (Error code: 500"),
+    "no-choices": (FAILURES["no-choices"][0][0], "evaluator failed (ChatCompletion response"),
+}
+
+
+@pytest.mark.parametrize("failure", sorted(EVALUATOR_FAILURES))
+def test_failing_evaluator_leaves_the_decision_to_the_policy(
+        failure: str, session: Session, llm_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A borderline candidate (dropout 0.01 lower: ~0.2 % better) while the evaluator is down
+    or answers nothing usable: the policy decides, in the replay too."""
+    failing, reason = EVALUATOR_FAILURES[failure]
     llm_env.setenv("NAS_LLM_MAX_RETRIES", "0")
     with scripted_server(iteration(0.2)) as server:
         session(server)
@@ -308,13 +377,13 @@ def test_unreachable_evaluator_leaves_the_decision_to_the_policy(
     lower = round(config["model"]["dropout"] - 0.01, 6)
     assert abs(val_mse_of(config, 0) - val_mse_of(
         {**config, "model": {**config["model"], "dropout": lower}}, 0)) < 0.002
-    with scripted_server(iteration(lower), fallback=always(error(500))) as server:
+    with scripted_server(iteration(lower), fallback=always(failing)) as server:
         result = session(server, iters=2)
     assert result.stopped_by == "budget"
     state = consistent(tmp_path / "ws")
     judged = state.runs[1]
     assert (judged.verdict, judged.decided_by) == ("borderline", "policy"), judged
-    assert "evaluator unreachable" in judged.verdict_reason
+    assert reason in judged.verdict_reason, judged.verdict_reason
     second = sorted((tmp_path / "ws" / "traces").glob("*.jsonl"))[-1]
     report = replay_trace(second, tmp_path / "replayed")  # the evaluator fails there too
     assert report.identical, report.divergence

@@ -5,7 +5,9 @@ maps the role to the brain's ``Model``. A provider per role is preferred over
 ``RunConfig(model=...)``, which would also override the evaluator nested under a tool.
 
 ``RecordingModel`` wraps a brain's model: it appends each response to the trace with the
-digest of its request, and adds the tokens and estimated cost to ``AgentState.usage``.
+digest of its request, and adds the tokens and estimated cost to ``AgentState.usage``. A
+call that fails is traced too, with the kind of its failure (``failure_kind``), so that a
+replay fails at the same step in the same way.
 """
 
 from __future__ import annotations
@@ -16,10 +18,10 @@ import time
 from abc import abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from agents.agent_output import AgentOutputSchemaBase
-from agents.exceptions import UserError
+from agents.exceptions import AgentsException, ModelBehaviorError, UserError
 from agents.handoffs import Handoff
 from agents.items import ModelResponse, TResponseInputItem, TResponseStreamEvent
 from agents.model_settings import ModelSettings
@@ -34,6 +36,8 @@ from informer_nas.nas_system.records import RoleUsage
 logger = logging.getLogger(__name__)
 ROLES: tuple[str, ...] = ("planner", "evaluator")
 T = TypeVar("T")
+# How a model call failed, as the trace records it: see ``failure_kind``.
+FailureKind = Literal["unavailable", "model_behavior", "agents", "error"]
 _LOOP: asyncio.AbstractEventLoop | None = None
 _DRAIN_ROUNDS = 20
 
@@ -209,6 +213,8 @@ class RecordingModel(NonStreamingModel):
         started = time.monotonic()
         try:
             response = await request.send(self.inner)
+        except asyncio.CancelledError:
+            raise  # an interrupt (the SDK's may be an Exception): the iteration is redone
         except Exception as exc:
             if recorder is not None:
                 self._record_failure(recorder, exc)
@@ -227,14 +233,18 @@ class RecordingModel(NonStreamingModel):
         return response
 
     def _record_failure(self, recorder: TraceRecorder, error: Exception) -> None:
-        """Trace an unreachable endpoint at the step it failed: the session went on without
-        that response (on the fallback brain, or with the policy's verdict), and a replay
-        must fail at the same step to do the same."""
-        from informer_nas.agents.planner import is_unreachable, unavailable_reason
+        """Trace a failed call at the step it failed, with its kind and message (scrubbed by
+        the recorder): the session went on without that response (a planning failure, the
+        fallback brain, the policy's verdict), and a replay must fail at the same step, in
+        the same way, to do the same."""
+        from informer_nas.agents.planner import unavailable_reason
 
-        if is_unreachable(error):
-            recorder.write("model_error", role=self.role, step=recorder.steps_taken(self.role),
-                           error=unavailable_reason(error))
+        kind = failure_kind(error)
+        # An unavailable endpoint's words as the session reports them; any other message in
+        # full, since the session's reason (and the later prompts) quote it as it is.
+        message = unavailable_reason(error) if kind == "unavailable" else str(error)
+        recorder.write("model_error", role=self.role, step=recorder.steps_taken(self.role),
+                       failure=kind, error_type=type(error).__name__, error=message)
 
     def _meter(self, response: ModelResponse) -> None:
         usage = response.usage
@@ -255,6 +265,23 @@ class RecordingModel(NonStreamingModel):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def failure_kind(error: Exception) -> FailureKind:
+    """How a model call failed, which decides what the planner and evaluator make of it.
+
+    ``unavailable``: the endpoint cannot serve the session (``planner.is_unreachable``);
+    ``model_behavior``: an answer the SDK cannot use (no choices, a message truncated
+    before its first token); ``agents``: another error of the Agents SDK; ``error``:
+    anything else (it ends the session).
+    """
+    from informer_nas.agents.planner import is_unreachable
+
+    if is_unreachable(error):
+        return "unavailable"
+    if isinstance(error, ModelBehaviorError):
+        return "model_behavior"
+    return "agents" if isinstance(error, AgentsException) else "error"
 
 
 class RoleModelProvider(ModelProvider):

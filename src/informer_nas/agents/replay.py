@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from informer_nas.agents.brains.replay import ReplayExecutor, ReplayModel
+from informer_nas.agents.brains.replay import ReplayExecutor, ReplayModel, StepDivergence
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
 from informer_nas.agents.trace import read_trace
@@ -215,7 +215,7 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
                     lambda event: replayed.append(event), confirm=ensure_seeds,
                     stop_after=target)
     except ReplayDivergence as exc:
-        divergence = str(exc)
+        divergence = _cause(exc, records, replayed)
     verdicts = [{f: e.get(f) for f in VERDICT_FIELDS} for e in replayed
                 if e.get("event") == "verdict"]
     divergence = divergence or _compare(_verdicts(records), verdicts)
@@ -224,6 +224,47 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     divergence = divergence or _final_config(records, space)
     return ReplayReport(Path(trace_path), space.paths.root, divergence is None, divergence,
                         len(verdicts))
+
+
+def _cause(divergence: ReplayDivergence, records: list[dict[str, Any]],
+           replayed: list[dict[str, Any]]) -> str:
+    """The divergence's message, or its cause where the replay asks for a response in
+    another iteration than the recorded one's: the recorded session got no further response
+    in that iteration (a model call failed, in a trace from before failures were recorded),
+    which a comparison of the requests alone blames on the prompt (it names the iteration)."""
+    iteration = next((event.get("iteration") for event in reversed(replayed)
+                      if event.get("event") == "iteration_start"), None)
+    if not isinstance(divergence, StepDivergence) or iteration is None or not any(
+            r.get("kind") == "event" and r.get("name") == "iteration_start" for r in records):
+        return str(divergence)
+    role, step = divergence.role, divergence.step
+    answered = _response_iterations(records, role)
+    recorded = answered[step] if step < len(answered) else None
+    if recorded == iteration:
+        return str(divergence)
+    if recorded is not None and recorded < iteration:
+        return (f"{role} step {step}: the replay asks in iteration {iteration} for the response "
+                f"the recorded session got in iteration {recorded}")
+    failure = next((f" ({r.get('reason')})" for r in records if r.get("kind") == "event"
+                    and r.get("name") == "planning_failure" and r.get("iteration") == iteration
+                    and role == "planner"), "")
+    return (f"{role} step {step}: the recorded session got no further {role} response in "
+            f"iteration {iteration}{failure}, and its trace holds no record of the model call "
+            "that failed (traces from before failures were recorded): the replay cannot fail "
+            "the same way")
+
+
+def _response_iterations(records: list[dict[str, Any]], role: str) -> list[int | None]:
+    """The iteration of each recorded response of ``role``, in order."""
+    iterations: list[int | None] = []
+    iteration = None
+    for record in records:
+        if record.get("kind") == "event" and record.get("name") == "iteration_start":
+            value = record.get("iteration")
+            iteration = value if isinstance(value, int) else None
+        elif record.get("kind") == "model" and record.get("role") == role:
+            iterations.append(iteration)
+    return iterations
 
 
 def _check_data(header: dict[str, Any]) -> None:

@@ -2,8 +2,9 @@
 
 Each request is digested as when it was recorded; if it differs, ``ReplayDivergence``
 names the role, the step and the part that differs (instructions, tools, output schema or
-the first differing input item). ``ReplayExecutor`` plays the recorded trainings back
-(writing the files the tools read) so a replay needs no training.
+the first differing input item). Where the recorded call failed, the same kind of failure
+is raised at the same step. ``ReplayExecutor`` plays the recorded trainings back (writing
+the files the tools read) so a replay needs no training.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from agents.exceptions import AgentsException, ModelBehaviorError
 from agents.items import ModelResponse, TResponseOutputItem
 from agents.usage import Usage
 from pydantic import TypeAdapter
@@ -53,9 +55,33 @@ class ReplayedEndpointError(EndpointProtocolError):
     """A recorded endpoint failure, raised again at the step where it happened."""
 
 
+class StepDivergence(ReplayDivergence):
+    """A model request that does not match the recorded one at ``step`` of ``role``."""
+
+    def __init__(self, role: str, step: int, message: str) -> None:
+        super().__init__(message)
+        self.role = role
+        self.step = step
+
+
+def replayed_failure(role: str, step: int, record: Mapping[str, Any]) -> Exception:
+    """The failure a ``model_error`` record describes, to raise again (``failure_kind``)."""
+    message = str(record.get("error", ""))
+    # Traces recorded before failures had a kind held only unavailable endpoints.
+    kind = record.get("failure", "unavailable")
+    if kind == "unavailable":
+        return ReplayedEndpointError(message)
+    if kind == "model_behavior":
+        return ModelBehaviorError(message)
+    if kind == "agents":
+        return AgentsException(message)
+    return ReplayDivergence(f"{role} step {step}: the recorded session's model call failed "
+                            f"here ({record.get('error_type')}: {message}), which ended it")
+
+
 class ReplayModel(NonStreamingModel):
-    """Returns the recorded responses of one role, checking each request's digest; raises
-    ``ReplayedEndpointError`` where the recorded endpoint failed instead of answering.
+    """Returns the recorded responses of one role, checking each request's digest; where
+    the recorded call failed instead of answering, raises the same kind of failure.
 
     Args:
         role: ``planner`` or ``evaluator``.
@@ -70,11 +96,11 @@ class ReplayModel(NonStreamingModel):
         self.records = list(records)
         self.root = root
         self.position = 0
-        self.errors: dict[int, list[str]] = {}
+        self.errors: dict[int, list[Mapping[str, Any]]] = {}
         for error in errors:
             step = error.get("step")
             if isinstance(step, int):  # a garbled record is left out (the replay diverges)
-                self.errors.setdefault(step, []).append(str(error.get("error", "")))
+                self.errors.setdefault(step, []).append(error)
 
     @property
     def remaining(self) -> int:
@@ -83,17 +109,16 @@ class ReplayModel(NonStreamingModel):
     async def respond(self, request: ModelRequest) -> ModelResponse:
         step = self.position
         if self.errors.get(step):
-            raise ReplayedEndpointError(self.errors[step].pop(0))
+            raise replayed_failure(self.role, step, self.errors[step].pop(0))
         if step >= len(self.records):
-            raise ReplayDivergence(
-                f"{self.role} step {step}: the replay asked for more model responses than "
-                f"the {len(self.records)} recorded"
-            )
+            raise StepDivergence(
+                self.role, step, f"{self.role} step {step}: the replay asked for more model "
+                                 f"responses than the {len(self.records)} recorded")
         recorded = self.records[step]
         parts = request.parts(self.root)
         if combined_digest(parts) != recorded.get("digest"):
-            raise ReplayDivergence(describe_difference(self.role, step,
-                                                       recorded.get("parts", {}), parts))
+            raise StepDivergence(self.role, step, describe_difference(
+                self.role, step, recorded.get("parts", {}), parts))
         self.position += 1
         usage = recorded.get("usage", {})
         return ModelResponse(
