@@ -80,6 +80,15 @@ def error(status: int, message: str = "failure", headers: dict[str, str] | None 
     return Reply(status=status, body={"error": {"message": message}}, headers=headers or {})
 
 
+def provider_error(message: str, code: Any = None) -> Reply:
+    """A 200 answer holding a provider's error instead of choices, as OpenRouter sends one
+    when the upstream model fails (``code`` left out when None)."""
+    error: dict[str, Any] = {"message": message}
+    if code is not None:
+        error["code"] = code
+    return Reply(body={"error": error})
+
+
 class ScriptedServer(ThreadingHTTPServer):
     """The server; ``script``, ``fallback`` and ``requests`` are shared with the handler."""
 

@@ -4,9 +4,11 @@ Each test runs the ``llm`` brain (the real ``openai`` client and Agents SDK) aga
 ``llm_server.py``, training with ``fake_trainer.py``, and asserts whether the session
 continued or stopped cleanly, and that the state stayed consistent:
 
-- transient 500/502, 429 with Retry-After, a timeout: retried, the iteration completes;
-- persistent 500 or timeouts: the session stops cleanly (``brain_unavailable``, state
-  saved, nothing half-done), a later resume completes; with ``fallback="tpe"`` it goes on;
+- transient 500/502, 429 with Retry-After, a timeout, a provider's error sent in a 200
+  answer: retried, the iteration completes;
+- persistent 500, timeouts or provider errors: the session stops cleanly
+  (``brain_unavailable``, state saved, nothing half-done), a later resume completes; with
+  ``fallback="tpe"`` it goes on;
 - malformed tool arguments, an unknown tool, a hallucinated config key: the model gets
   an ``ERROR:`` tool output, corrects itself, the iteration completes;
 - an empty message: asked again; a refusal, a response without choices, the turn limit:
@@ -38,6 +40,7 @@ from llm_server import (
     edit,
     error,
     iteration,
+    provider_error,
     scripted_server,
 )
 from session_forkserver import FAKE_TRAINER
@@ -138,6 +141,30 @@ def test_429_waits_for_retry_after(session: Session, tmp_path: Path) -> None:
     assert gap >= 0.9, f"retried after {gap:.2f} s despite Retry-After: 1"
 
 
+# A 200 answer holding a provider's error (OpenRouter's rate limits): retried as its code.
+ERROR_PAYLOADS: dict[str, Reply] = {
+    "429": provider_error("Provider returned error: upstream rate limited", 429),
+    "503-as-text": provider_error("Provider returned error: overloaded", "503"),
+    "no-code": provider_error("Provider returned error"),  # as a 502
+}
+
+
+@pytest.mark.parametrize("payload", sorted(ERROR_PAYLOADS))
+def test_error_payload_is_retried_like_its_status(payload: str, session: Session,
+                                                  tmp_path: Path) -> None:
+    """Not a planning failure that spends the iteration: the client retries it with backoff."""
+    failed = ERROR_PAYLOADS[payload]
+    with scripted_server([failed, failed, *iteration(0.2)]) as server:
+        result = session(server)  # NAS_LLM_MAX_RETRIES=2
+        assert not server.script and len(server.requests) == 6
+        gap = server.requests[1]["t"] - server.requests[0]["t"]
+    assert result.stopped_by == "budget"
+    assert gap >= 0.2, f"retried after {gap:.2f} s, without backoff"
+    state = consistent(tmp_path / "ws")
+    assert [(r.iteration, r.status.value, r.accepted) for r in state.runs] == [(1, "ok", True)]
+    assert not events(tmp_path / "ws", "planning_failure")
+
+
 # -- persistent transport faults: a clean stop, then resume or fallback ---------------------
 
 
@@ -211,6 +238,30 @@ def test_persistent_failure_with_fallback_goes_on_with_tpe_and_replays(
     report = replay_trace(trace, tmp_path / "replayed")
     assert report.identical, report.divergence
     assert report.iterations == 3
+
+
+@pytest.mark.parametrize("fallback", [None, "tpe"])
+def test_persistent_error_payload_is_an_unavailable_endpoint(
+        fallback: str | None, session: Session, llm_env: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """Rate limits that outlast the retries, sent as 200 answers: as after an HTTP 429, the
+    session stops with its state saved, or the fallback plans the same iteration on."""
+    llm_env.setenv("NAS_LLM_MAX_RETRIES", "1")
+    with scripted_server(iteration(0.2), fallback=always(ERROR_PAYLOADS["429"])) as server:
+        result = session(server, iters=3, fallback=fallback)
+    runs = consistent(tmp_path / "ws").runs
+    assert not [e for e in events(tmp_path / "ws", "planning_failure") if e["committed"]]
+    if fallback is None:
+        assert (result.stopped_by, result.iteration) == ("brain_unavailable", 1)
+        assert "Error code: 429 - Provider returned error: upstream rate limited" in (
+            result.message)
+        assert [(r.iteration, r.accepted) for r in runs] == [(1, True)]
+        return
+    assert (result.stopped_by, result.iteration) == ("budget", 3)
+    assert [r.iteration for r in runs] == [1, 2, 3] and runs[1].plan.startswith("tpe trial")
+    report = replay_trace(next((tmp_path / "ws" / "traces").glob("*.jsonl")),
+                          tmp_path / "replayed")
+    assert report.identical, report.divergence
 
 
 def test_cli_reports_an_unavailable_model_in_one_line(forkserver: ForkServer,

@@ -8,10 +8,17 @@ planner and evaluator treat as an unreachable endpoint: the session stops with i
 saved, or goes on with ``--fallback``. Replayed models are not guarded (a
 ``ReplayDivergence`` must propagate as is). URLs in its message are shown without user info
 and query (``secrets.redact_url``): the base URL may carry a password or a key.
+
+A 200 answer that holds a provider's error instead of choices (OpenRouter's
+``{"error": {"message": ..., "code": 429}}``) takes the HTTP status it carries
+(``carry_error_status``): the ``openai`` client retries it, and reports it when its retries
+are spent, exactly as it does the same status sent as such.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import openai
@@ -43,9 +50,11 @@ class LastAnswer:
         self.text = f"HTTP {response.status_code} {kind} from {url}"
 
 
-def guarded_http_client(last: LastAnswer) -> openai.DefaultAsyncHttpxClient:
-    """The ``openai`` client's default HTTP client, noting each answer in ``last``."""
-    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [last.hook]})
+def guarded_http_client(last: LastAnswer | None = None) -> openai.DefaultAsyncHttpxClient:
+    """The ``openai`` client's default HTTP client, a provider's error sent with a 200 taking
+    the status it carries (``carry_error_status``); with ``last``, each answer noted there."""
+    hooks: list[Callable[[Any], Awaitable[None]]] = [last.hook] if last is not None else []
+    return openai.DefaultAsyncHttpxClient(event_hooks={"response": [*hooks, carry_error_status]})
 
 
 class GuardedModel(NonStreamingModel):
@@ -78,3 +87,30 @@ class GuardedModel(NonStreamingModel):
 def _short(text: Any, limit: int = 160) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+UNKNOWN_ERROR_STATUS = 502  # a provider's error without an HTTP status: a bad gateway's
+
+
+async def carry_error_status(response: Any) -> None:
+    """An HTTP client response hook: a 200 JSON answer holding an ``error`` and no choices
+    takes the status of that error (its ``code`` when that is a 4xx or 5xx, else 502)."""
+    if response.status_code != 200 or "json" not in response.headers.get("content-type", ""):
+        return
+    await response.aread()
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return  # not a chat completion either: GuardedModel reports it
+    if isinstance(body, dict) and body.get("error") and not body.get("choices"):
+        response.status_code = error_status(body["error"])
+
+
+def error_status(error: Any) -> int:
+    """The HTTP status a provider's ``error`` object carries (502 when it names none)."""
+    code = error.get("code") if isinstance(error, dict) else None
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599:
+        return code
+    return UNKNOWN_ERROR_STATUS

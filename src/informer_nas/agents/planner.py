@@ -129,8 +129,10 @@ def run_config(provider: RoleModelProvider, tools: Sequence[str],
 def is_unreachable(error: BaseException) -> bool:
     """The endpoint cannot serve the session (not a model mistake the model can correct):
     a transport failure left after the client's retries, any HTTP error status (401, 404,
-    a 400 or 422 such as an exceeded context length or a model without tool calls, 5xx),
-    or an answer that is not a chat completion (a wrong ``NAS_LLM_BASE_URL``)."""
+    a 400 or 422 such as an exceeded context length or a model without tool calls, 5xx;
+    also a provider's error sent in a 200 answer, which takes the status it carries:
+    ``endpoint.carry_error_status``), or an answer that is not a chat completion (a wrong
+    ``NAS_LLM_BASE_URL``)."""
     import openai
 
     from informer_nas.agents.endpoint import EndpointProtocolError

@@ -3,8 +3,9 @@
 OpenAI, OpenRouter, Ollama, vLLM or a llama.cpp server: ``NAS_LLM_BASE_URL`` and a key
 (see ``llm_settings.py``). Model names are sent verbatim (``anthropic/claude-3.5-sonnet``).
 The ``openai`` client retries 429 (honouring Retry-After), 5xx, connection errors and
-timeouts with exponential backoff; what still fails reaches the session as
-``BrainUnavailable`` (stop with the state saved, or ``--fallback tpe``), and so does an
+timeouts with exponential backoff, and a provider's error sent in a 200 answer as the
+status it carries (``endpoint.carry_error_status``); what still fails reaches the session
+as ``BrainUnavailable`` (stop with the state saved, or ``--fallback tpe``), and so does an
 answer that is not a chat completion (``endpoint.EndpointProtocolError``). Export of agent
 traces to OpenAI stays off unless ``NAS_OPENAI_TRACING=1``.
 """
@@ -34,10 +35,9 @@ def openai_client(settings: LlmSettings, last: LastAnswer | None = None) -> Asyn
     With ``last``, each HTTP answer's status and content type are noted there (for the
     message of an answer that is not a chat completion).
     """
-    http_client = guarded_http_client(last) if last is not None else None
     return AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key,
                        max_retries=settings.max_retries, timeout=settings.timeout_s,
-                       http_client=http_client)
+                       http_client=guarded_http_client(last))
 
 
 def llm_models(settings: LlmSettings, client: AsyncOpenAI | None = None) -> dict[str, Model]:
