@@ -31,10 +31,10 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from step_breakdown import batches  # (either tree's trainer: the same interface)
 from train_throughput import named_config
 
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -65,13 +65,6 @@ def trainer(package: str, name: str, threads: int) -> Any:
     built = training_module.Trainer(config_module.InformerConfig.model_validate(config))
     built.model.train()
     return built
-
-
-def batches(built: Any) -> Iterator[Any]:
-    """Shuffled training batches, epoch after epoch."""
-    size = built.config.data.batch_size
-    while True:
-        yield from built.data.train.batches(size, True, built.generator, drop_last=True)
 
 
 def alternate(trainers: list[Any], steps: int, warmup: int) -> list[tuple[float, float]]:
