@@ -285,15 +285,17 @@ def _entries(directory: Path) -> list[Path]:
 
 def _set_aside_unfinished(paths: WorkspacePaths, config_text: str) -> str | None:
     """Before a creation overwrites an unfinished one's ``config.py``: keep that file as
-    ``config.py.unfinished-<UTC time>`` when it differs (a hand edit since); the note."""
+    ``config.py.unfinished-<UTC time>`` when it differs (edited since, or another
+    preset's); the note."""
     if not unfinished_creation(paths):
         return None
     if paths.config.read_text(encoding="utf-8", errors="replace") == config_text:
         return "finished creating the workspace a stopped command had begun"
     kept = paths.config.with_name(f"{paths.config.name}.unfinished-{file_stamp()}")
     paths.config.replace(kept)
-    return (f"finished creating the workspace a stopped command had begun; its config.py, "
-            f"edited since, is kept as {kept.name}")
+    return (f"finished creating the workspace a stopped command had begun; its config.py "
+            f"differed from this one (edited since, or another preset's) and is kept as "
+            f"{kept.name}")
 
 
 def _refuse_existing(paths: WorkspacePaths) -> None:
