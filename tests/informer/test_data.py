@@ -158,6 +158,7 @@ def _write(path: Path, text: str) -> Path:
     [
         # a missing file names the path and data.path
         ("missing", ["not found", "data.path"]),
+        ("directory", ["is a directory, not a file", "data.path"]),
         # a missing target names the column and the choices
         ("target", ["'Power'", "data.target", "HUFL"]),
         # a non-numeric value names the column, the value and its line
@@ -187,6 +188,8 @@ def test_bad_input_raises_one_line_data_error(
     path = synthetic_csv
     if case == "missing":
         path = tmp_path / "nope.csv"
+    elif case == "directory":  # it said "cannot be read as CSV ([Errno 21] ...)"
+        path = tmp_path
     elif case == "target":
         kwargs["target"] = "Power"
     elif case == "text":

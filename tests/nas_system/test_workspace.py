@@ -111,6 +111,9 @@ def test_create_with_a_data_file(tmp_path: Path) -> None:
     assert not (tmp_path / "empty").exists()
     with pytest.raises(DataError, match="missing.csv not found"):
         Workspace.create(tmp_path / "other", "tiny", data_path=tmp_path / "missing.csv")
+    (tmp_path / "folder").mkdir()  # it said "not found" of a directory that exists
+    with pytest.raises(DataError, match="folder is a directory, not a file"):
+        Workspace.create(tmp_path / "other", "tiny", data_path=tmp_path / "folder")
 
 
 def test_unknown_preset_is_refused_before_anything_is_written(tmp_path: Path) -> None:

@@ -109,12 +109,16 @@ def read_series(path: Path, target: str) -> RawSeries:
 
 def _stat_or_raise(path: Path) -> os.stat_result:
     try:
-        return path.stat()
+        stat = path.stat()
     except FileNotFoundError:
+        stat = None
+    if stat is None or path.is_dir():
+        what = "not found" if stat is None else "is a directory, not a file"
         raise DataError(
-            f"data file {path} not found; set data.path to an existing CSV "
+            f"data file {path} {what}; set data.path to an existing CSV "
             "(or None for the bundled ETTh1.csv)"
         ) from None
+    return stat
 
 
 @functools.lru_cache(maxsize=4)

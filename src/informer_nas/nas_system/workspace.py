@@ -509,7 +509,8 @@ def _initial_config(preset: str, data_path: Path | None, config: InformerConfig 
 
     path = Path(data_path).expanduser().resolve()
     if not path.is_file():
-        raise DataError(f"data file {data_path} not found; pass an existing CSV to --data")
+        what = "is a directory, not a file" if path.is_dir() else "not found"
+        raise DataError(f"data file {data_path} {what}; pass an existing CSV to --data")
     data = config.to_dict()
     data["data"]["path"] = str(path)
     changes, notes = fit_csv(InformerConfig.model_validate(data).data)
