@@ -177,7 +177,8 @@ def _finish(result: SessionResult, root: Path) -> None:
                f"{budget['runs']} runs{why}")
     if result.stopped_by == "budget" and result.iterations_run == 0:
         done = budget["iterations_done"]
-        typer.echo(f"nothing to run: the budget of {budget['max_iterations']} iterations is "
+        total = budget["max_iterations"]
+        typer.echo(f"nothing to run: the budget of {total} iteration{'s' * (total != 1)} is "
                    f"spent; extend it with `{resume_hint} --iters {done + 10}`")
     if incumbent:
         typer.echo(f"incumbent {incumbent['run_id']}: val MSE {format_mse(incumbent['val_mse'])}"
