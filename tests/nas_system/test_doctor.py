@@ -234,6 +234,35 @@ def test_a_missing_state_file_is_rebuilt_from_the_run_directories(bench: Bench) 
     assert_healthy_now(bench)
 
 
+def test_a_lost_state_takes_the_runs_verdicts_from_the_session_traces(bench: Bench) -> None:
+    """Rebuilt runs lost their verdicts and accept flags (status showed "-", progress.png
+    started its incumbent line at the last incumbent), though the traces recorded them."""
+    judged = {run.run_id: run for run in bench.state.runs}
+    events = [{"kind": "event", "name": "verdict", "run_id": run.run_id,
+               "iteration": run.iteration, "verdict": run.verdict, "accepted": run.accepted,
+               "decided_by": run.decided_by, "reason": f"reason of {run.run_id}",
+               "changes": [{"key": "model.dropout", "value": 0.1}], "step_type": "small"}
+              for run in judged.values() if run.run_id != "run_0003"]  # its event was lost
+    bench.paths.traces.mkdir(exist_ok=True)
+    (bench.paths.traces / "20261127T000000-tpe-1.jsonl").write_text(
+        "".join(json.dumps(event) + "\n" for event in events) + "{torn")  # a torn write
+    bench.paths.state.unlink()
+    journal_path(bench.paths).unlink()
+    report = diagnose(bench.paths.root, repair=True)
+    action = next(f.action for f in report.findings if f.subject == "agent_state.json")
+    assert "iterations and verdicts of 3 from the session traces" in action
+    assert "no verdict for 1" in action
+    state = load_state(bench.paths)
+    for run in state.runs[:3]:
+        was = judged[run.run_id]
+        assert (run.iteration, run.verdict, run.accepted, run.decided_by) == (
+            was.iteration, was.verdict, was.accepted, was.decided_by)
+        assert run.verdict_reason == f"reason of {run.run_id}" and run.step_type == "small"
+    assert [run.accepted for run in state.runs] == [True, False, True, None]
+    assert state.runs[3].verdict is None and state.incumbent_run_id == "run_0002"
+    assert_healthy_now(bench)
+
+
 def test_a_lost_state_takes_its_search_space_from_the_last_trace(bench: Bench) -> None:
     narrowing = {"model.d_model": {"choices": [16, 32]}}
     bench.paths.traces.mkdir(exist_ok=True)

@@ -290,7 +290,9 @@ def finite_number(value: object) -> float | None:
 
 def _adopt_run_dirs(paths: WorkspacePaths, state: AgentState, notes: list[str]) -> list[str]:
     known = {run.run_id for run in state.runs}
+    verdicts = trace_verdicts(paths)
     adopted: list[str] = []
+    judged: list[str] = []
     for run_id in run_dir_ids(paths):
         if run_id in known:
             continue
@@ -299,13 +301,55 @@ def _adopt_run_dirs(paths: WorkspacePaths, state: AgentState, notes: list[str]) 
         record = record_from_run_dir(paths, run_id, max(earlier, default=0) + 1)
         if record is None:
             continue  # never finished: an orphan, left alone
+        if run_id in verdicts:
+            judged_record = _with_verdict(record, verdicts[run_id])
+            if judged_record is not None:
+                record = judged_record
+                judged.append(run_id)
         state.runs.append(record)
         state.runs.sort(key=lambda r: (run_number(r.run_id) or 0, r.run_id))
         adopted.append(run_id)
     if adopted:
+        unjudged = len(adopted) - len(judged)
+        how = (f"iterations and verdicts of {len(judged)} from the session traces"
+               if judged else "")
+        rest = f"iteration numbers estimated, no verdict for {unjudged}" if unjudged else ""
         notes.append(f"rebuilt {len(adopted)} run record(s) from their run directories: "
-                     f"{', '.join(adopted)} (iteration numbers estimated, no verdict)")
+                     f"{', '.join(adopted)} ({'; '.join(part for part in (how, rest) if part)})")
     return adopted
+
+
+def trace_verdicts(paths: WorkspacePaths) -> dict[str, dict[str, Any]]:
+    """The last ``verdict`` event of each run in the session traces (``traces/*.jsonl``, in
+    the order their names sort: their start times); unreadable lines are skipped."""
+    found: dict[str, dict[str, Any]] = {}
+    for trace in sorted(paths.traces.glob("*.jsonl")):
+        try:
+            lines = trace.read_bytes().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if (isinstance(entry, dict) and entry.get("kind") == "event"
+                    and entry.get("name") == "verdict" and isinstance(entry.get("run_id"), str)):
+                found[entry["run_id"]] = entry
+    return found
+
+
+def _with_verdict(record: RunRecord, event: dict[str, Any]) -> RunRecord | None:
+    """``record`` with the iteration and the verdict a trace's ``verdict`` event recorded
+    (None when the event does not validate: the record stays without a verdict)."""
+    verdict = {"iteration": event.get("iteration"), "verdict": event.get("verdict"),
+               "accepted": event.get("accepted"), "decided_by": event.get("decided_by"),
+               "verdict_reason": event.get("reason") or "", "changes": event.get("changes") or [],
+               "step_type": event.get("step_type")}
+    try:
+        return RunRecord.model_validate({**record.model_dump(), **verdict})
+    except ValidationError:
+        return None
 
 
 def _settle_head(
