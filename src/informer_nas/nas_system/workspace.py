@@ -169,14 +169,14 @@ class Workspace:
         # refused; unlocked, each could write half of a workspace (config.py of one preset,
         # the state of the other).
         with workspace_lock(paths):
-            _refuse_existing(paths)
+            unfinished = _refuse_existing(paths)
             paths.runs.mkdir(exist_ok=True)
             paths.traces.mkdir(exist_ok=True)
             text = render_config(config, space)
-            unfinished = _set_aside_unfinished(paths, text)
+            note = _set_aside_unfinished(paths, text) if unfinished else None
             atomic_write_text(paths.config, text)
             compact_state(paths, AgentState(preset=preset, narrowing=own))  # the commit point
-        return cls(paths, tuple(notes) + ((unfinished,) if unfinished else ()))
+        return cls(paths, tuple(notes) + ((note,) if note else ()))
 
     @classmethod
     def open(cls, root: Path, validate: bool = True) -> Workspace:
@@ -273,22 +273,23 @@ def unfinished_creation(paths: WorkspacePaths) -> bool:
 
     return (paths.config.is_file() and not paths.state.exists()
             and not journal_path(paths).exists()
-            and not any(_entries(paths.runs)) and not any(_entries(paths.traces)))
+            and _is_empty(paths.runs) and _is_empty(paths.traces))
 
 
-def _entries(directory: Path) -> list[Path]:
+def _is_empty(directory: Path) -> bool:
+    """No entry in ``directory`` (True when it is missing; False when it is a file)."""
     try:
-        return list(directory.iterdir())
-    except OSError:  # missing (or not a directory: then it is not empty for our purpose)
-        return [] if not directory.exists() else [directory]
+        return next(directory.iterdir(), None) is None
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
 
 
-def _set_aside_unfinished(paths: WorkspacePaths, config_text: str) -> str | None:
+def _set_aside_unfinished(paths: WorkspacePaths, config_text: str) -> str:
     """Before a creation overwrites an unfinished one's ``config.py``: keep that file as
     ``config.py.unfinished-<UTC time>`` when it differs (edited since, or another
     preset's); the note."""
-    if not unfinished_creation(paths):
-        return None
     if paths.config.read_text(encoding="utf-8", errors="replace") == config_text:
         return "finished creating the workspace a stopped command had begun"
     kept = paths.config.with_name(f"{paths.config.name}.unfinished-{file_stamp()}")
@@ -298,15 +299,18 @@ def _set_aside_unfinished(paths: WorkspacePaths, config_text: str) -> str | None
             f"{kept.name}")
 
 
-def _refuse_existing(paths: WorkspacePaths) -> None:
+def _refuse_existing(paths: WorkspacePaths) -> bool:
+    """Refuse a directory that holds a workspace; True where it holds an unfinished one
+    (``unfinished_creation``), which a creation may replace."""
     if unfinished_creation(paths):
-        return
+        return True
     for existing in (paths.config, paths.state):
         if existing.exists():
             raise ConfigError(
                 f"{paths.root} already holds a workspace ({existing.name} exists); it was "
                 f"not touched; continue it with `nas resume` or pick another directory"
             )
+    return False
 
 
 def check_data(state: AgentState, config: InformerConfig) -> None:
