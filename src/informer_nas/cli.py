@@ -168,7 +168,7 @@ def _finish(result: SessionResult, root: Path) -> None:
               f"trace in traces/) and settings, or pass --fallback tpe, then `{more}`")
     if result.stopped_by == "budget" and result.searched_nothing:
         _fail(f"no iteration of this session trained a candidate (the last: "
-              f"{' '.join(result.last_failure.split())}); fix the cause, then `{more}`")
+              f"{' '.join(result.message.split())}); fix the cause, then `{more}`")
     with _user_errors():
         status = workspace_status(_open_workspace(root))
     budget, incumbent = status["budget"], status["incumbent"]

@@ -815,7 +815,7 @@ def test_a_session_that_searched_nothing_fails_with_what_to_do(
     _with_a_session(root)
     why = "planning failure: Invalid JSON when parsing model output"
     done = SessionResult(stop, 2, 2, 2, None, f"3 iterations in a row ended without a "
-                         f"candidate; the last: {why}" if stop != "budget" else "", 2, why)
+                         f"candidate; the last: {why}" if stop != "budget" else why, 2)
     monkeypatch.setattr(informer_nas.api, "run_nas_optimization", lambda **_: done)
     result = invoke("run", "--iters", "2", "--workspace", root)
     assert_one_line_error(result)

@@ -209,7 +209,7 @@ def test_a_session_that_trained_nothing_says_so(workspace: Workspace) -> None:
     result = session(workspace, ScriptPlanner([0.1, 0.2]), 2,
                      executor=CallableExecutor(refusing))
     assert result.stopped_by == "budget" and result.searched_nothing  # type: ignore[attr-defined]
-    assert "prize" in result.last_failure  # type: ignore[attr-defined]
+    assert "prize" in result.message  # type: ignore[attr-defined]
     result = session(workspace, ScriptPlanner([0.1]), 3)  # one training that worked
     assert not result.searched_nothing  # type: ignore[attr-defined]
 

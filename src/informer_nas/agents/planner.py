@@ -141,6 +141,9 @@ def is_unreachable(error: BaseException) -> bool:
                       | EndpointProtocolError)
 
 
+MAX_REASON = 400  # characters of an unavailable endpoint's reason
+
+
 def unavailable_reason(error: BaseException) -> str:
     """One line for the user: what the endpoint said, keys redacted, capped."""
     import openai
@@ -154,9 +157,6 @@ def unavailable_reason(error: BaseException) -> str:
         return text
     # the middle goes: the start says what failed, the end what to check
     return f"{text[:MAX_REASON // 2]} ... {text[len(text) - MAX_REASON // 2:]}"
-
-
-MAX_REASON = 400
 
 
 PromptBuilder = Callable[[ToolContext, Budget], str]

@@ -82,11 +82,10 @@ class SessionResult:
     iteration: int
     max_iterations: int
     incumbent_run_id: str | None
-    message: str = ""
+    message: str = ""  # why it stopped; for a budget stop, the last iteration's failure
     # iterations that trained nothing judgeable: no candidate, or the trainer refused it
     # (BROKEN_STATUSES); when they are all of a session's iterations, nothing was searched
     wasted_iterations: int = 0
-    last_failure: str = ""  # the last iteration's failure, whatever the stop
 
     @property
     def searched_nothing(self) -> bool:
@@ -187,7 +186,7 @@ class _Loop:
                                      f"the trainer; the last: {self.stop_message}")
             if stop is not None:
                 return self.result(stop, self.stop_message)
-        return self.result("budget")
+        return self.result("budget", self.stop_message)
 
     def iteration(self) -> StopReason | None:
         state = self.ctx.state
@@ -282,7 +281,7 @@ class _Loop:
         state = self.ctx.state
         return SessionResult(stopped_by, self.iterations_run, state.iteration,
                              state.max_iterations, state.incumbent_run_id, message,
-                             self.wasted_iterations, self.stop_message)
+                             self.wasted_iterations)
 
 
 def read_history(ctx: ToolContext, record: RunRecord) -> list[dict[str, Any]]:
