@@ -2,7 +2,8 @@
 
 Each command parses typed options, calls one ``nas_system`` / ``api`` function and prints.
 A ``NasError`` ends as one line ``error: ...`` on stderr with exit code 1; bad options exit
-2 (Typer's default). Everything heavy (torch, the Agents SDK, optuna, pandas, matplotlib,
+2 (Typer's default). ``nas train`` exits with the trainer's code for each outcome (an invalid
+config: 2). Everything heavy (torch, the Agents SDK, optuna, pandas, matplotlib,
 pydantic models) is imported inside the commands so that ``nas --help`` answers at once.
 """
 
@@ -94,16 +95,18 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def _user_errors() -> Iterator[None]:
+def _user_errors(config_error_code: int = 1) -> Iterator[None]:
     """Turn a NasError, or an OSError (a path that cannot be created, read or written),
-    into one line on stderr and exit code 1 (no traceback)."""
-    from informer_nas.errors import NasError
+    into one line on stderr and exit code 1 (no traceback); a ConfigError exits
+    ``config_error_code``."""
+    from informer_nas.errors import ConfigError, NasError
 
     try:
         yield
     except NasError as exc:
         logger.error("%s", exc)
-        _fail(" ".join(str(exc).split()) or type(exc).__name__)
+        code = config_error_code if isinstance(exc, ConfigError) else 1
+        _fail(" ".join(str(exc).split()) or type(exc).__name__, code)
     except OSError as exc:
         logger.error("%s", exc)
         where = f"{exc.filename}: " if exc.filename else ""
@@ -580,16 +583,20 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the outcome.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Print every epoch.")] = False,
 ) -> None:
-    """Train one config into a run directory (the trainer subprocess, with a progress bar)."""
+    """Train one config into a run directory (the trainer subprocess, with a progress bar).
+
+    Exit codes (the trainer's): 0 ok, 1 crashed or timed out, 2 invalid config,
+    3 diverged, 4 out of memory, 5 pruned, 130 interrupted.
+    """
     verbosity = _verbosity(quiet, verbose)
     from informer_nas.display import SessionDisplay
     from informer_nas.informer.config import load_config
     from informer_nas.nas_system.executor import LocalSubprocessExecutor
-    from informer_nas.nas_system.records import EXIT_CODES
+    from informer_nas.nas_system.records import EXIT_CODES, RunStatus
     from informer_nas.nas_system.status import format_mse
 
     console = _console()
-    with _user_errors():
+    with _user_errors(config_error_code=EXIT_CODES[RunStatus.INVALID_CONFIG]):
         chosen_seed = load_config(config).training.seed if seed is None else seed
         finished = [name for name in ("metrics.json", "history.json", "best_model.pt")
                     if (run_dir / name).exists()]

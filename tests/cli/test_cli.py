@@ -25,6 +25,7 @@ from informer_nas.cli import app
 from informer_nas.display import SessionDisplay
 from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.presets import preset_config
+from informer_nas.informer.run_files import EXIT_CODES
 from informer_nas.nas_system.workspace import render_config
 
 runner = CliRunner()
@@ -36,8 +37,8 @@ def invoke(*args: str | Path) -> Any:
     return runner.invoke(app, [str(arg) for arg in args])
 
 
-def assert_one_line_error(result: Any) -> None:
-    assert result.exit_code == 1, result.output
+def assert_one_line_error(result: Any, code: int = 1) -> None:
+    assert result.exit_code == code, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert "Traceback" not in result.output
@@ -183,14 +184,50 @@ def test_error_is_one_line_outside_pytest(tmp_path: Path) -> None:
 
 
 def test_train_missing_config_is_one_line_error(tmp_path: Path) -> None:
-    assert_one_line_error(invoke("train", tmp_path / "missing.py", "--run-dir", tmp_path / "r"))
+    result = invoke("train", tmp_path / "missing.py", "--run-dir", tmp_path / "r")
+    assert_one_line_error(result, code=EXIT_CODES["invalid_config"])
 
 
 def test_train_non_literal_config_is_refused(tmp_path: Path) -> None:
     config = tmp_path / "evil.py"
     config.write_text("CONFIG = __import__('os').system('touch pwned')\n")
-    assert_one_line_error(invoke("train", config, "--run-dir", tmp_path / "r"))
+    assert_one_line_error(invoke("train", config, "--run-dir", tmp_path / "r"),
+                          code=EXIT_CODES["invalid_config"])
     assert not (tmp_path / "pwned").exists()
+
+
+def test_train_exits_as_the_trainer_on_an_invalid_config(tmp_path: Path) -> None:
+    """`nas train` exited 1 where the trainer it runs exits 2 (invalid_config)."""
+    config = tmp_path / "config.py"
+    config.write_text(render_config(preset_config("tiny")).replace('"d_model": 16,',
+                                                                   '"d_model": 15,'))
+    trainer = subprocess.run(
+        [sys.executable, "-m", "informer_nas.informer.train", "--config", str(config),
+         "--run-dir", str(tmp_path / "by-trainer")], capture_output=True, text=True, timeout=60)
+    result = invoke("train", config, "--run-dir", tmp_path / "by-nas")
+    assert trainer.returncode == EXIT_CODES["invalid_config"], trainer.stderr
+    assert_one_line_error(result, code=trainer.returncode)
+    assert "model.d_model (15) must be divisible by model.n_heads" in result.stderr
+
+
+@pytest.mark.parametrize("status", ["crashed", "diverged", "oom", "pruned", "interrupted"])
+def test_train_exits_with_the_trainer_code_of_each_outcome(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
+) -> None:
+    # every failed outcome of the subprocess: its own exit code, so scripts can tell them apart
+    from informer_nas.nas_system import executor
+    from informer_nas.nas_system.records import RunStatus
+
+    def finished(*_: Any, **__: Any) -> executor.TrainOutcome:
+        return executor.TrainOutcome(RunStatus(status), "as the test says",
+                                     exit_code=EXIT_CODES[status])
+
+    monkeypatch.setattr(executor.LocalSubprocessExecutor, "run", finished)
+    config = tmp_path / "config.py"
+    config.write_text(render_config(preset_config("tiny")))
+    result = invoke("train", config, "--run-dir", tmp_path / "run")
+    assert result.exit_code == EXIT_CODES[status], result.output
+    assert f"error: training {status}: as the test says" in result.stderr
 
 
 def test_replay_missing_trace_is_one_line_error(tmp_path: Path) -> None:
@@ -214,7 +251,8 @@ def test_paths_that_cannot_be_created_are_one_line_errors(tmp_path: Path) -> Non
     assert_one_line_error(invoke("run", "--iters", "1", "--workspace", tmp_path / "afile" / "ws"))
     config = tmp_path / "config.py"
     config.write_bytes(b'CONFIG = {"model": {}}  # caf\xe9\n')
-    assert_one_line_error(invoke("train", config, "--run-dir", tmp_path / "run"))
+    assert_one_line_error(invoke("train", config, "--run-dir", tmp_path / "run"),
+                          code=EXIT_CODES["invalid_config"])
 
 
 def test_train_never_overwrites_a_finished_run(tmp_path: Path) -> None:
