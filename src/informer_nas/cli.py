@@ -634,7 +634,11 @@ def main() -> None:
         hint = f"; see `{context.command_path} --help`" if status == 2 and context else ""
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         if message.strip():  # (bare `nas` printed its help: nothing to add)
-            typer.echo(f"error: {' '.join(message.split()).rstrip('.')}{hint}", err=True)
+            from informer_nas.informer.config import without_pydantic_prefix
+
+            # Typer checks option values with pydantic: "Value error, 'gpt' is not one of"
+            message = without_pydantic_prefix(" ".join(message.split()))
+            typer.echo(f"error: {message.rstrip('.')}{hint}", err=True)
         raise SystemExit(status) from None
     raise SystemExit(code if isinstance(code, int) else 0)
 

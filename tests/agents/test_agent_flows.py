@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 from agent_fakes import fake_train
+from agents import RunContextWrapper
 from agents.testing import ScriptedModel, assistant_message, function_call
+from pydantic import ValidationError
 
 from informer_nas.agents.evaluator import AgentEvaluator
+from informer_nas.agents.function_tools import tool_error_message
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding, recording_provider
@@ -233,3 +236,12 @@ def test_unknown_tool_message_lists_the_agents_own_tools() -> None:
     text = message(evaluator) or ""
     assert text.startswith("ERROR: there is no tool 'launch_training'; use ")
     assert all(name in text for name in evaluator) and text.count("launch_training") == 1
+
+
+def test_a_validation_error_raised_by_a_tool_reaches_the_model_as_one_line() -> None:
+    """The model saw pydantic's report: "2 validation errors for ConfigChange", a line per
+    field and a URL per error."""
+    with pytest.raises(ValidationError) as caught:
+        ConfigChange.model_validate({"key": 1})
+    assert tool_error_message(RunContextWrapper(None), caught.value) == (
+        "ERROR: key: Input should be a valid string (got 1); value: Field required")

@@ -72,7 +72,12 @@ def test_import_is_light_and_fast() -> None:
 @pytest.mark.parametrize(("argv", "message"), [
     (["run"], "error: Missing option '--iters' / '-n'; see `nas run --help`"),
     (["frob"], "error: No such command 'frob'; see `nas --help`"),
-])
+    # an unknown choice: Typer's pydantic check, without pydantic's "Value error, "
+    (["run", "--iters", "1", "--planner", "gpt"], "error: Invalid value for '--planner': 'gpt' "
+     "is not one of 'tpe', 'random', 'llm', 'hybrid'; see `nas run --help`"),
+    (["init", "--preset", "huge"], "error: Invalid value for '--preset': 'huge' is not one of "
+     "'tiny', 'quick', 'paper'; see `nas init --help`"),
+], ids=["missing-option", "unknown-command", "unknown-planner", "unknown-preset"])
 def test_usage_error_is_one_line(argv: list[str], message: str) -> None:
     """The installed `nas` (cli.main), not Typer's boxed usage message."""
     out = subprocess.run([sys.executable, "-c", "from informer_nas.cli import main; main()",
@@ -265,6 +270,18 @@ def test_train_never_overwrites_a_finished_run(tmp_path: Path) -> None:
     assert_one_line_error(result)
     assert "already holds a run" in result.stderr
     assert (run_dir / "metrics.json").read_text() == '{"status": "ok"}'
+
+
+def test_a_trace_with_a_malformed_state_names_the_field_in_plain_words(tmp_path: Path) -> None:
+    """It was pydantic's report on one line: "1 validation error for AgentState x Extra
+    inputs are not permitted [type=extra_forbidden, ...] For further information visit"."""
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text('{"kind": "header", "state": {"x": 1, "preset": 5}, "config": ""}\n')
+    result = invoke("replay", trace, "--workspace", tmp_path / "replayed")
+    assert_one_line_error(result)
+    assert ("its header is malformed (state: preset: Input should be a valid string (got 5); x: "
+            "unknown key; remove it or check the spelling); it cannot be replayed"
+            ) in result.stderr
 
 
 def test_failed_replay_leaves_no_temporary_workspace(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, StrictInt, ValidationError  # strict: true is no
 
 from informer_nas.agents.provider import Binding
 from informer_nas.errors import EnvironmentFailure, NasError, ReplayDivergence
+from informer_nas.informer.config import format_validation_error, without_pydantic_prefix
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import ConfigChange
 
@@ -56,7 +57,9 @@ def tool_error_message(ctx: RunContextWrapper[Any], error: Exception) -> str:
         if message.startswith(INVALID_ARGUMENTS) and ":" not in message[len(INVALID_ARGUMENTS):]:
             message += argument_problem(ctx)
         return f"{TOOL_ERROR_PREFIX}{invalid_arguments_message(message)}"
-    if isinstance(error, NasError | ValidationError):
+    if isinstance(error, ValidationError):
+        return f"{TOOL_ERROR_PREFIX}{format_validation_error(error)}"
+    if isinstance(error, NasError):
         return f"{TOOL_ERROR_PREFIX}{error}"
     raise error
 
@@ -81,7 +84,7 @@ def argument_problem(ctx: Any) -> str:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "arguments"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-        return f": {where}: {first['msg']}{more}"
+        return f": {where}: {without_pydantic_prefix(first['msg'])}{more}"
     return ""
 
 

@@ -16,13 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from informer_nas.agents.brains.replay import ReplayExecutor, ReplayModel, StepDivergence
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
 from informer_nas.agents.trace import read_trace
 from informer_nas.agents.wiring import BrainSpec, build_brain
 from informer_nas.errors import ConfigError, HistoryCorrupt, ReplayDivergence
-from informer_nas.informer.config import literal_from_source, validate_config
+from informer_nas.informer.config import (
+    format_validation_error,
+    literal_from_source,
+    validate_config,
+)
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
 from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
@@ -189,6 +195,10 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
         recorded = AgentState.model_validate(header["state"])
         if not isinstance(header["config"], str):
             raise TypeError("config is not text")
+    except ValidationError as exc:
+        raise HistoryCorrupt(f"{trace_path}: its header is malformed (state: "
+                             f"{format_validation_error(exc)[:200]}); it cannot be "
+                             "replayed") from None
     except (KeyError, TypeError, ValueError) as exc:
         raise HistoryCorrupt(f"{trace_path}: its header is malformed ({type(exc).__name__}: "
                              f"{' '.join(str(exc).split())[:200]}); it cannot be "

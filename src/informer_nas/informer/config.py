@@ -11,6 +11,7 @@ Defaults are the Informer reference implementation's (AAAI 2021, ETTh1, features
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -154,12 +155,22 @@ def validate_config(data: Any, source: str = "config") -> InformerConfig:
         raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
 
 
+# What pydantic puts before a validator's own words ("Value error, d_model ...").
+_PYDANTIC_PREFIXES = re.compile(r"(^|: )(?:Value error|Assertion failed), ")
+
+
+def without_pydantic_prefix(message: str) -> str:
+    """``message`` without pydantic's "Value error, " / "Assertion failed, " before a
+    validator's words, at its start or after a ``": "`` (Typer's "Invalid value for ...: ")."""
+    return _PYDANTIC_PREFIXES.sub(r"\1", message)
+
+
 def format_validation_error(exc: ValidationError) -> str:
     """One readable line: ``key: problem (got value)`` for each error."""
     parts = []
     for err in exc.errors():
         key = ".".join(str(p) for p in err["loc"]) or "CONFIG"
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = without_pydantic_prefix(err["msg"])
         if err["type"] == "extra_forbidden":
             msg = "unknown key; remove it or check the spelling"
         got = err.get("input")
