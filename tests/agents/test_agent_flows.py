@@ -78,7 +78,10 @@ def test_valid_run_records_the_decision(workspace: Workspace) -> None:
     ({"changes": [{"key": "model.d_modle", "value": 32}], "rationale": "x"}, "model.d_model"),
     # out of range value: the message gives the rule
     ({"changes": [{"key": "model.dropout", "value": 3.0}], "rationale": "x"}, "out of range"),
-], ids=["invalid-arguments", "unknown-key", "out-of-range"])
+    # a dict as a value: the key and its choices, not one pydantic error per type it is not
+    ({"changes": [{"key": "model.attn", "value": {"a": 1}}], "rationale": "x"},
+     "edit_config: model.attn = {'a': 1} refused: must be one of 'prob', 'full'; e.g."),
+], ids=["invalid-arguments", "unknown-key", "out-of-range", "dict-value"])
 def test_tool_errors_reach_the_model(workspace: Workspace, bad_call: dict[str, Any],
                                      expected: str) -> None:
     model = ScriptedModel([[call("edit_config", bad_call, 90)], *valid_steps()])

@@ -160,8 +160,12 @@ def test_a_journal_older_than_the_snapshot_is_ignored(paths: WorkspacePaths) -> 
         ('{"schema_version": 1, "iteration": "three"}', "does not match the state schema"),
         # not an object at all
         ("[1, 2]", "must hold a JSON object"),
+        # a change's value that is no config value: one problem, not one per type it is not
+        ('{"schema_version": 1, "current": {"iteration": 1, "changes": [{"key": "model.attn", '
+         '"value": {"a": 1}}]}}', "schema: current.changes.0.value: must be a number, a string, "
+         "a boolean or null, not a dict; it was left untouched"),
     ],
-    ids=["corrupt-json", "newer-version", "bad-schema", "not-an-object"],
+    ids=["corrupt-json", "newer-version", "bad-schema", "not-an-object", "dict-value"],
 )
 def test_bad_state_files_are_refused_and_left_alone(
     paths: WorkspacePaths, content: str, fragment: str

@@ -100,10 +100,14 @@ CASES: list[tuple[str, Any, str]] = [
     ("wire-str-for-choice", wire('[{"key": "model.d_model", "value": "64"}]'),
      "must be one of 16, 32, 64"),
     # -- lists, dicts and nested mappings are not values
-    ("wire-list-value", wire('[{"key": "model.d_model", "value": [64]}]'), "change 1 must be"),
+    # (the key's own rule, not one pydantic error per type the value is not)
+    ("wire-list-value", wire('[{"key": "model.d_model", "value": [64]}]'),
+     "model.d_model = [64] refused: must be one of 16, 32, 64"),
     ("dict-value", [change("model.d_model", {"a": 1})], "model.d_model = {'a': 1} refused"),
+    ("wire-dict-value", wire('[{"key": "model.attn", "value": {"a": 1}}]'),
+     "model.attn = {'a': 1} refused: must be one of 'prob', 'full'"),
     ("wire-nested-mapping", wire('[{"key": "model", "value": {"d_model": 64}}]'),
-     "change 1 must be"),
+     "unknown key 'model'"),
     ("section-as-key", [change("model", 1)], "unknown key 'model'"),
     ("key-below-a-leaf", [change("model.d_model.extra", 1)], "unknown key 'model.d_model.extra'"),
     # -- unknown keys, and keys the search leaves alone

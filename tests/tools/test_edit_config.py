@@ -144,7 +144,17 @@ REFUSALS: list[tuple[Any, str]] = [
     # nested mappings and lists are not values
     ([change("model.d_model", {"a": 1})], "model.d_model = {'a': 1} refused: must be one of"),
     ([change("model.factor", {"a": 1})], "expected an integer, got {'a': 1} (dict)"),
-    ([{"key": "model.d_model", "value": [64]}], "change 1 must be"),
+    # ... as sent (a JSON object): the key and what it takes, once (pydantic had one error
+    # per type of the union the value is not)
+    ([{"key": "model.d_model", "value": [64]}],
+     "model.d_model = [64] refused: must be one of 16, 32, 64; e.g."),
+    ([{"key": "model.attn", "value": {"a": 1}}],
+     "model.attn = {'a': 1} refused: must be one of 'prob', 'full'; e.g."),
+    ([{"key": "model.distil", "value": {"a": 1}}],
+     "model.distil = {'a': 1} refused: expected true or false, got {'a': 1} (dict); e.g."),
+    # ... with no value at all: the change's form
+    ([{"key": "model.attn"}], 'change 1 must be {"key": <dotted key>, "value": <number, string '
+                              "or boolean>} ('value: Field required')"),
     # the list itself: empty, a mapping, duplicated keys, too many
     ([], "no changes given"),
     ({"model.d_model": 32}, "changes must be a list"),

@@ -23,7 +23,7 @@ from informer_nas.agents.provider import Binding
 from informer_nas.errors import EnvironmentFailure, NasError, ReplayDivergence
 from informer_nas.informer.config import format_validation_error, without_pydantic_prefix
 from informer_nas.nas_system.context import ToolContext
-from informer_nas.nas_system.records import ConfigChange
+from informer_nas.nas_system.records import CONFIG_VALUE_ERROR, ConfigChange
 
 TOOL_ERROR_PREFIX = "ERROR: "
 INVALID_ARGUMENTS = "Invalid JSON input for tool "
@@ -82,9 +82,31 @@ def argument_problem(ctx: Any) -> str:
         return f": not valid JSON ({exc.msg} at character {exc.pos})"
     except ValidationError as exc:
         first = exc.errors()[0]
+        refusal = _value_refusal(ctx, data) if first["type"] == CONFIG_VALUE_ERROR else ""
+        if refusal:  # a change's value that is no config value: what its key takes
+            return f": {refusal}"
         where = ".".join(str(part) for part in first["loc"]) or "arguments"
         more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
         return f": {where}: {without_pydantic_prefix(first['msg'])}{more}"
+    return ""
+
+
+def _value_refusal(ctx: Any, arguments: dict[str, Any]) -> str:
+    """edit_config's own refusal of ``arguments["changes"]``, naming the key and the values
+    it takes ("" when there is none, or no workspace to read the search space from)."""
+    from informer_nas.tools.edit_config import validate_changes
+
+    context = getattr(ctx, "context", None)
+    if not isinstance(context, ToolContext):
+        return ""
+    try:
+        space = context.workspace.search_space(context.state)
+    except NasError:  # config.py broken meanwhile: the generic problem is said instead
+        return ""
+    try:
+        validate_changes(arguments.get("changes"), space)
+    except NasError as exc:
+        return str(exc)
     return ""
 
 

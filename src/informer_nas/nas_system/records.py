@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import signal
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
+from pydantic_core import PydanticCustomError
 
 from informer_nas.informer import run_files
 
@@ -82,11 +90,28 @@ class _Record(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+CONFIG_VALUE_ERROR = "config_value"  # the error type of a value ConfigChange refuses
+
+
+def _one_config_value_error(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+    """The union's own check, with one error for a value it refuses (pydantic reports one
+    per member: "value.int: Input should be a valid integer; value.float: ...")."""
+    try:
+        return handler(value)
+    except ValidationError:
+        raise PydanticCustomError(
+            CONFIG_VALUE_ERROR, "must be a number, a string, a boolean or null, not a {kind}",
+            {"kind": type(value).__name__}) from None
+
+
+ConfigValue = Annotated[int | float | str | bool | None, WrapValidator(_one_config_value_error)]
+
+
 class ConfigChange(_Record):
     """One ``{key, value}`` edit of the config (a list of these, never a mapping)."""
 
     key: str
-    value: int | float | str | bool | None
+    value: ConfigValue
 
 
 class SeedResult(_Record):

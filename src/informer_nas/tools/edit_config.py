@@ -27,7 +27,7 @@ from informer_nas.informer.config import (
 )
 from informer_nas.informer.config_source import set_values
 from informer_nas.nas_system.atomic import atomic_write_text
-from informer_nas.nas_system.records import ConfigChange
+from informer_nas.nas_system.records import CONFIG_VALUE_ERROR, ConfigChange
 from informer_nas.nas_system.search_space import (
     SearchSpace,
     flatten,
@@ -113,7 +113,7 @@ def validate_changes(changes: object, space: SearchSpace) -> list[ConfigChange]:
         raise ConfigError(f"{len(changes)} changes in one edit; send at most {MAX_CHANGES}")
     result: list[ConfigChange] = []
     for number, raw in enumerate(changes, start=1):
-        change = _as_change(raw, number)
+        change = _as_change(raw, number, space)
         if any(done.key == change.key for done in result):
             raise ConfigError(
                 f"key {change.key} appears twice in one edit; send each key once"
@@ -124,13 +124,16 @@ def validate_changes(changes: object, space: SearchSpace) -> list[ConfigChange]:
     return result
 
 
-def _as_change(raw: object, number: int) -> ConfigChange:
+def _as_change(raw: object, number: int, space: SearchSpace) -> ConfigChange:
     if isinstance(raw, ConfigChange):
         return raw
     if isinstance(raw, Mapping):
         try:
             return ConfigChange.model_validate(dict(raw))
         except ValidationError as exc:
+            if [error["type"] for error in exc.errors()] == [CONFIG_VALUE_ERROR]:
+                # a list or a dict as the value: the key's own rule says what it takes
+                space.validate(raw["key"], raw["value"])
             detail = format_validation_error(exc)
     else:
         detail = f"got {show_value(raw)}"
