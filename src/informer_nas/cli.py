@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 from informer_nas.log_setup import workspace_log
+from informer_nas.plurals import counted
 
 if TYPE_CHECKING:
     from informer_nas.display import SessionDisplay
@@ -176,12 +177,11 @@ def _finish(result: SessionResult, root: Path) -> None:
         status = workspace_status(_open_workspace(root))
     budget, incumbent = status["budget"], status["incumbent"]
     why = "; the planner stopped early" if result.stopped_by == "planner" else ""
-    typer.echo(f"done: {budget['iterations_done']}/{budget['max_iterations']} iterations, "
-               f"{budget['runs']} runs{why}")
+    done, total = budget["iterations_done"], budget["max_iterations"]
+    typer.echo(f"done: {done}/{counted(total, 'iteration')}, {counted(budget['runs'], 'run')}"
+               f"{why}")
     if result.stopped_by == "budget" and result.iterations_run == 0:
-        done = budget["iterations_done"]
-        total = budget["max_iterations"]
-        typer.echo(f"nothing to run: the budget of {total} iteration{'s' * (total != 1)} is "
+        typer.echo(f"nothing to run: the budget of {counted(total, 'iteration')} is "
                    f"spent; extend it with `{resume_hint} --iters {done + 10}`")
     if incumbent:
         typer.echo(f"incumbent {incumbent['run_id']}: val MSE {format_mse(incumbent['val_mse'])}"
@@ -316,12 +316,14 @@ def init(
     if data is not None:
         task = created.config().data
         typer.echo(f"data {task.path}: features {task.features}, target {task.target!r}, split "
-                   f"{task.split!r}, freq {task.freq!r}, forecasting {task.pred_len} steps "
+                   f"{task.split!r}, freq {task.freq!r}, forecasting "
+                   f"{counted(task.pred_len, 'step')} "
                    "(the task is fixed once the first run is trained)")
     for note in created.notes:
         typer.echo(f"  {note}")
     if narrowing:
-        typer.echo(f"search narrowed on {len(narrowing)} keys ({', '.join(narrowing)})"
+        typer.echo(f"search narrowed on {counted(len(narrowing), 'key')} "
+                   f"({', '.join(narrowing)})"
                    + _moved_values(preset.value, created.config(), narrowing))
 
 
@@ -484,7 +486,7 @@ def _print_status_tables(summary: dict[str, Any], last: int | None = None) -> No
                       style="bold green" if run_row["run_id"] == incumbent_id else None)
     console.print(table)
     if len(runs) < len(summary["runs"]):
-        console.print(f"({len(summary['runs']) - len(runs)} earlier runs left out; "
+        console.print(f"({counted(len(summary['runs']) - len(runs), 'earlier run')} left out; "
                       "nas status --all lists them)")
     left_out = [RUN_COLUMNS[index] for index in (wide, step) if index not in shown]
     if left_out:
@@ -493,8 +495,8 @@ def _print_status_tables(summary: dict[str, Any], last: int | None = None) -> No
     budget, total = summary["budget"], summary["usage"]["total"]
     incumbent = summary["incumbent"]
     console.print(f"planner {summary['planner'] or 'not chosen yet'}; budget "
-                  f"{budget['iterations_done']}/"
-                  f"{budget['max_iterations']} iterations, {budget['training_seconds']} s training")
+                  f"{budget['iterations_done']}/{counted(budget['max_iterations'], 'iteration')}"
+                  f", {budget['training_seconds']} s training")
     session = summary["session"]
     if session["running"]:
         console.print(f"a session is running: pid {session['pid']} since {session['since']}")

@@ -878,6 +878,46 @@ def test_a_session_that_searched_nothing_fails_with_what_to_do(
     assert f"nas resume --workspace {root} --iters 12" in result.stderr  # the budget is spent
 
 
+def test_a_count_of_one_is_singular(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A budget of one iteration with one run and one LLM request read "1/1 iterations, 1
+    runs", "1 requests" (and "the budget of 1 iteration is spent" beside it); "1 problem(s)
+    left", "narrowed on 1 keys"."""
+    import informer_nas.api
+    from informer_nas.nas_system.paths import WorkspacePaths
+    from informer_nas.nas_system.records import RoleUsage, RunRecord, RunStatus
+    from informer_nas.nas_system.session import SessionResult
+    from informer_nas.nas_system.state import load_state, save_state
+
+    root = tmp_path / "ws"
+    _with_a_session(root)
+    paths = WorkspacePaths(root.resolve())
+    state = load_state(paths)
+    state.iteration = state.max_iterations = 1
+    state.runs.append(RunRecord(run_id="run_0000", iteration=1, status=RunStatus.OK,
+                                accepted=True, verdict="accept", val_mse=0.5, test_mse=0.6))
+    state.incumbent_run_id = "run_0000"
+    state.usage["planner"] = RoleUsage(requests=1, input_tokens=10, output_tokens=2)
+    save_state(paths, state)
+    spent = SessionResult("budget", 0, 1, 1, "run_0000")
+    monkeypatch.setattr(informer_nas.api, "run_nas_optimization", lambda **_: spent)
+    result = invoke("resume", "--workspace", root)
+    assert result.exit_code == 0, result.output
+    assert "done: 1/1 iteration, 1 run\n" in result.stdout
+    assert "nothing to run: the budget of 1 iteration is spent" in result.stdout
+    result = invoke("status", "--workspace", root)
+    assert "budget 1/1 iteration, " in result.stdout and ", 1 request, " in result.stdout
+    assert invoke("report", "--workspace", root, "--no-baseline").exit_code == 0
+    assert "Budget: 1 of 1 iteration, 1 run, " in (root / "report" / "report.md").read_text()
+    space = tmp_path / "space.json"
+    space.write_text('{"model.d_model": {"choices": [16, 32]}}')
+    result = invoke("init", "--workspace", tmp_path / "narrowed", "--space", space)
+    assert "search narrowed on 1 key (model.d_model)" in result.stdout, result.output
+    config = tmp_path / "narrowed" / "config.py"
+    config.write_text(config.read_text().replace('"attn": "prob"', '"attn": "sparse"'))
+    result = invoke("doctor", "--workspace", tmp_path / "narrowed")
+    assert result.exit_code == 1 and ": 1 problem left; " in result.stdout, result.output
+
+
 def test_a_misspelt_target_is_refused_before_the_first_training(tmp_path: Path) -> None:
     """The first training failed on it (invalid_config), the iteration was spent, and
     `nas run --iters 1` ended "done", exit 0."""

@@ -133,7 +133,7 @@ def test_a_garbled_snapshot_is_rebuilt_from_the_journal_and_backed_up(bench: Ben
     report = diagnose(bench.paths.root, repair=True)
     finding = next(f for f in report.findings if f.subject == "agent_state.json")
     assert finding.repaired and "not valid JSON" in finding.problem
-    assert "4 run record(s), 4 finished, incumbent run_0002" in finding.action
+    assert "4 run records, 4 finished, incumbent run_0002" in finding.action
     backup = next(p for p in report.backups if p.name.startswith("agent_state.json.corrupt-"))
     assert backup.read_bytes() == garbage
     assert any(p.name.startswith("agent_state.journal.corrupt-") for p in report.backups)
@@ -197,7 +197,7 @@ def test_a_lost_journal_is_noticed_and_its_runs_rebuilt(bench: Bench) -> None:
     assert load_state(bench.paths).runs == []
     looked = diagnose(bench.paths.root)
     assert not looked.is_healthy
-    assert any("4 finished run(s) have no record" in f.problem for f in looked.findings)
+    assert any("4 finished runs have no record" in f.problem for f in looked.findings)
     diagnose(bench.paths.root, repair=True)
     assert bench.completed() == completed
     assert_healthy_now(bench)
@@ -211,7 +211,7 @@ def test_a_garbled_journal_line_is_skipped_and_the_later_lines_kept(bench: Bench
     with pytest.raises(HistoryCorrupt, match=r"journal:2 is not a valid journal entry.*nas doctor"):
         load_state(bench.paths)
     report = diagnose(bench.paths.root, repair=True)
-    assert any("1 unreadable line(s) skipped" in f.action for f in report.findings)
+    assert any("1 unreadable line skipped" in f.action for f in report.findings)
     assert bench.completed() == completed
     assert_healthy_now(bench)
 

@@ -38,6 +38,7 @@ from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import AgentState, compact_state
 from informer_nas.nas_system.workspace import Workspace, data_mismatch
+from informer_nas.plurals import counted
 from informer_nas.tools.launch_training import ensure_seeds
 
 logger = logging.getLogger(__name__)
@@ -59,7 +60,8 @@ class ReplayReport:
 
     def summary(self) -> str:
         if self.identical:
-            return f"replay identical: {self.iterations} iteration(s) matched {self.trace.name}"
+            return (f"replay identical: {counted(self.iterations, 'iteration')} matched "
+                    f"{self.trace.name}")
         return f"replay diverged: {self.divergence}"
 
 
@@ -167,7 +169,7 @@ def _compare(recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> 
             return (f"verdict {index} (iteration {old.get('iteration')}): {different[0]} "
                     f"recorded {old.get(different[0])!r}, replayed {new.get(different[0])!r}")
     if len(recorded) != len(replayed):
-        return f"{len(replayed)} verdicts replayed, {len(recorded)} recorded"
+        return f"{counted(len(replayed), 'verdict')} replayed, {len(recorded)} recorded"
     return None
 
 
@@ -303,10 +305,16 @@ def _leftovers(models: dict[str, ReplayModel], trainings: ReplayExecutor,
                retrain: bool) -> str | None:
     for role, model in models.items():
         if model.remaining:
-            return f"{role}: {model.remaining} recorded response(s) were never asked for"
+            return (f"{role}: {counted(model.remaining, 'recorded response')} "
+                    f"{_were(model.remaining)} never asked for")
     if not retrain and trainings.remaining:
-        return f"{trainings.remaining} recorded training(s) were never launched"
+        return (f"{counted(trainings.remaining, 'recorded training')} "
+                f"{_were(trainings.remaining)} never launched")
     return None
+
+
+def _were(count: int) -> str:
+    return "was" if count == 1 else "were"
 
 
 def _final_config(records: list[dict[str, Any]], workspace: Workspace) -> str | None:

@@ -23,6 +23,7 @@ import torch
 
 from informer_nas.errors import DataError
 from informer_nas.informer.config import DataSection, EmbedKind, Frequency, SplitKind
+from informer_nas.plurals import counted
 
 logger = logging.getLogger(__name__)
 
@@ -149,7 +150,8 @@ def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
         shown = frame[name].iloc[row]
         what = "empty" if shown.strip() == "" or shown.strip().lower() == "nan" else "non-numeric"
         raise DataError(
-            f"{path}: column {name!r} has {int(bad.sum())} {what} or non-finite value(s), "
+            f"{path}: column {name!r} has "
+            f"{counted(int(bad.sum()), f'{what} or non-finite value')}, "
             f"first {shown!r} on line {row + 2}; fill or remove those rows"
         )
     return np.asarray(numbers, dtype=np.float64)
@@ -211,7 +213,7 @@ def _describe_step(step: pd.Timedelta) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
         if seconds >= size and seconds % size == 0:
             count = int(seconds // size)
-            return f"{count} {unit}{'' if count == 1 else 's'}"
+            return counted(count, unit)
     return str(step)
 
 
@@ -246,14 +248,14 @@ def _check_lengths(raw: RawSeries, borders: list[tuple[int, int]], data: DataSec
         )
     if data.split == "ett" and n_rows < borders[2][1]:
         raise DataError(
-            f"{raw.path} has {n_rows} rows; split 'ett' at freq {data.freq!r} needs "
+            f"{raw.path} has {counted(n_rows, 'row')}; split 'ett' at freq {data.freq!r} needs "
             f"{borders[2][1]} (20 thirty-day months); set data.split to 'ratio' for this file"
         )
     need = data.seq_len + data.pred_len
     for name, (start, end) in zip(SPLIT_NAMES, borders, strict=True):
         if start < 0 or end - start < need:
             raise DataError(
-                f"{raw.path}: the {name} part has {max(0, end - max(start, 0))} rows "
+                f"{raw.path}: the {name} part has {counted(max(0, end - max(start, 0)), 'row')} "
                 f"(of {n_rows}), fewer than seq_len + pred_len = {need}; use a longer file "
                 "or a shorter data.seq_len / data.pred_len"
             )
@@ -301,7 +303,8 @@ def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
                      f"15-minute rows, these are {_describe_step(step)} apart")
     elif data.split == "ett" and len(raw.values) < ett_rows:
         changes["split"] = "ratio"
-        notes.append(f"split 'ratio' (70/10/20 %): {len(raw.values)} rows are fewer than the "
+        notes.append(f"split 'ratio' (70/10/20 %): {counted(len(raw.values), 'row')} "
+                     f"{'is' if len(raw.values) == 1 else 'are'} fewer than the "
                      f"{ett_rows} of the ETT months")
     fitted = data.model_copy(update=changes)
     _check_lengths(raw, split_borders(len(raw.values), fitted.seq_len, fitted.split,

@@ -49,6 +49,7 @@ from informer_nas.nas_system.state import (
     workspace_lock,
 )
 from informer_nas.nas_system.workspace import check_config_file, data_problem, task_changes
+from informer_nas.plurals import counted
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ class DoctorReport:
                              for f in self.findings)
             advice = (f"repair with `nas doctor --workspace {where} --repair`" if repairable
                       else "the advice above says what to do by hand")
-            lines.append(f"{self.root}: {open_count} problem(s) left; {advice}")
+            lines.append(f"{self.root}: {counted(open_count, 'problem')} left; {advice}")
         return lines
 
 
@@ -219,7 +220,9 @@ class _Doctor:
         lost = [run_id for run_id in run_dir_ids(self.paths) if run_id not in recorded
                 and (read_metrics(self.paths.run_dir(run_id))[0] or {}).get("status") == "ok"]
         if lost and not self.is_live:
-            return self.rebuild(f"{len(lost)} finished run(s) have no record ({', '.join(lost[:3])}"
+            return self.rebuild(f"{counted(len(lost), 'finished run')} "
+                                f"{'has' if len(lost) == 1 else 'have'} no record "
+                                f"({', '.join(lost[:3])}"
                                 f"{', ...' if len(lost) > 3 else ''}): agent_state.journal was "
                                 "lost or cut")
         journal = journal_path(self.paths)
@@ -232,7 +235,7 @@ class _Doctor:
         salvage = rebuild_state(self.paths)
         runs = salvage.state.runs
         summary = (f"rebuild it from the snapshot, the journal and the run directories: "
-                   f"{len(runs)} run record(s), {sum(r.status.is_finished for r in runs)} "
+                   f"{counted(len(runs), 'run record')}, {sum(r.status.is_finished for r in runs)} "
                    f"finished, incumbent {salvage.state.incumbent_run_id or 'none'}")
 
         def apply() -> None:
@@ -429,8 +432,9 @@ class _Doctor:
                      "replayed", "a resume takes its settings from the session before; pass "
                      "--seed, --timeout or the pruning options to set them", None)
         elif bad:
-            self.fix("warning", subject, f"line {bad[0]} is not JSON ({len(bad)} such line(s)): "
-                     f"the trace cannot be replayed past it", "the state, the runs and the "
+            self.fix("warning", subject, f"line {bad[0]} is not JSON "
+                     f"({counted(len(bad), 'such line')}): the trace cannot be replayed past it",
+                     "the state, the runs and the "
                      "settings a resume reads (line 1) do not depend on it; keep it for "
                      "reading or delete it", None)
         if not tail:

@@ -41,6 +41,7 @@ from informer_nas.nas_system.status import (
     usage_line,
     workspace_status,
 )
+from informer_nas.plurals import counted
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -358,8 +359,8 @@ def _summary_lines(status: dict[str, Any], baseline_line: str | None) -> list[st
     lines = [
         f"Workspace: {status['workspace']}",
         f"Planner: {status['planner'] or 'not chosen yet (no session has run)'}",
-        f"Budget: {budget['iterations_done']} of {budget['max_iterations']} iterations, "
-        f"{budget['runs']} runs, {budget['training_seconds']} s of training",
+        f"Budget: {budget['iterations_done']} of {counted(budget['max_iterations'], 'iteration')}"
+        f", {counted(budget['runs'], 'run')}, {budget['training_seconds']} s of training",
         f"Incumbent: {best}",
     ]
     session = status["session"]

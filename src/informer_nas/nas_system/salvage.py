@@ -30,6 +30,7 @@ from informer_nas.informer.presets import PRESETS, preset_config
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.state import SCHEMA_VERSION, AgentState, journal_path
+from informer_nas.plurals import counted
 
 RUN_DIR_PATTERN = re.compile(r"run_(\d+)")
 _SCALAR = r'(-?\d+|"(?:[^"\\]|\\.)*"|null|true|false)'
@@ -225,7 +226,7 @@ def salvage_journal(
         else:
             skipped += 1
     if skipped:
-        notes.append(f"{path.name}: {skipped} unreadable line(s) skipped")
+        notes.append(f"{path.name}: {counted(skipped, 'unreadable line')} skipped")
     if generation is None and entries:
         generation = max(entry["g"] for entry in entries)
     return [entry for entry in entries if entry["g"] == generation]
@@ -314,7 +315,7 @@ def _adopt_run_dirs(paths: WorkspacePaths, state: AgentState, notes: list[str]) 
         how = (f"iterations and verdicts of {len(judged)} from the session traces"
                if judged else "")
         rest = f"iteration numbers estimated, no verdict for {unjudged}" if unjudged else ""
-        notes.append(f"rebuilt {len(adopted)} run record(s) from their run directories: "
+        notes.append(f"rebuilt {counted(len(adopted), 'run record')} from their run directories: "
                      f"{', '.join(adopted)} ({'; '.join(part for part in (how, rest) if part)})")
     return adopted
 

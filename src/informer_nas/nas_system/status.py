@@ -16,6 +16,7 @@ from informer_nas.nas_system.gate import seed_values
 from informer_nas.nas_system.lock import lock_status
 from informer_nas.nas_system.records import RoleUsage, RunRecord, RunStatus
 from informer_nas.nas_system.state import AgentState, load_state
+from informer_nas.plurals import counted
 
 if TYPE_CHECKING:
     from informer_nas.nas_system.workspace import Workspace
@@ -145,7 +146,7 @@ def usage_line(total: Mapping[str, Any]) -> str:
     if not total["requests"] and not total["input_tokens"] + total["output_tokens"]:
         return "no requests (the tpe and random planners need no LLM)"
     return (f"tokens {total['input_tokens']} in / {total['output_tokens']} out, "
-            f"{total['requests']} requests, estimated cost ${total['cost_usd']:.4f}")
+            f"{counted(total['requests'], 'request')}, estimated cost ${total['cost_usd']:.4f}")
 
 
 def format_mse(value: Any) -> str:

@@ -30,6 +30,7 @@ from informer_nas.agents.trace import (
 from informer_nas.errors import ReplayDivergence
 from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
 from informer_nas.nas_system.records import RunStatus
+from informer_nas.plurals import counted
 
 _OUTPUT_ITEM: TypeAdapter[TResponseOutputItem] = TypeAdapter(TResponseOutputItem)
 
@@ -48,7 +49,8 @@ def describe_difference(role: str, step: int, recorded: Mapping[str, Any],
         if a != b:
             label = labels[index] if index < len(labels) else "item"
             return f"{where}: input item {index} ({label}) differs from the recorded one"
-    return (f"{where}: the input has {len(new)} items where the recorded one had {len(old)}")
+    return (f"{where}: the input has {counted(len(new), 'item')} where the recorded one had "
+            f"{len(old)}")
 
 
 class ReplayedEndpointError(EndpointProtocolError):
