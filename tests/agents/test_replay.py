@@ -11,7 +11,7 @@ from agent_fakes import fake_train, pruning_fake_train
 from agents.exceptions import AgentsException, ModelBehaviorError, ModelTimeoutError
 from agents.model_settings import ModelSettings
 from agents.models.interface import Model, ModelTracing
-from agents.testing import ModelStep, ScriptedModel, assistant_message
+from agents.testing import ModelStep, ScriptedModel, assistant_message, function_call
 
 import informer_nas.agents.planner as planner_module
 from informer_nas.agents.brains.replay import ReplayModel
@@ -287,3 +287,36 @@ def test_failed_call_is_traced_and_raised_again_at_its_step(failure: str,
     assert type(replayed) is replayed_as
     assert (str(error) in str(replayed)) if failure == "error" else str(replayed) == str(error)
     assert getattr(ask(replay), "output", None) == getattr(answered, "output", ())
+
+
+def test_iterations_without_a_candidate_count_as_replayed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An iteration the planner ends without launching is an iteration (``nas status``
+    counts it in the budget): the replay reproduces it and counts it, and says how many of
+    its iterations trained (it said '1 iteration(s) matched' for this 2-iteration session)."""
+    from typer.testing import CliRunner
+
+    import informer_nas.agents.brains.llm as llm_module
+    from informer_nas.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NAS_LLM_BASE_URL", "http://127.0.0.1:9/v1")  # never contacted
+    decision = assistant_message(json.dumps({"step_type": "small", "plan": "p", "reason": "r"}))
+    planner = ScriptedModel([
+        [function_call("launch_training", {"seed": None}, call_id="call_0")], [decision],
+        [decision],  # iteration 2: a decision without a launch, no candidate to judge
+    ])
+    monkeypatch.setattr(llm_module, "llm_models", lambda settings, client=None: {
+        "planner": planner, "evaluator": ScriptedModel([])})
+    root = tmp_path / "recorded"
+    result = run_nas_optimization(root, iters=2, planner="llm", preset="tiny",
+                                  executor=CallableExecutor(fake_train), quiet=True)
+    assert (result.iteration, result.wasted_iterations) == (2, 1)
+    trace = next((root / "traces").glob("*.jsonl"))
+    report = replay_trace(trace, tmp_path / "replayed")
+    assert report.identical, report.divergence
+    assert (report.iterations, report.trained) == (2, 1)
+    replayed = CliRunner().invoke(app, ["replay", str(trace), "-w", str(tmp_path / "again")])
+    assert replayed.exit_code == 0, replayed.output
+    assert "2 iterations matched" in replayed.output
+    assert "1 trained a candidate, 1 ended without one" in replayed.output

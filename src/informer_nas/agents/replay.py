@@ -4,8 +4,9 @@ The replay starts a fresh workspace from the trace's header (the starting config
 from the trace's own workspace, when it is there, the earlier runs' files and the study's
 journal as the session found it), answers every model request with the recorded response
 (checking its digest) and, unless ``retrain`` is asked, every training with the recorded
-outcome. It then compares the decisions (each verdict) and the final ``config.py`` with the
-recorded ones and reports identical or the first divergence.
+outcome. It then compares the iterations (each verdict, and each iteration that ended without
+a candidate) and the final ``config.py`` with the recorded ones and reports identical or the
+first divergence.
 """
 
 from __future__ import annotations
@@ -56,12 +57,15 @@ class ReplayReport:
     workspace: Path
     identical: bool
     divergence: str | None
-    iterations: int
+    iterations: int  # iterations replayed (as ``nas status`` counts them: committed ones)
+    trained: int = 0  # of them, those that trained a candidate and judged it (a verdict)
 
     def summary(self) -> str:
         if self.identical:
+            without = self.iterations - self.trained
             return (f"replay identical: {counted(self.iterations, 'iteration')} matched "
-                    f"{self.trace.name}")
+                    f"{self.trace.name} ({self.trained} trained a candidate, {without} "
+                    "ended without one)")
         return f"replay diverged: {self.divergence}"
 
 
@@ -157,19 +161,42 @@ def _target_iterations(header: dict[str, Any], records: list[dict[str, Any]]) ->
     return int(header["state"].get("iteration", 0)) + committed
 
 
-def _verdicts(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{f: r.get(f) for f in VERDICT_FIELDS} for r in records
-            if r.get("kind") == "event" and r.get("name") == "verdict"]
+def _iterations(events: list[tuple[str | None, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The committed iterations among ``(name, event)`` pairs, in order, as ``nas status``
+    counts them: a verdict (its ``VERDICT_FIELDS``), or an iteration spent without a
+    candidate to judge (a committed planning failure: ``{"iteration": n}``)."""
+    iterations: list[dict[str, Any]] = []
+    for name, event in events:
+        if name == "verdict":
+            iterations.append({"trained": True, **{f: event.get(f) for f in VERDICT_FIELDS}})
+        elif name == "planning_failure" and event.get("committed"):
+            iterations.append({"trained": False, "iteration": event.get("iteration")})
+    return iterations
+
+
+def _recorded_iterations(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _iterations([(r.get("name"), r) for r in records if r.get("kind") == "event"])
+
+
+def _replayed_iterations(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return _iterations([(e.get("event"), e) for e in events])
+
+
+def _describe(iteration: dict[str, Any]) -> str:
+    return "a verdict" if iteration["trained"] else "no candidate"
 
 
 def _compare(recorded: list[dict[str, Any]], replayed: list[dict[str, Any]]) -> str | None:
-    for index, (old, new) in enumerate(zip(recorded, replayed, strict=False)):
+    for old, new in zip(recorded, replayed, strict=False):
+        if old["trained"] != new["trained"]:
+            return (f"iteration {old.get('iteration')}: recorded {_describe(old)}, replayed "
+                    f"{_describe(new)} (iteration {new.get('iteration')})")
         different = [f for f in VERDICT_FIELDS if old.get(f) != new.get(f)]
         if different:
-            return (f"verdict {index} (iteration {old.get('iteration')}): {different[0]} "
-                    f"recorded {old.get(different[0])!r}, replayed {new.get(different[0])!r}")
+            return (f"iteration {old.get('iteration')}: {different[0]} recorded "
+                    f"{old.get(different[0])!r}, replayed {new.get(different[0])!r}")
     if len(recorded) != len(replayed):
-        return f"{counted(len(replayed), 'verdict')} replayed, {len(recorded)} recorded"
+        return f"{counted(len(replayed), 'iteration')} replayed, {len(recorded)} recorded"
     return None
 
 
@@ -228,14 +255,13 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
                     stop_after=target)
     except ReplayDivergence as exc:
         divergence = _cause(exc, records, replayed)
-    verdicts = [{f: e.get(f) for f in VERDICT_FIELDS} for e in replayed
-                if e.get("event") == "verdict"]
-    divergence = divergence or _compare(_verdicts(records), verdicts)
+    iterations = _replayed_iterations(replayed)
+    divergence = divergence or _compare(_recorded_iterations(records), iterations)
     if _finished(records):  # an unfinished session leaves its last iteration's responses
         divergence = divergence or _leftovers(models, trainings, retrain)
     divergence = divergence or _final_config(records, space)
     return ReplayReport(Path(trace_path), space.paths.root, divergence is None, divergence,
-                        len(verdicts))
+                        len(iterations), sum(1 for i in iterations if i["trained"]))
 
 
 def _cause(divergence: ReplayDivergence, records: list[dict[str, Any]],
