@@ -212,6 +212,30 @@ def test_evaluator_summarize_curve_refuses_paths(workspace: Workspace, tmp_path:
     assert model.remaining_steps == 0
 
 
+@pytest.mark.parametrize(("answer", "problem"), [
+    # a well-formed object without the expected fields: the missing ones are named
+    ({"verdict": 3}, "missing accept, reason, feedback (it has verdict)"),
+    # one field left out
+    ({"accept": True, "reason": "better"}, "missing feedback"),
+    # a field of the wrong type
+    ({"accept": "maybe", "reason": "x", "feedback": "y"}, "accept: Input should be a valid "
+                                                          "boolean"),
+    # not an object at all
+    (["accept", True], "it is a list, not an object"),
+], ids=["other-fields", "missing-field", "wrong-type", "list"])
+def test_evaluator_answer_of_the_wrong_shape_names_the_field(
+        workspace: Workspace, answer: Any, problem: str) -> None:
+    """Valid JSON that is not the decision was reported as "Invalid JSON when parsing model
+    output": the reason now says which field did not match; the policy still decides."""
+    model = ScriptedModel([[assistant_message(json.dumps(answer))]])
+    record = run_evaluator(workspace, model)
+    assert record.decided_by == "policy" and record.verdict == "borderline"
+    assert ("evaluator failed (the evaluator's answer did not match the expected fields "
+            f"(accept, reason, feedback): {problem}") in record.verdict_reason
+    assert "Invalid JSON" not in record.verdict_reason and "\n" not in record.verdict_reason
+    assert model.remaining_steps == 0
+
+
 def test_evaluator_turn_limit_falls_back_to_the_policy(workspace: Workspace) -> None:
     model = ScriptedModel([[call("run_metrics", {"run_id": "run_0001"}, n)] for n in range(2)])
     record = run_evaluator(workspace, model, max_turns=2)

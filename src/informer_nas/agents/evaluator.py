@@ -15,10 +15,10 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from agents import Agent, FunctionTool, RunResult, RunResultStreaming
-from agents.exceptions import AgentsException
+from agents import Agent, AgentOutputSchema, FunctionTool, RunResult, RunResultStreaming
+from agents.exceptions import AgentsException, ModelBehaviorError
 from agents.tool_context import ToolContext as SdkToolContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from informer_nas.agents.function_tools import evaluator_tools
 from informer_nas.agents.planner import (
@@ -56,6 +56,65 @@ class EvaluatorDecision(BaseModel):
     feedback: str
 
 
+class EvaluatorOutputSchema(AgentOutputSchema):
+    """``EvaluatorDecision``'s output schema (the same JSON schema, so recorded requests
+    still match): an answer that does not fit says which field is wrong. The SDK says
+    "Invalid JSON when parsing model output" for a well-formed answer of the wrong shape
+    (``{"verdict": 3}``, a list, a missing field) as for broken JSON."""
+
+    def __init__(self) -> None:
+        super().__init__(EvaluatorDecision)
+
+    def validate_json(self, json_str: str) -> Any:
+        try:
+            return super().validate_json(json_str)
+        except ModelBehaviorError:
+            raise ModelBehaviorError(answer_problem(json_str)) from None
+
+
+# JSON's names for the Python types json.loads returns
+JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "true or false",
+              int: "a number", float: "a number", type(None): "null"}
+
+
+def answer_problem(json_str: str) -> str:
+    """One line on why ``json_str`` is not an ``EvaluatorDecision``: not JSON, not an
+    object, or the fields that are missing or of the wrong type (the model's words are not
+    quoted: only the names of its fields)."""
+    expected = ", ".join(EvaluatorDecision.model_fields)
+    try:
+        data = json.loads(json_str)
+    except ValueError as exc:
+        where = f" ({exc.msg} at character {exc.pos})" if isinstance(
+            exc, json.JSONDecodeError) else ""
+        return (f"the evaluator's answer is not valid JSON{where}; expected an object with "
+                f"{expected}")
+    head = f"the evaluator's answer did not match the expected fields ({expected})"
+    if not isinstance(data, dict):
+        return f"{head}: it is {JSON_TYPES.get(type(data), 'not an object')}, not an object"
+    try:
+        EvaluatorDecision.model_validate_json(json_str)
+    except ValidationError as exc:
+        return f"{head}: {_field_problems(exc, data)}"
+    return head
+
+
+def _field_problems(error: ValidationError, data: dict[str, Any]) -> str:
+    """``missing accept, reason (it has verdict); feedback: Input should be ...``."""
+    missing = [str(e["loc"][0]) for e in error.errors() if e["type"] == "missing" and e["loc"]]
+    problems = []
+    if missing:
+        others = [str(key)[:40] for key in data if key not in EvaluatorDecision.model_fields]
+        shown = ", ".join(others[:3]) + (", ..." if len(others) > 3 else "")
+        has = f" (it has {shown})" if others else ""
+        problems.append(f"missing {', '.join(missing)}{has}")
+    for item in error.errors():
+        if item["type"] != "missing":
+            where = ".".join(str(part) for part in item["loc"]) or "the answer"
+            problems.append(f"{where}: {item['msg']}")
+    return "; ".join(problems)
+
+
 @dataclass
 class JudgeRequest:
     """The typed input of the evaluator tool."""
@@ -79,7 +138,7 @@ def build_evaluator_agent(binding: Binding) -> Agent[ToolContext]:
         instructions=EVALUATOR_INSTRUCTIONS,
         model="evaluator",
         tools=list(evaluator_tools(binding)),
-        output_type=EvaluatorDecision,
+        output_type=EvaluatorOutputSchema(),
     )
 
 
