@@ -158,7 +158,7 @@ def _finish(result: SessionResult, root: Path) -> None:
 
     resume_hint = f"nas resume --workspace {_quoted(root)}"
     if result.stopped_by == "interrupted":
-        _interrupted(root)
+        _interrupted(root, result.message or "interrupted")
     if result.stopped_by == "trainings_failing":
         _fail(f"stopped: {' '.join(result.message.split())}; fix the cause (see "
               f"runs/<id>/train.log), then `{resume_hint}`")
@@ -203,25 +203,35 @@ def _session_display(
         with _sigterm_as_interrupt(), _user_errors(), SessionDisplay(
                 console, verbosity, max_iterations, planner) as display:
             yield lambda event: _show(display, event)
-    except KeyboardInterrupt:
-        logger.warning("interrupted by the user")
-        _interrupted(root)
+    except KeyboardInterrupt as stop:
+        from informer_nas.errors import interruption_reason
+
+        why = interruption_reason(stop)
+        logger.warning("%s", why)
+        _interrupted(root, why)
 
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl+C does, for the block (a training installs
-    its own forwarding on top, and restores this one). SIGHUP (the terminal was closed)
-    becomes a SIGTERM, so it stops the session, or the training, the same way; under
-    ``nohup`` it stays ignored."""
+    """SIGTERM raises KeyboardInterrupt (``StopSignal``), as Ctrl+C does, for the block (a
+    training installs its own forwarding on top, and restores this one). SIGHUP (the
+    terminal was closed) goes to whoever handles SIGTERM now, so it stops the session, or
+    the training, the same way, and is recorded as SIGHUP; under ``nohup`` it stays
+    ignored."""
     import signal
 
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    from informer_nas.errors import StopSignal
 
-    def hangup(signum: int, frame: object) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
+        raise StopSignal(signum)
+
+    def hangup(signum: int, frame: Any) -> None:
         _drop_hung_up_terminal()
-        signal.raise_signal(signal.SIGTERM)  # to whoever handles SIGTERM now
+        handler = signal.getsignal(signal.SIGTERM)
+        if callable(handler):
+            handler(signum, frame)  # with the signal's own number: the records name it
+        else:
+            signal.raise_signal(signal.SIGTERM)
 
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, interrupt)}
     sighup = getattr(signal, "SIGHUP", None)  # None on Windows
@@ -255,15 +265,18 @@ def _drop_hung_up_terminal() -> None:
                 os.close(null)
 
 
-def _interrupted(root: Path) -> NoReturn:
+def _interrupted(root: Path, why: str = "interrupted") -> NoReturn:
+    """Say that the command stopped (``why``: ``interrupted``, ``stopped by SIGHUP``) and how
+    to go on; exit with the interruption's code."""
     from informer_nas.api import existing_state
 
+    why = "interrupted" if why == "interrupted by the user" else why
     state = existing_state(root)
     if state is None or not state.sessions:  # stopped before the session was recorded
-        message = ("interrupted before the search started; nothing to resume: run the same "
+        message = (f"{why} before the search started; nothing to resume: run the same "
                    "command again")
     else:
-        message = ("interrupted; the state is saved. Continue with: nas resume --workspace "
+        message = (f"{why}; the state is saved. Continue with: nas resume --workspace "
                    f"{_quoted(root)}")
     try:
         typer.echo(message, err=True)

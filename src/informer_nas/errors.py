@@ -7,6 +7,8 @@ happened, the offending value, and what to do.
 
 from __future__ import annotations
 
+import signal
+
 
 class NasError(Exception):
     """A user-facing error: the CLI prints its message on one line and exits 1."""
@@ -43,3 +45,32 @@ class ReplayDivergence(NasError):
 class EnvironmentFailure(NasError):
     """The machine cannot serve the session (a run directory cannot be written, the disk
     is full): the session stops, since no candidate is at fault; ``nas resume`` continues."""
+
+
+class StopSignal(KeyboardInterrupt):
+    """A signal asked the process to stop (SIGTERM: a service manager; SIGHUP: the terminal
+    was closed). It stops a command the way Ctrl+C does; the records name the signal."""
+
+    def __init__(self, signum: int, message: str | None = None) -> None:
+        super().__init__(message or f"stopped by {signal_name(signum)}")
+        self.signum = signum
+
+    @property
+    def signal_name(self) -> str:
+        return signal_name(self.signum)
+
+
+def signal_name(signum: int) -> str:
+    """``SIGHUP`` for 1 (the number itself when the platform does not know it)."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def interruption_reason(error: BaseException) -> str:
+    """What stopped a command: ``stopped by SIGHUP`` for a signal, else (Ctrl+C: SIGINT)
+    ``interrupted by the user``."""
+    if isinstance(error, StopSignal) and error.signum != signal.SIGINT:
+        return f"stopped by {error.signal_name}"
+    return "interrupted by the user"

@@ -134,9 +134,11 @@ def test_sighup_stops_a_session_command_like_ctrl_c(survivable_sighup: list[int]
     assert signal.getsignal(signal.SIGHUP) is before and not survivable_sighup
 
 
-def test_sighup_during_a_training_is_forwarded_as_sigterm(survivable_sighup: list[int]) -> None:
+def test_sighup_during_a_training_takes_the_forwarding_path(survivable_sighup: list[int]) -> None:
     """During a training the executor's forwarding handles SIGTERM (the trainer stops
-    after its step and the session saves it as interrupted): SIGHUP takes the same path."""
+    after its step and the session saves it as interrupted): SIGHUP takes the same path,
+    and the forwarder knows it was SIGHUP (it was told SIGTERM, and the run's records said
+    "stopped by SIGTERM"; tests/reliability/test_hangup.py follows it to the records)."""
     from informer_nas.cli import _sigterm_as_interrupt
     from informer_nas.nas_system.executor import _SignalForwarder
 
@@ -145,7 +147,43 @@ def test_sighup_during_a_training_is_forwarded_as_sigterm(survivable_sighup: lis
         deadline = time.monotonic() + 5
         while forwarder.received is None and time.monotonic() < deadline:
             time.sleep(0.01)
-    assert forwarder.received == signal.SIGTERM and not survivable_sighup
+    assert forwarder.received == signal.SIGHUP and not survivable_sighup
+
+
+class HangUpPlanner:
+    """A planner during whose turn the terminal is closed (SIGHUP outside a training)."""
+
+    name = "hangup"
+
+    def plan_iteration(self, ctx: Any, budget: Any) -> Any:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(5)  # the handler interrupts this
+        raise AssertionError("SIGHUP did not stop the session")
+
+    def finish_iteration(self, ctx: Any, record: Any) -> None:
+        return None
+
+
+def test_sighup_outside_a_training_is_recorded_as_sighup(survivable_sighup: list[int],
+                                                         tmp_path: Path) -> None:
+    """The session's stop names the signal (it said "interrupted by the user")."""
+    from informer_nas.agents.policy import PolicyEvaluator
+    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.nas_system.executor import CallableExecutor
+    from informer_nas.nas_system.session import run_session
+    from informer_nas.nas_system.settings import SessionSettings
+    from informer_nas.nas_system.workspace import Workspace
+
+    events: list[dict[str, Any]] = []
+    workspace = Workspace.create(tmp_path / "ws", "tiny")
+    executor = CallableExecutor(lambda request: pytest.fail("nothing trains"))
+    with _sigterm_as_interrupt():
+        result = run_session(workspace, HangUpPlanner(), PolicyEvaluator(), SessionSettings(),
+                             executor, 2, events.append)
+    assert (result.stopped_by, result.message) == ("interrupted", "stopped by SIGHUP")
+    end = events[-1]
+    assert (end["event"], end["message"]) == ("session_end", "stopped by SIGHUP")
+    assert not survivable_sighup
 
 
 def test_sighup_stays_ignored_under_nohup() -> None:
@@ -200,3 +238,16 @@ def test_closing_the_terminal_is_a_clean_stop() -> None:
         raise AssertionError(f"still running after the hang-up; output {output!r}")
     assert b"ready" in output, output
     assert os.waitstatus_to_exitcode(status) == 130, (status, output)
+
+
+def test_ctrl_c_during_a_training_is_still_an_interruption_by_the_user() -> None:
+    """Only another signal is named: Ctrl+C (SIGINT) forwarded to a training stays
+    "interrupted" on the last line, as outside a training."""
+    from informer_nas.errors import interruption_reason
+    from informer_nas.nas_system.executor import RunInterrupted, TrainOutcome
+    from informer_nas.nas_system.records import RunStatus
+
+    outcome = TrainOutcome(RunStatus.INTERRUPTED, "stopped by SIGINT")
+    assert interruption_reason(RunInterrupted(outcome, signal.SIGINT)) == "interrupted by the user"
+    assert interruption_reason(KeyboardInterrupt()) == "interrupted by the user"
+    assert interruption_reason(RunInterrupted(outcome, signal.SIGHUP)) == "stopped by SIGHUP"

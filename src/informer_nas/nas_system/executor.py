@@ -8,7 +8,9 @@ module assumes the trainer runs on this machine.
 process group (session), streams its JSON-lines stdout to a callback, writes its stderr
 to ``run_dir/stderr.log``, kills the whole group on timeout, and forwards SIGINT/SIGTERM
 received meanwhile to the group, raising ``RunInterrupted`` (a KeyboardInterrupt that
-carries the outcome) once the child has exited.
+carries the outcome) once the child has exited. Another stop signal handed to the forwarder
+(SIGHUP: the terminal was closed) reaches the trainer as SIGTERM, its stop request; the
+run's records name the signal the session received.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from informer_nas.errors import LaunchError
+from informer_nas.errors import LaunchError, StopSignal, signal_name
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.pruning import PruneFileRefresher
 from informer_nas.nas_system.records import RunStatus, signal_death_reason, status_from_exit_code
@@ -65,17 +67,16 @@ class TrainOutcome:
     exit_code: int | None = None
 
 
-class RunInterrupted(KeyboardInterrupt):
-    """SIGINT/SIGTERM reached the parent during a run; the child has exited.
+class RunInterrupted(StopSignal):
+    """SIGINT/SIGTERM (or SIGHUP) reached the parent during a run; the child has exited.
 
     It is a KeyboardInterrupt so that an unprepared caller stops; ``launch_training``
     catches it, records ``outcome`` and re-raises it.
     """
 
     def __init__(self, outcome: TrainOutcome, signum: int) -> None:
-        super().__init__(f"training interrupted by signal {signum}")
+        super().__init__(signum, f"training interrupted by {signal_name(signum)}")
         self.outcome = outcome
-        self.signum = signum
 
 
 class TrainingExecutor(ABC):
@@ -238,11 +239,18 @@ def _die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
+# The signals the trainer takes as a stop request; any other one handed to the forwarder
+# (the CLI hands it SIGHUP) reaches the trainer as SIGTERM.
+TRAINER_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 class _SignalForwarder:
     """While active (main thread only), SIGINT/SIGTERM go to the child's process group.
 
     It is entered before the child starts, so a signal arriving in between is not lost:
-    it is forwarded as soon as the group exists (``attach``).
+    it is forwarded as soon as the group exists (``attach``). Its handler takes any signal
+    (the CLI's SIGHUP handler calls it): ``received`` is that signal, the trainer gets it as
+    SIGTERM.
     """
 
     def __init__(self) -> None:
@@ -264,15 +272,22 @@ class _SignalForwarder:
         """The child's group now exists: forward what arrived before."""
         self.pgid = pgid
         if self.received is not None:
-            _kill_group(pgid, self.received)
+            _kill_group(pgid, _trainer_signal(self.received))
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         # A second signal escalates: the user wants it to stop now.
         escalate = self.received is not None
         self.received = signum
-        logger.warning("signal %d received: forwarding to the trainer", signum)
+        sent = _trainer_signal(signum)
+        logger.warning("%s received: forwarding %s to the trainer", signal_name(signum),
+                       "it" if sent == signum else signal_name(sent))
         if self.pgid is not None:
-            _kill_group(self.pgid, signal.SIGKILL if escalate else signum)
+            _kill_group(self.pgid, signal.SIGKILL if escalate else sent)
+
+
+def _trainer_signal(signum: int) -> int:
+    """The signal the trainer gets for ``signum``: the trainer stops on SIGINT/SIGTERM."""
+    return signum if signum in TRAINER_STOP_SIGNALS else signal.SIGTERM
 
 
 def _read_stdout(stream: IO[bytes], events: queue.Queue[dict[str, Any] | None]) -> None:
@@ -304,6 +319,13 @@ class _Watch:
     is_eof: bool = False
     last_failure: str = ""
     forwarded: bool = False  # the session signalled the child (the user's SIGINT/SIGTERM)
+    # a signal the session received that the trainer got as SIGTERM (SIGHUP): the records
+    # of the interrupted run name it instead of the trainer's "stopped by SIGTERM"
+    relayed: str | None = None
+
+    @property
+    def relayed_reason(self) -> str:
+        return f"stopped by {self.relayed}"
 
     @property
     def timeout_reason(self) -> str:
@@ -386,10 +408,12 @@ class LocalSubprocessExecutor(TrainingExecutor):
         watch = _Watch(deadline, self.grace_s, timeout_s)
         seen_signal: int | None = None
         while not (watch.is_eof and process.poll() is not None):
-            self._drain(events, watch, on_event)
             if forwarder.received is not None and seen_signal is None:
                 seen_signal = forwarder.received
                 watch.kill_at = watch.kill_at or time.monotonic() + self.grace_s
+                if _trainer_signal(seen_signal) != seen_signal:
+                    watch.relayed = signal_name(seen_signal)
+            self._drain(events, watch, on_event)
             self._enforce(process, watch)
         process.stdout.close()
         _kill_group(process.pid, signal.SIGKILL)  # stragglers (grandchildren) of the run
@@ -409,6 +433,8 @@ class LocalSubprocessExecutor(TrainingExecutor):
                     if watch.timed_out:  # the trainer calls our SIGTERM "interrupted"
                         event = {**event, "status": RunStatus.TIMEOUT.value,
                                  "reason": watch.timeout_reason}
+                    elif watch.relayed and event.get("status") == RunStatus.INTERRUPTED.value:
+                        event = {**event, "reason": watch.relayed_reason}
                     watch.last_failure = str(event.get("reason", ""))
                 if on_event is not None:
                     on_event(event)
@@ -445,6 +471,11 @@ class LocalSubprocessExecutor(TrainingExecutor):
                 atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             return TrainOutcome(RunStatus.TIMEOUT, reason, metrics or {}, seconds, code)
         status = status_from_exit_code(code, forwarded=watch.forwarded)
+        if watch.relayed and status is RunStatus.INTERRUPTED:
+            if metrics is not None:  # the trainer says "stopped by SIGTERM", which it got
+                metrics = {**metrics, "reason": watch.relayed_reason}
+                atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+            return TrainOutcome(status, watch.relayed_reason, metrics or {}, seconds, code)
         if status is RunStatus.OK and metrics is None:
             return TrainOutcome(RunStatus.CRASHED, f"exit 0 but {problem}", {}, seconds, code)
         reason = "" if status is RunStatus.OK else _failure_reason(code, metrics, watch, run_dir)

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from informer_nas.errors import ConfigError
+from informer_nas.errors import ConfigError, interruption_reason
 from informer_nas.informer.config import load_config
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.brain import (
@@ -436,11 +436,13 @@ def run_session(
         loop.ctx.save()
         try:
             result = loop.run(pending)
-        except KeyboardInterrupt:
-            logger.warning("interrupted: state saved; continue with `nas resume`")
+        except KeyboardInterrupt as stop:  # Ctrl+C, or a StopSignal (SIGTERM, SIGHUP)
+            why = interruption_reason(stop)
+            logger.warning("%s: state saved; continue with `nas resume`", why)
             repair_workspace(loop.ctx)
-            result = loop.result("interrupted", "interrupted by the user; state saved")
+            result = loop.result("interrupted", why)
         loop.emit("session_end", stopped_by=result.stopped_by, iteration=result.iteration,
                   max_iterations=result.max_iterations, incumbent_run_id=result.incumbent_run_id,
+                  message=result.message,
                   config=workspace.paths.config.read_text(encoding="utf-8"))
         return result
