@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -354,6 +355,45 @@ def test_a_missing_run_directory_marks_the_run_crashed(bench: Bench) -> None:
     run = load_state(bench.paths).runs[1]
     assert run.status is RunStatus.CRASHED and run.val_mse == 0.95  # the record is kept
     assert run.status_reason.startswith(MISSING_RUN_DIR) and "was ok" in run.status_reason
+    assert_healthy_now(bench)
+
+
+def unmount(bench: Bench, run_id: str, tmp_path: Path) -> Path:
+    """Move a run directory away and let `nas doctor --repair` mark the run crashed."""
+    away = tmp_path / "unmounted" / run_id
+    away.parent.mkdir(exist_ok=True)
+    bench.paths.run_dir(run_id).rename(away)
+    diagnose(bench.paths.root, repair=True)
+    assert load_state(bench.paths).runs[int(run_id[-4:])].status is RunStatus.CRASHED
+    return away
+
+
+def test_a_run_marked_crashed_gets_its_status_back_with_its_directory(
+        bench: Bench, tmp_path: Path) -> None:
+    """A remounted disk: the run stayed "crashed" for good, and the doctor called the
+    workspace healthy; it now says the directory is back and --repair restores the run."""
+    unmount(bench, "run_0001", tmp_path).rename(bench.paths.run_dir("run_0001"))
+    looked = diagnose(bench.paths.root)
+    finding = next(f for f in looked.findings if f.subject == "runs/run_0001")
+    assert not looked.is_healthy and "the directory is back" in finding.problem
+    assert finding.action == "`nas doctor --repair` will restore its status ok"
+    assert load_state(bench.paths).runs[1].status is RunStatus.CRASHED  # only looked
+    diagnose(bench.paths.root, repair=True)
+    run = load_state(bench.paths).runs[1]
+    assert (run.status, run.status_reason, run.val_mse, run.verdict) == (
+        RunStatus.OK, "", 0.95, "reject")
+    assert_healthy_now(bench)
+
+
+def test_a_returned_directory_with_other_metrics_keeps_the_run_crashed(
+        bench: Bench, tmp_path: Path) -> None:
+    # another run's directory put in its place: its scores are not this run's
+    away = unmount(bench, "run_0001", tmp_path)
+    shutil.copytree(bench.paths.run_dir("run_0003"), bench.paths.run_dir("run_0001"))
+    report = diagnose(bench.paths.root, repair=True)
+    finding = next(f for f in report.findings if f.subject == "runs/run_0001")
+    assert finding.severity == "info" and "its metrics.json says seed 3" in finding.problem
+    assert load_state(bench.paths).runs[1].status is RunStatus.CRASHED and away.is_dir()
     assert_healthy_now(bench)
 
 

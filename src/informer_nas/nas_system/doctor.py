@@ -5,11 +5,13 @@
 ``agent_state.json`` is rebuilt from the snapshot, the journal and the run directories
 (``salvage.py``: no completed run is lost); runs left ``running`` become ``interrupted``;
 a run whose directory is gone becomes ``crashed`` ("run directory missing"), unless it is
-the incumbent; ``config.py`` (not a pure literal, failing the schema, or another run's
-config after a torn accept) is restored from the incumbent's ``config_used.py`` (a valid
-hand edit is kept, as the session keeps it); a stale ``candidate.py`` is removed; a trace
-line torn by a crash is cut. Each file is replaced atomically after a copy
-``<name>.corrupt-<UTC time>`` (it was unreadable) or ``<name>.bak-<UTC time>`` is kept.
+the incumbent, and gets its status back once the directory is back with the metrics it
+recorded (a remounted disk, a restored backup); ``config.py`` (not a pure literal, failing
+the schema, or another run's config after a torn accept) is restored from the incumbent's
+``config_used.py`` (a valid hand edit is kept, as the session keeps it); a stale
+``candidate.py`` is removed; a trace line torn by a crash is cut. Each file is replaced
+atomically after a copy ``<name>.corrupt-<UTC time>`` (it was unreadable) or
+``<name>.bak-<UTC time>`` is kept.
 Orphaned run directories and a stale lock are only reported: new run ids skip existing
 directories, and a dead holder's lock is taken over.
 """
@@ -33,6 +35,7 @@ from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.recovery import finished_metrics
 from informer_nas.nas_system.salvage import (
+    finite_number,
     rebuild_state,
     record_from_run_dir,
     run_dir_ids,
@@ -276,6 +279,9 @@ class _Doctor:
                 self.fix("warning", subject, "left `running` by a process that died",
                          "mark it interrupted (its iteration is redone)",
                          partial(_mark_interrupted, run), True)
+            elif run.status_reason.startswith(MISSING_RUN_DIR) and self.paths.run_dir(
+                    run.run_id).is_dir():
+                self.check_returned_dir(run, subject)
             elif not (run.status is RunStatus.INTERRUPTED or self.paths.run_dir(
                     run.run_id).is_dir() or run.status_reason.startswith(MISSING_RUN_DIR)):
                 self.check_missing_dir(state, run, subject)
@@ -324,6 +330,23 @@ class _Doctor:
         self.fix("warning", subject, f"recorded as {run.status.value} but its run directory "
                  f"is missing", f"mark it crashed (\"{MISSING_RUN_DIR}\"), keeping the record "
                  f"and its metrics", partial(_mark_missing, run), True)
+
+    def check_returned_dir(self, run: RunRecord, subject: str) -> None:
+        """A run marked crashed because its directory was missing, whose directory is back:
+        its status comes back when the directory's ``metrics.json`` is the run's own."""
+        was = "marked crashed because its run directory was missing; the directory is back"
+        previous = _status_before_missing(run.status_reason)
+        if previous is None:
+            self.add("info", subject, f"{was}, but its record no longer says the status it "
+                     f"had", "kept crashed")
+            return
+        mismatch = _metrics_mismatch(self.paths.run_dir(run.run_id), run, previous[0])
+        if mismatch is not None:
+            self.add("info", subject, f"{was}, but {mismatch}", "kept crashed: the directory "
+                     "is not this run's as recorded")
+            return
+        self.fix("warning", subject, f"{was} with its metrics.json", f"restore its status "
+                 f"{previous[0].value}", partial(_restore_status, run, *previous), True)
 
     def commit_state(self, state: AgentState) -> None:
         if not self.state_backed_up:
@@ -472,6 +495,38 @@ def _mark_missing(run: RunRecord) -> None:
     previous = run.status.value + (f": {run.status_reason}" if run.status_reason else "")
     run.status = RunStatus.CRASHED
     run.status_reason = f"{MISSING_RUN_DIR} (was {previous})"
+
+
+def _status_before_missing(reason: str) -> tuple[RunStatus, str] | None:
+    """The status and reason ``_mark_missing`` kept in ``reason`` (None if unreadable)."""
+    prefix = f"{MISSING_RUN_DIR} (was "
+    if not (reason.startswith(prefix) and reason.endswith(")")):
+        return None
+    status, _, before = reason[len(prefix):-1].partition(": ")
+    try:
+        return RunStatus(status), before
+    except ValueError:
+        return None
+
+
+def _metrics_mismatch(run_dir: Path, run: RunRecord, status: RunStatus) -> str | None:
+    """Why ``run_dir/metrics.json`` is not the metrics ``run`` recorded (None: it is)."""
+    metrics, problem = read_metrics(run_dir)
+    if metrics is None:
+        return problem
+    for key, recorded in (("status", status.value), ("seed", run.seed),
+                          ("val_mse", run.val_mse), ("test_mse", run.test_mse)):
+        value = metrics.get(key, recorded) if key == "seed" else metrics.get(key)
+        if key.endswith("_mse"):
+            value = finite_number(value)
+        if value != recorded:
+            return f"its metrics.json says {key} {value!r}, the record {recorded!r}"
+    return None
+
+
+def _restore_status(run: RunRecord, status: RunStatus, reason: str) -> None:
+    run.status = status
+    run.status_reason = reason
 
 
 def _read(path: Path) -> bytes | None:
