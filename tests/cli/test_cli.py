@@ -523,6 +523,25 @@ def test_report_sets_the_linear_baseline_against_the_incumbent(
     assert "Linear baseline" not in (populated / "report" / "report.md").read_text()
 
 
+def test_report_logs_the_baseline_in_one_line_not_its_epochs(populated: Path) -> None:
+    """nas.log got about 200 INFO lines per baseline (its start, every epoch, its end)."""
+    log = populated / "nas.log"
+    log.unlink(missing_ok=True)
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    lines = log.read_text().splitlines()
+    assert not [line for line in lines if "informer_nas.informer.training" in line], lines
+    (trained,) = [line for line in lines if "linear baseline" in line]
+    val_mse = json.loads((populated / "report" / "baseline.json").read_text())["result"]["val_mse"]
+    assert f"val MSE {val_mse:.4g}" in trained and "seq_len 48" in trained
+    assert str(populated / "report" / "baseline.json") in trained
+    assert len(lines) <= 4, lines  # the data read, the baseline, "report written"
+
+    log.unlink()
+    assert invoke("report", "--workspace", populated).exit_code == 0
+    (reused,) = [line for line in log.read_text().splitlines() if "linear baseline" in line]
+    assert "reused" in reused and f"val MSE {val_mse:.4g}" in reused
+
+
 def test_report_retrains_the_baseline_for_another_data_section(populated: Path) -> None:
     assert invoke("report", "--workspace", populated).exit_code == 0
     config = populated / "runs" / "run_0002" / "config_used.py"  # the incumbent's snapshot

@@ -117,7 +117,8 @@ def train_baseline(config: InformerConfig, data: ETTData | None = None,
         training = config.training
     torch.manual_seed(training.seed)
     model = RLinear(config.data.seq_len, config.data.pred_len, data.c_out)
-    result = Trainer(config, data, model=model).fit()
+    # its caller logs the outcome in a line: up to 200 epoch lines would bury its log
+    result = Trainer(config, data, model=model, log_progress=False).fit()
     if result.status != "ok" or result.val is None or result.test is None:
         raise RuntimeError(f"the linear baseline ended {result.status}: {result.reason}")
     return BaselineResult(result.val.mse, result.val.mae, result.test.mse, result.test.mae,

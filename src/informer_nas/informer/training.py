@@ -174,6 +174,9 @@ class Trainer:
             ``config.model``, built after seeding). It is called as Informer is,
             ``model(x_enc, x_mark_enc, x_dec, x_mark_dec) -> (B, pred_len, c_out)``; seed
             torch before building it for repeatable runs.
+        log_progress: log the start, each epoch and the end at INFO (a run's train.log);
+            False logs them at DEBUG, for a caller that logs the outcome itself (the
+            linear baseline: up to 200 short epochs, trained in the caller's process).
 
     Raises:
         ConfigError: CUDA requested but absent (DataError: unusable data).
@@ -182,9 +185,11 @@ class Trainer:
     def __init__(
         self, config: InformerConfig, data: ETTData | None = None,
         hooks: TrainHooks | None = None, model: nn.Module | None = None,
+        log_progress: bool = True,
     ) -> None:
         training = config.training
         self.config, self.hooks = config, hooks or TrainHooks()
+        self.progress_log_level = logging.INFO if log_progress else logging.DEBUG
         self.device = resolve_device(training)
         torch.set_num_threads(training.num_threads or default_num_threads())
         if self.device.type == "cpu":
@@ -343,7 +348,8 @@ class Trainer:
             "max_epochs": training.max_epochs, "steps_per_epoch": self.steps_per_epoch,
             "seed": training.seed,
         })
-        logger.info("training %d parameters on %s", self.n_params, self.device)
+        logger.log(self.progress_log_level, "training %d parameters on %s", self.n_params,
+                   self.device)
         status: TrainStatus = "ok"
         scores = None
         try:
@@ -355,7 +361,7 @@ class Trainer:
             if not is_out_of_memory(exc):
                 raise
             status, reason = "oom", f"out of memory: {str(exc).splitlines()[0][:200]}"
-        logger.info("run ended: %s (%s)", status, reason)
+        logger.log(self.progress_log_level, "run ended: %s (%s)", status, reason)
         return self.outcome(status, reason, scores)
 
     def outcome(self, status: TrainStatus, reason: str, scores: Scores | None = None
@@ -400,7 +406,7 @@ class Trainer:
                 "val_mse": record.val_mse, "test_mse": record.test_mse, "lr": record.lr,
                 "seconds": record.seconds,
             })
-            logger.info("epoch %d: %s", epoch, record.to_dict())
+            logger.log(self.progress_log_level, "epoch %d: %s", epoch, record.to_dict())
             # the last epoch (max_epochs or patience) is never pruned: stopping there saves
             # nothing, and the finished run is judged on its result instead
             last = epoch == training.max_epochs or bad_epochs >= training.patience

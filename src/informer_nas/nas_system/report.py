@@ -291,14 +291,25 @@ def linear_baseline(status: dict[str, Any], cache: Path,
         key = _baseline_key(config.to_dict(), REPORT_MIN_STEPS)
         cached = _read_cached_baseline(cache, key)
         if cached is not None:
+            logger.info("linear baseline reused from %s (trained for the same data and "
+                        "windows): %s", cache, _baseline_scores(cached))
             return cached
-        logger.info("training the linear baseline on the incumbent's data section")
         result = train_baseline(config, min_steps=REPORT_MIN_STEPS)
     except (ConfigError, RuntimeError, OSError) as exc:
         logger.warning("no linear baseline: %s", exc)
         return str(exc).splitlines()[0]
     atomic_write_text(cache, json.dumps({"key": key, "result": result.to_dict()}, indent=2))
+    data = config.data
+    logger.info("linear baseline (RLinear, seq_len %d -> pred_len %d, features %s) trained on "
+                "the incumbent's data section in %.1f s, %d epochs: %s; saved to %s",
+                data.seq_len, data.pred_len, data.features, result.train_seconds,
+                result.epochs_run, _baseline_scores(result), cache)
     return result
+
+
+def _baseline_scores(result: BaselineResult) -> str:
+    return (f"val MSE {format_mse(result.val_mse)}, test MSE {format_mse(result.test_mse)} "
+            f"(best epoch {result.best_epoch})")
 
 
 def _baseline_key(config: dict[str, Any], min_steps: int) -> dict[str, Any]:
