@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from matplotlib.colors import to_rgba
 
-from informer_nas.nas_system import report
+from informer_nas.nas_system import figures
 from informer_nas.nas_system.gate import (
     CandidateEvidence,
     GateThresholds,
@@ -54,18 +54,18 @@ def assert_whole_ticks(figure: Figure) -> None:
 @pytest.mark.parametrize("count", [1, 2, 3, 40], ids=lambda n: f"{n}-runs")
 def test_progress_ticks_are_whole_iterations(count: int) -> None:
     runs = [run(i, 1.0 - 0.001 * i, True) for i in range(1, count + 1)]
-    assert_whole_ticks(report.plot_progress(runs))
+    assert_whole_ticks(figures.plot_progress(runs))
 
 
 def test_progress_ticks_of_one_failed_run_are_whole() -> None:
-    assert_whole_ticks(report.plot_progress([run(1, None, False, RunStatus.CRASHED)]))
+    assert_whole_ticks(figures.plot_progress([run(1, None, False, RunStatus.CRASHED)]))
 
 
 @pytest.mark.parametrize("count", [1, 3, 30], ids=lambda n: f"{n}-epochs")
 def test_incumbent_curve_ticks_are_whole_epochs(count: int) -> None:
     epochs = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.1 / e, "val_mse": 1.1 / e}
               for e in range(1, count + 1)]
-    assert_whole_ticks(report.plot_learning_curve(epochs, "t"))
+    assert_whole_ticks(figures.plot_learning_curve(epochs, "t"))
 
 
 def scatters(figure: Figure) -> dict[str, PathCollection]:
@@ -81,12 +81,12 @@ def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
     runs = [run(1, 1.0, True), run(2, 1.2, False),
             run(3, 0.9, None, RunStatus.INTERRUPTED), run(4, None, False, RunStatus.CRASHED),
             run(5, None, None, RunStatus.INTERRUPTED)]  # killed, its iteration redone
-    assert [report.progress_category(r) for r in runs] == [
+    assert [figures.progress_category(r) for r in runs] == [
         "accepted", "rejected", "not judged", "failed", "interrupted"]
-    failed = [line for line in report.plot_progress(runs).axes[0].get_lines()
+    failed = [line for line in figures.plot_progress(runs).axes[0].get_lines()
               if line.get_linestyle() == ":"]
     assert [float(line.get_xdata()[0]) for line in failed] == [4]  # not 5: never judged
-    drawn = scatters(report.plot_progress(runs))
+    drawn = scatters(figures.plot_progress(runs))
     assert set(drawn) == {"accepted", "rejected", "not judged"}
     assert [list(p) for p in drawn["rejected"].get_offsets()] == [[2, 1.2]]
     assert [list(p) for p in drawn["not judged"].get_offsets()] == [[3, 0.9]]
@@ -94,7 +94,7 @@ def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
     assert not any(face[3] > 0 for face in unjudged.get_facecolor())  # hollow
     assert tuple(unjudged.get_edgecolor()[0]) == to_rgba("tab:grey")
     assert tuple(drawn["rejected"].get_facecolor()[0]) == to_rgba("tab:red")
-    legend = report.plot_progress(runs).axes[0].get_legend()
+    legend = figures.plot_progress(runs).axes[0].get_legend()
     assert "not judged" in [text.get_text() for text in legend.get_texts()]
 
 
@@ -105,13 +105,13 @@ def test_runs_without_a_val_mse_draw_no_empty_legend() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        axes = report.plot_progress([run(1, None, None, RunStatus.INTERRUPTED)]).axes[0]
+        axes = figures.plot_progress([run(1, None, None, RunStatus.INTERRUPTED)]).axes[0]
     assert axes.get_legend() is None
     assert [text.get_text() for text in axes.texts] == ["no run with a validation MSE yet"]
 
 
 def test_only_unjudged_runs_draw_no_rejected_marker() -> None:
-    drawn = scatters(report.plot_progress([run(1, 0.9, None, RunStatus.INTERRUPTED)]))
+    drawn = scatters(figures.plot_progress([run(1, 0.9, None, RunStatus.INTERRUPTED)]))
     assert set(drawn) == {"not judged"}
 
 
@@ -126,7 +126,7 @@ def incumbent_line(figure: Figure) -> tuple[list[float], list[float], str]:
 
 def test_incumbent_line_without_seeds_is_the_accepted_val_mse() -> None:
     runs = [run(1, 1.0, True), run(2, 1.1, False), run(3, 0.8, True), run(4, 0.85, False)]
-    xs, ys, label = incumbent_line(report.plot_progress(runs))
+    xs, ys, label = incumbent_line(figures.plot_progress(runs))
     assert (xs, ys, label) == ([1, 3, 4], [1.0, 0.8, 0.8], "incumbent (best so far)")
 
 
@@ -144,7 +144,7 @@ def test_incumbent_line_follows_the_seed_means_the_gate_compared() -> None:
         GateThresholds())
     assert verdict.outcome == "accept" and verdict.compared_seeds == (11, 12)
 
-    xs, ys, label = incumbent_line(report.plot_progress([baseline, candidate, rejected]))
+    xs, ys, label = incumbent_line(figures.plot_progress([baseline, candidate, rejected]))
     assert xs == [1, 2, 3]
     assert ys == pytest.approx([1.21, 1.11, 1.11])
     assert all(later <= earlier for earlier, later in zip(ys, ys[1:], strict=False))
