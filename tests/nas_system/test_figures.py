@@ -76,6 +76,19 @@ def scatters(figure: Figure) -> dict[str, PathCollection]:
             if isinstance(c, PathCollection)}
 
 
+def failed_iterations(figure: Figure) -> list[float]:
+    """The iterations marked failed (no val MSE): a tick each on the x axis."""
+    from matplotlib.collections import LineCollection
+
+    marks = [c for c in figure.axes[0].collections
+             if isinstance(c, LineCollection) and c.get_label() == figures.FAILED]
+    return [float(segment[0][0]) for mark in marks for segment in mark.get_segments()]
+
+
+def legend_labels(figure: Figure) -> list[str]:
+    return [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+
+
 def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
     """An interrupted run that has a val MSE but no verdict is 'not judged': grey, hollow."""
     runs = [run(1, 1.0, True), run(2, 1.2, False),
@@ -83,9 +96,7 @@ def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
             run(5, None, None, RunStatus.INTERRUPTED)]  # killed, its iteration redone
     assert [figures.progress_category(r) for r in runs] == [
         "accepted", "rejected", "not judged", "failed", "interrupted"]
-    failed = [line for line in figures.plot_progress(runs).axes[0].get_lines()
-              if line.get_linestyle() == ":"]
-    assert [float(line.get_xdata()[0]) for line in failed] == [4]  # not 5: never judged
+    assert failed_iterations(figures.plot_progress(runs)) == [4]  # not 5: never judged
     drawn = scatters(figures.plot_progress(runs))
     assert set(drawn) == {"accepted", "rejected", "not judged"}
     assert [list(p) for p in drawn["rejected"].get_offsets()] == [[2, 1.2]]
@@ -94,8 +105,7 @@ def test_a_run_never_judged_is_not_drawn_as_rejected() -> None:
     assert not any(face[3] > 0 for face in unjudged.get_facecolor())  # hollow
     assert tuple(unjudged.get_edgecolor()[0]) == to_rgba("tab:grey")
     assert tuple(drawn["rejected"].get_facecolor()[0]) == to_rgba("tab:red")
-    legend = figures.plot_progress(runs).axes[0].get_legend()
-    assert "not judged" in [text.get_text() for text in legend.get_texts()]
+    assert "not judged" in legend_labels(figures.plot_progress(runs))
 
 
 def test_runs_without_a_val_mse_draw_no_empty_legend() -> None:
@@ -105,8 +115,9 @@ def test_runs_without_a_val_mse_draw_no_empty_legend() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        axes = figures.plot_progress([run(1, None, None, RunStatus.INTERRUPTED)]).axes[0]
-    assert axes.get_legend() is None
+        figure = figures.plot_progress([run(1, None, None, RunStatus.INTERRUPTED)])
+    axes = figure.axes[0]
+    assert axes.get_legend() is None and not figure.legends
     assert [text.get_text() for text in axes.texts] == ["no run with a validation MSE yet"]
 
 
@@ -149,3 +160,80 @@ def test_incumbent_line_follows_the_seed_means_the_gate_compared() -> None:
     assert ys == pytest.approx([1.21, 1.11, 1.11])
     assert all(later <= earlier for earlier, later in zip(ys, ys[1:], strict=False))
     assert "seeds" in label
+
+
+def long_session(count: int) -> list[dict[str, Any]]:
+    """``count`` runs: an accept every 40th (the line falls), a failure every 50th, one run
+    that diverged far above the rest at iteration 310, rejected runs spread above the line."""
+    runs, best = [], 1.0
+    for iteration in range(1, count + 1):
+        if iteration % 50 == 0:
+            runs.append(run(iteration, None, False, RunStatus.CRASHED))
+        elif iteration == 310:
+            runs.append(run(iteration, 50.0, False))
+        elif iteration % 40 == 1:
+            best *= 0.98
+            runs.append(run(iteration, best, True))
+        else:
+            runs.append(run(iteration, best * (1.05 + (iteration * 37 % 100) / 200), False))
+    return runs
+
+
+def test_progress_of_a_thousand_runs_keeps_the_incumbent_line_readable() -> None:
+    """At 1,000 iterations the red crosses were one band over the incumbent's line, 20
+    full-height failure lines crossed it, one diverged run flattened the rest and the
+    legend sat on the data."""
+    runs = long_session(1000)
+    figure = figures.plot_progress(runs, baseline_mse=1.1)
+    axes, drawn = figure.axes[0], scatters(figure)
+    rejected, accepted = drawn["rejected"], drawn["accepted"]
+    assert max(rejected.get_sizes()) < figures.DEFAULT_AREA / 2 and rejected.get_alpha() <= 0.5
+    assert list(accepted.get_sizes()) == [figures.DEFAULT_AREA]
+    assert accepted.get_alpha() in (None, 1.0)
+    line = next(line for line in axes.get_lines() if str(line.get_label()).startswith("incumb"))
+    assert line.get_linewidth() >= 2 and line.get_zorder() > rejected.get_zorder()
+    # the failures: ticks on the x axis, no line across the plot
+    assert failed_iterations(figure) == [float(i) for i in range(50, 1001, 50)]
+    assert [str(line.get_label()) for line in axes.get_lines()] == [
+        "linear baseline (RLinear)", "incumbent (best so far)"]
+    # the diverged run is off the scale, counted and marked on the top edge
+    low, high = axes.get_ylim()
+    shown = [r["val_mse"] for r in runs if r["val_mse"] is not None and r["val_mse"] < 50]
+    assert low <= min(shown) and max(shown) <= high < 5
+    assert "1 run above the scale (highest 50)" in legend_labels(figure)
+    assert [list(p) for p in drawn["1 run above the scale (highest 50)"].get_offsets()] == [
+        [310, 0.985]]
+    # the legend is below the axes, not over the runs
+    figure.draw_without_rendering()
+    (legend,) = figure.legends
+    assert legend.get_window_extent().y1 <= axes.get_window_extent().y0
+
+
+def test_progress_of_three_runs_draws_every_run_full_size() -> None:
+    runs = [run(1, 1.0, True), run(2, 1.3, False), run(3, 0.9, True)]
+    figure = figures.plot_progress(runs, baseline_mse=0.5)
+    drawn = scatters(figure)
+    assert set(drawn) == {"accepted", "rejected"}
+    for markers in drawn.values():
+        assert list(markers.get_sizes()) == [figures.DEFAULT_AREA]
+        assert markers.get_alpha() in (None, 1.0)
+    low, high = figure.axes[0].get_ylim()
+    assert low < 0.5 and high > 1.3  # every run and the baseline in view
+    assert legend_labels(figure) == ["linear baseline (RLinear)", "accepted", "rejected",
+                                     "incumbent (best so far)"]
+
+
+def test_a_few_far_apart_values_are_all_shown() -> None:
+    # fewer than MIN_POINTS_TO_CLIP values: a diverged run among them is not off the scale
+    runs = [run(1, 1.0, True), run(2, 1.1, False), run(3, 40.0, False)]
+    figure = figures.plot_progress(runs)
+    assert figure.axes[0].get_ylim()[1] > 40
+    assert not [label for label in legend_labels(figure) if "above the scale" in label]
+
+
+def test_an_incumbent_far_above_the_rest_stays_in_view() -> None:
+    # the first run is the first incumbent however bad: its line must not leave the scale
+    runs = [run(1, 10.0, True)] + [run(i, 1.0 + 0.01 * i, i == 2) for i in range(2, 20)]
+    figure = figures.plot_progress(runs)
+    assert figure.axes[0].get_ylim()[1] > 10
+    assert not [label for label in legend_labels(figure) if "above the scale" in label]
