@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from informer_nas.agents.brains.study import (
     STUDY_NAME,
+    TPE_STARTUP_TRIALS,
     StudyBrain,
     config_problem,
     distributions,
@@ -138,6 +139,21 @@ def test_optuna_driven_directly_proposes_the_same_sequence(tmp_path: Path) -> No
         assert trial.value is not None
         curve = fake_curve(trial.value)
         assert trial.intermediate_values == pytest.approx(dict(enumerate(curve)))
+
+
+def test_guided_proposals_match_optuna_with_a_fresh_sampler_per_ask(tmp_path: Path) -> None:
+    """Past TPE's start-up trials, the brain's samplers share one intersection search space
+    (``share_search_space``: each fresh one re-read every past trial). Proposals must stay
+    those of a fresh sampler per ask (Optuna by hand), including asks after configs told
+    FAIL for breaking a rule and across a resume (a new brain, its cache rebuilt)."""
+    iters = TPE_STARTUP_TRIALS + 6
+    run(tmp_path / "ws", 4)
+    run(tmp_path / "ws", iters)
+    direct, _ = direct_sequence(iters)
+    assert [rounded(c) for c in trained_configs(tmp_path / "ws")] == [rounded(c) for c in direct]
+    trials = load_study(tmp_path / "ws").trials
+    assert any(t.state == TrialState.FAIL for t in trials)  # a rule broken: asked again
+    assert len({str(rounded(c)) for c in direct[TPE_STARTUP_TRIALS + 1:]}) > 1
 
 
 def test_pruned_trials_match_optuna_with_its_pruner(tmp_path: Path) -> None:
