@@ -526,3 +526,25 @@ def test_odd_token_counts_do_not_stop_the_session(kind: str, session: Session,
     assert result.stopped_by == "budget", result
     state = consistent(tmp_path / "ws")
     assert [(r.status.value, r.accepted) for r in state.runs] == [("ok", True)]
+
+
+# -- sloppy but plausible models: told the next step, not left to spend their turns --------
+
+
+def test_repeated_read_is_refused_with_the_next_step(session: Session, tmp_path: Path) -> None:
+    """A model that reads the same history again (nothing changed) is told to edit and
+    launch, instead of looping on reads until the turn limit spends the iteration; the
+    refusal is recorded, so the session replays identically."""
+    read = calls("read_history", {"last_n": 5})
+    with scripted_server([read, calls("read_history", {"last_n": 5}), *iteration(0.2)[1:]],
+                         ) as server:
+        result = session(server)
+        outputs = server.tool_outputs()
+    assert result.stopped_by == "budget"
+    assert outputs[1].startswith("ERROR: read_history with these arguments already returned "
+                                 "this"), outputs[1]
+    assert "call edit_config" in outputs[1] and "launch_training" in outputs[1]
+    assert len(consistent(tmp_path / "ws").runs) == 1
+    report = replay_trace(next((tmp_path / "ws" / "traces").glob("*.jsonl")),
+                          tmp_path / "replayed")
+    assert report.identical, report.divergence

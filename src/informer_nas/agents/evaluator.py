@@ -169,6 +169,7 @@ class AgentEvaluator:
 
     def judge(self, ctx: ToolContext, run_id: str, verdict: GateVerdict) -> EvaluatorOutcome:
         self.binding.ctx = ctx
+        self.binding.reads.clear()
         request = JudgeRequest(run_id, ctx.state.incumbent_run_id or "", list(verdict.reasons))
         arguments = json.dumps(asdict(request))
         sdk_ctx: SdkToolContext[ToolContext] = SdkToolContext(

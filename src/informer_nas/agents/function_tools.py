@@ -20,7 +20,7 @@ from agents.function_schema import function_schema
 from pydantic import BaseModel, StrictInt, ValidationError  # strict: true is not 1
 
 from informer_nas.agents.provider import Binding
-from informer_nas.errors import EnvironmentFailure, NasError, ReplayDivergence
+from informer_nas.errors import ConfigError, EnvironmentFailure, NasError, ReplayDivergence
 from informer_nas.informer.config import format_validation_error, without_pydantic_prefix
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import CONFIG_VALUE_ERROR, ConfigChange
@@ -138,6 +138,33 @@ async def _call(binding: Binding, role: str, name: str, args: dict[str, Any],
     return result
 
 
+def _next_step(ctx: ToolContext, role: str) -> str:
+    """What a model should do instead of reading the same thing again."""
+    if role == "evaluator":
+        return "answer with your verdict: accept, reason and feedback"
+    current = ctx.state.current
+    if current is not None and current.launched_run_id:
+        return "answer with your decision (step_type, plan, reason)"
+    return ("call edit_config with your changes, then launch_training (or answer with "
+            "step_type stop)")
+
+
+async def _read(binding: Binding, ctx: ToolContext, role: str, name: str, args: dict[str, Any],
+                run: Callable[[], str]) -> str:
+    """``_call`` for a read-only tool: the same result twice in one agent run is refused
+    with the next step, so that a model looping on reads is told before its turns run out."""
+    def read_once() -> str:
+        key = json.dumps([role, name, args], sort_keys=True)
+        result = run()
+        if binding.reads.get(key) == result:
+            raise ConfigError(f"{name} with these arguments already returned this in this "
+                              f"iteration and nothing has changed since; {_next_step(ctx, role)}")
+        binding.reads[key] = result
+        return result
+
+    return await _call(binding, role, name, args, read_once)
+
+
 ToolFactory = Callable[[Binding, str], FunctionTool]
 
 
@@ -156,7 +183,7 @@ def read_history_tool(binding: Binding, role: str) -> FunctionTool:
         Args:
             last_n: how many recent runs to include (e.g. 5).
         """
-        return await _call(binding, role, "read_history", {"last_n": last_n},
+        return await _read(binding, wrapper.context, role, "read_history", {"last_n": last_n},
                            lambda: read_history(wrapper.context, last_n=last_n))
 
     return _make(read_history_, "read_history")
@@ -167,7 +194,8 @@ def get_config_tool(binding: Binding, role: str) -> FunctionTool:
 
     async def get_config_(wrapper: RunContextWrapper[ToolContext]) -> str:
         """Read the current config as JSON (the candidate if an edit is in progress)."""
-        return await _call(binding, role, "get_config", {}, lambda: get_config(wrapper.context))
+        return await _read(binding, wrapper.context, role, "get_config", {},
+                           lambda: get_config(wrapper.context))
 
     return _make(get_config_, "get_config")
 
@@ -216,7 +244,7 @@ def summarize_curve_tool(binding: Binding, role: str) -> FunctionTool:
             run_id: a run id of this workspace, e.g. "run_0003", or one of its confirmation
                 seeds, e.g. "run_0003/seed_7"; not a path.
         """
-        return await _call(binding, role, "summarize_curve", {"run_id": run_id},
+        return await _read(binding, wrapper.context, role, "summarize_curve", {"run_id": run_id},
                            lambda: summarize_curve(wrapper.context, run_id))
 
     return _make(summarize_curve_, "summarize_curve")
@@ -237,7 +265,8 @@ def run_metrics_tool(binding: Binding, role: str) -> FunctionTool:
                       "test_mae", "mean_val_mse", "seed", "seeds", "changes")
             return json.dumps(record.model_dump(mode="json", include=set(fields)))
 
-        return await _call(binding, role, "run_metrics", {"run_id": run_id}, read)
+        return await _read(binding, wrapper.context, role, "run_metrics", {"run_id": run_id},
+                           read)
 
     return _make(run_metrics_, "run_metrics")
 
@@ -254,7 +283,7 @@ def rule_tool(binding: Binding, role: str, rule: str) -> FunctionTool:
         Args:
             run_id: the run, e.g. "run_0003".
         """
-        return await _call(binding, role, rule, {"run_id": run_id},
+        return await _read(binding, wrapper.context, role, rule, {"run_id": run_id},
                            lambda: str(function(wrapper.context, run_id)))
 
     doc = (function.__doc__ or "").strip().splitlines()

@@ -195,6 +195,7 @@ class AgentPlanner:
 
     def plan_iteration(self, ctx: ToolContext, budget: Budget) -> PlannerOutcome:
         self.binding.ctx = ctx
+        self.binding.reads.clear()
         if self.before is not None:
             self.before(ctx, budget)
         try:

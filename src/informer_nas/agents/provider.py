@@ -115,6 +115,9 @@ class Binding:
     ctx: ToolContext | None = None
     recorder: TraceRecorder | None = None
     session_usage: dict[str, RoleUsage] = field(default_factory=dict)
+    # results of the read-only tools in the current agent run, by tool and arguments: a
+    # call that would return the same text again is refused (a model looping on reads)
+    reads: dict[str, str] = field(default_factory=dict)
 
     def require(self) -> ToolContext:
         if self.ctx is None:
