@@ -138,6 +138,12 @@ REFUSALS: list[tuple[Any, str]] = [
     # choices, and a string where a number belongs
     ([change("model.n_heads", 3)], "must be one of 1, 2, 4, 8"),
     ([change("model.d_model", "64")], "must be one of 16, 32, 64"),
+    # a quoted value that would be valid unquoted: say so (else '64' looks like a choice)
+    ([change("model.d_model", "64")], "'64' is a string: send 64 without quotes"),
+    ([change("training.optimizer_params.lr", "0.001")],
+     "'0.001' is a string: send 0.001 without quotes"),
+    ([change("model.distil", "false")], "'false' is a string: send false without quotes"),
+    ([change("model.e_layers", "2")], "'2' is a string: send 2 without quotes"),
     # code strings are just wrong values, shown truncated
     ([change("model.attn", "__import__('os').system('id')")], "must be one of 'prob', 'full'"),
     ([change("model.attn", "p" * 5_000_000)], "strings are at most 64 characters"),

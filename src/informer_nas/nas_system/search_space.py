@@ -121,14 +121,14 @@ class Param:
     def _problem(self, value: object) -> str:
         if self.kind == "bool":
             if type(value) is not bool:
-                return f"expected true or false, got {_kind(value)}"
+                return f"expected true or false, got {_kind(value)}{_unquoted(value, self)}"
             return "" if value in self.values else f"must be {self.rule()}"
         if self.kind == "categorical":
             return self._categorical_problem(value)
         if self.kind == "int" and type(value) is not int:
-            return f"expected an integer, got {_kind(value)}"
+            return f"expected an integer, got {_kind(value)}{_unquoted(value, self)}"
         if self.kind == "float" and type(value) not in (int, float):
-            return f"expected a number, got {_kind(value)}"
+            return f"expected a number, got {_kind(value)}{_unquoted(value, self)}"
         try:
             number = float(value)  # type: ignore[arg-type]
         except OverflowError:  # an integer of hundreds of digits
@@ -141,7 +141,7 @@ class Param:
         # type() equality: True must not match the choice 1, nor 1 the choice 1.0.
         if any(type(value) is type(c) and value == c for c in self.choices):
             return ""
-        return f"must be {self.rule()}"
+        return f"must be {self.rule()}{_unquoted(value, self)}"
 
     def _range_problem(self, number: float) -> str:
         assert self.low is not None and self.high is not None
@@ -157,6 +157,20 @@ class Param:
 
 def _kind(value: object) -> str:
     return f"{show_value(value)} ({type(value).__name__})"
+
+
+def _unquoted(value: object, param: Param) -> str:
+    """``; it is a string: send 64 without quotes`` when a quoted value would be valid as
+    JSON (a model sending "64" or "true"), else ""."""
+    if not isinstance(value, str) or len(value) > MAX_STRING_LENGTH:
+        return ""
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        return ""
+    if isinstance(parsed, str) or param._problem(parsed):
+        return ""
+    return f"; {show_value(value)} is a string: send {json.dumps(parsed)} without quotes"
 
 
 def _number(value: float | None) -> str:
