@@ -224,3 +224,28 @@ def test_a_proposal_equal_to_the_incumbent_asks_for_a_launch_without_an_edit(
     assert "proposes the incumbent config itself, unchanged (trial 4)" in text
     assert "launch the training without calling edit_config" in text
     assert "[]" not in text
+
+
+def test_the_proposal_shows_the_incumbent_values_it_replaces(tmp_path: Path) -> None:
+    """To review a proposal the LLM needs each key's value now, not only the new one (the
+    best configs list TPE's trials, which need not include the incumbent's values)."""
+    from types import SimpleNamespace
+
+    from informer_nas.agents.brains.hybrid import hybrid_prompt
+    from informer_nas.agents.brains.study import Proposal
+    from informer_nas.nas_system.brain import Budget
+    from informer_nas.nas_system.records import ConfigChange
+
+    workspace = Workspace.create(tmp_path / "ws", "tiny")
+    incumbent = flatten(read_config_literal(workspace.paths.config))
+    changes = [ConfigChange(key="model.dropout", value=0.3),
+               ConfigChange(key="training.optimizer_params.lr", value=0.002)]
+    proposal = Proposal(trial_number=4, params={}, changes=changes, sampler_seed=1,
+                        completed_trials=0)
+    brain = SimpleNamespace(propose=lambda state, config: proposal)
+    ctx = SimpleNamespace(state=None, workspace=workspace)
+    text = hybrid_prompt(brain)(ctx, Budget(2, 3))  # type: ignore[arg-type]
+    now = {key: incumbent[key] for key in ("model.dropout", "training.optimizer_params.lr")}
+    assert f"The incumbent's values of these keys now: {json.dumps(now)}" in text, text
+    match = PROPOSAL.search(text)  # the proposal line itself is unchanged (kept verbatim)
+    assert match and json.loads(match.group(1)) == [c.model_dump() for c in changes]

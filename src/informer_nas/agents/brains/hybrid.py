@@ -24,6 +24,7 @@ from informer_nas.informer.config import read_config_literal
 from informer_nas.nas_system.brain import Budget, Evaluator, Planner
 from informer_nas.nas_system.context import ToolContext
 from informer_nas.nas_system.records import RunRecord
+from informer_nas.nas_system.search_space import flatten
 
 if TYPE_CHECKING:
     from informer_nas.agents.wiring import BrainSpec
@@ -34,6 +35,7 @@ HYBRID_PROMPT = """\
 Iteration {iteration} of {max_iterations}.
 The TPE optimizer proposes these changes to the incumbent (trial {trial}):
 {proposal}
+The incumbent's values of these keys now: {current}
 Best configs so far (tunable values and val MSE):
 {best}
 Either keep the proposal (call edit_config with exactly these changes) or override it
@@ -74,7 +76,8 @@ def hybrid_prompt(brain: StudyBrain) -> Any:
     """The prompt builder: asks the study for this iteration's proposal."""
 
     def prompt(ctx: ToolContext, budget: Budget) -> str:
-        proposal = brain.propose(ctx.state, read_config_literal(ctx.workspace.paths.config))
+        config = read_config_literal(ctx.workspace.paths.config)
+        proposal = brain.propose(ctx.state, config)
         if proposal.baseline and not proposal.changes:
             return HYBRID_BASELINE_PROMPT.format(
                 iteration=budget.iteration, max_iterations=budget.max_iterations,
@@ -85,9 +88,12 @@ def hybrid_prompt(brain: StudyBrain) -> Any:
                 iteration=budget.iteration, max_iterations=budget.max_iterations,
                 trial=proposal.trial_number, best=best)
         changes = [change.model_dump() for change in proposal.changes]
+        incumbent = flatten(config)  # what each change replaces, so that it can be judged
+        current = {change.key: incumbent.get(change.key) for change in proposal.changes}
         return HYBRID_PROMPT.format(
             iteration=budget.iteration, max_iterations=budget.max_iterations,
-            trial=proposal.trial_number, proposal=json.dumps(changes), best=best,
+            trial=proposal.trial_number, proposal=json.dumps(changes),
+            current=json.dumps(current), best=best,
         )
 
     return prompt
