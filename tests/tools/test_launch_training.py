@@ -346,3 +346,18 @@ def test_data_changed_during_a_session_stops_it_before_the_next_run(tmp_path: Pa
                              executor=CallableExecutor(rewrites_the_data))
     state = load_state(Workspace.open(root).paths)
     assert [r.run_id for r in state.runs] == ["run_0000", "run_0001"]  # no run_0002
+
+
+def test_the_result_names_the_incumbent_and_an_unchanged_candidate(ctx: ToolContext) -> None:
+    """The model sees what the gate will compare, and is told when it trained the incumbent
+    itself (it launched without edit_config): the iteration measured only seed noise."""
+    first = json.loads(launch_training(ctx))
+    assert "incumbent_val_mse" not in first and "note" not in first  # nothing to compare
+    state = ctx.state
+    state.runs[0].accepted = True
+    state.incumbent_run_id = "run_0000"
+    state.current = IterationScratch(iteration=1)
+    second = json.loads(launch_training(ctx))
+    assert (second["incumbent_run_id"], second["incumbent_val_mse"]) == ("run_0000", 0.5)
+    assert second["note"].startswith("no edit_config this iteration: this trained the "
+                                     "incumbent config unchanged")

@@ -51,6 +51,7 @@ from informer_nas.nas_system.state import (
     HOT_RUNS,
     IterationScratch,
     find_run,
+    incumbent,
     new_run_id,
     now_iso,
 )
@@ -248,7 +249,7 @@ def launch_training(ctx: ToolContext, seed: int | None = None) -> str:
             outcome.reason):
         raise _environment_failure(ctx, record, outcome.reason)
     _finish_record(ctx, record, outcome)
-    return json.dumps(_summary(record, outcome))
+    return json.dumps(_summary(record, outcome) | _against_incumbent(ctx, record))
 
 
 # A run that failed on one of these (disk full, file too large, no permission, read-only
@@ -285,6 +286,23 @@ def _summary(record: RunRecord, outcome: TrainOutcome) -> dict[str, Any]:
         "epochs_run": outcome.metrics.get("epochs_run", curve.get("epochs_run")),
         "seconds": record.seconds, "curve": curve.get("paragraph", ""),
     }
+
+
+UNCHANGED_NOTE = ("no edit_config this iteration: this trained the incumbent config unchanged "
+                  "(only the seed differs), so the difference from the incumbent is seed noise")
+
+
+def _against_incumbent(ctx: ToolContext, record: RunRecord) -> dict[str, Any]:
+    """The incumbent's val MSE beside the candidate's (the gate compares the two next), and
+    a note when the candidate is the incumbent itself (a model that forgot edit_config)."""
+    best = incumbent(ctx.state)
+    if best is None or best.run_id == record.run_id:
+        return {}
+    extra: dict[str, Any] = {"incumbent_run_id": best.run_id,
+                             "incumbent_val_mse": best.val_mse}
+    if not record.changes:
+        extra["note"] = UNCHANGED_NOTE
+    return extra
 
 
 def _seed_result(seed: int, run_dir: str, outcome: TrainOutcome) -> SeedResult:
