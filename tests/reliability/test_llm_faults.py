@@ -548,3 +548,45 @@ def test_repeated_read_is_refused_with_the_next_step(session: Session, tmp_path:
     report = replay_trace(next((tmp_path / "ws" / "traces").glob("*.jsonl")),
                           tmp_path / "replayed")
     assert report.identical, report.divergence
+
+
+PROSE = "I will raise dropout to 0.2 because the validation loss rises after epoch 2."
+
+
+@pytest.mark.parametrize(("replies", "told"), [
+    # a plan in prose before any tool call: told to edit and launch, then answer in JSON
+    ([answer(PROSE), *iteration(0.2)], "it was prose, not a JSON object); you have not "
+                                       "launched a training: call edit_config"),
+    # a JSON answer of the wrong shape after the launch: told which field, and to answer
+    ([*iteration(0.2)[:3], answer('{"step_type": "tiny", "plan": "p", "reason": "r"}'),
+      decision()], "(step_type: Input should be 'small', 'medium', 'radical' or 'stop'); "
+                   "answer with only a JSON object"),
+], ids=["prose-first", "bad-field-after-launch"])
+def test_an_unusable_answer_is_sent_back_once(replies: list[Reply], told: str,
+                                              session: Session, tmp_path: Path) -> None:
+    """An answer that is not the decision was a planning failure that spent the iteration
+    ("Invalid JSON when parsing model output"); it is now sent back once with what is wrong
+    and what to do, and the session replays identically."""
+    with scripted_server(replies) as server:
+        result = session(server)
+        assert not server.script
+        users = [request["body"]["messages"][-1] for request in server.requests]
+    assert (result.stopped_by, result.wasted_iterations) == ("budget", 0)
+    corrections = [m["content"] for m in users if m["role"] == "user"][1:]
+    assert len(corrections) == 1 and told in corrections[0], corrections
+    state = consistent(tmp_path / "ws")
+    assert [(c.key, c.value) for c in state.runs[0].changes] == [("model.dropout", 0.2)]
+    assert not events(tmp_path / "ws", "planning_failure")
+    report = replay_trace(next((tmp_path / "ws" / "traces").glob("*.jsonl")),
+                          tmp_path / "replayed")
+    assert report.identical, report.divergence
+
+
+def test_a_second_unusable_answer_spends_the_iteration(session: Session, tmp_path: Path,
+                                                       ) -> None:
+    """One correction only: a model that answers in prose again fails the iteration."""
+    with scripted_server([answer(PROSE), answer(PROSE)]) as server:
+        result = session(server)
+        assert not server.script and len(server.requests) == 2
+    assert result.wasted_iterations == 1
+    assert len(events(tmp_path / "ws", "planning_failure")) == 1

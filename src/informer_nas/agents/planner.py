@@ -12,10 +12,19 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from agents import Agent, FunctionTool, RunConfig, RunContextWrapper, Runner
-from agents.exceptions import AgentsException, MaxTurnsExceeded
+from agents import (
+    Agent,
+    FunctionTool,
+    RunConfig,
+    RunContextWrapper,
+    RunErrorHandlerInput,
+    RunErrorHandlers,
+    Runner,
+)
+from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorError
 from agents.run_config import ToolErrorFormatterArgs
-from pydantic import BaseModel
+from agents.run_error_handlers import RunErrorData
+from pydantic import BaseModel, ValidationError
 
 from informer_nas.agents.function_tools import TOOL_ERROR_PREFIX, planner_tools
 from informer_nas.agents.provider import Binding, RoleModelProvider, run_async
@@ -199,10 +208,7 @@ class AgentPlanner:
         if self.before is not None:
             self.before(ctx, budget)
         try:
-            result = run_async(Runner.run(
-                self.agent, self.prompt(ctx, budget), context=ctx,
-                max_turns=ctx.settings.max_turns, run_config=self.run_config,
-            ))
+            result = self._run(ctx, self.prompt(ctx, budget))
         except MaxTurnsExceeded:
             why = f"planning failure: turn limit of {ctx.settings.max_turns} reached"
             logger.warning(why)
@@ -219,9 +225,84 @@ class AgentPlanner:
             raise
         return _outcome(result.final_output)
 
+    def _run(self, ctx: ToolContext, prompt: str) -> Any:
+        """Run the agent; an answer that is not a ``PlannerDecision`` (a plan in prose, a
+        malformed object) is sent back once with what is wrong and what to do, within the
+        same turn limit, instead of spending the iteration on it."""
+        turns = ctx.settings.max_turns
+        unusable: list[RunErrorData] = []
+
+        def keep(handler_input: RunErrorHandlerInput[ToolContext]) -> None:
+            unusable.append(handler_input.run_data)
+            return None  # the SDK raises its error, caught below
+
+        handlers: RunErrorHandlers[ToolContext] = {"invalid_final_output": keep}
+        try:
+            return run_async(Runner.run(self.agent, prompt, context=ctx, max_turns=turns,
+                                        run_config=self.run_config, error_handlers=handlers))
+        except ModelBehaviorError:
+            if not unusable or model_turns(unusable[-1].output) >= turns:
+                raise
+        data = unusable[-1]
+        correction = answer_correction(_text_of(data.output), ctx)
+        logger.info("planner answer unusable; asked again: %s", correction)
+        return run_async(Runner.run(
+            self.agent, [*data.history, {"role": "user", "content": correction}], context=ctx,
+            max_turns=turns - model_turns(data.output), run_config=self.run_config))
+
     def finish_iteration(self, ctx: ToolContext, record: RunRecord | None) -> None:
         if self.after is not None:
             self.after(ctx, record)
+
+
+DECISION_FORM = ('{"step_type": "small" | "medium" | "radical" | "stop", "plan": "...", '
+                 '"reason": "..."}')
+
+
+def answer_correction(text: str, ctx: ToolContext) -> str:
+    """What the planner is told after an answer that is not a ``PlannerDecision``: what was
+    wrong with it and what to do next (launch first if it has not)."""
+    try:
+        PlannerDecision.model_validate_json(text)
+        problem = "it was not a decision"
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            problem = "it was prose, not a JSON object"
+        else:
+            where = ".".join(str(part) for part in first["loc"]) or "the answer"
+            problem = f"{where}: {first['msg']}"
+    current = ctx.state.current
+    if current is not None and current.launched_run_id is not None:
+        step = "answer"
+    else:
+        step = ("you have not launched a training: call edit_config with your changes and "
+                "launch_training once, then answer")
+    return (f"Your last message was not the decision ({problem}); {step} with only a JSON "
+            f"object {DECISION_FORM} (step_type stop, without a training, ends the search).")
+
+
+def _text_of(items: Sequence[Any]) -> str:
+    """The text of the last assistant message among ``items`` ("" when there is none)."""
+    for item in reversed(items):
+        content = item.get("content") if isinstance(item, dict) else None
+        if item.get("role") == "assistant" and isinstance(content, list):
+            return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+        if item.get("role") == "assistant" and isinstance(content, str):
+            return content
+    return ""
+
+
+def model_turns(items: Sequence[Any]) -> int:
+    """How many model responses produced ``items`` (a run's new items as input items): each
+    stretch of model output between tool outputs is one."""
+    turns, in_response = 0, False
+    for item in items:
+        produced = isinstance(item, dict) and item.get("type") != "function_call_output"
+        if produced and not in_response:
+            turns += 1
+        in_response = produced
+    return turns
 
 
 def _session_stop(error: BaseException) -> BaseException | None:
