@@ -33,7 +33,9 @@ def two_trial_history(ctx: ToolContext) -> None:
         RunRecord(run_id="run_0000", iteration=1, status=RunStatus.OK, accepted=True,
                   step_type="small", val_mse=0.51234567, test_mse=0.6, verdict="accept",
                   verdict_reason="first successful run: baseline",
-                  history_summary={"best_epoch": 2, "epochs_run": 2}),
+                  history_summary={"best_epoch": 2, "epochs_run": 2, "best_val": 0.51234567,
+                                   "train_val_gap": -0.09090909142691982,
+                                   "paragraph": "Ran 2 epoch(s); best val MSE 0.5123."}),
         RunRecord(run_id="run_0001", iteration=2, status=RunStatus.DIVERGED,
                   status_reason="loss became NaN at epoch 1", accepted=False,
                   step_type="radical", verdict="reject", verdict_reason="the run failed",
@@ -61,7 +63,11 @@ def test_the_incumbent_and_the_last_runs(ctx: ToolContext) -> None:
     assert failed["changes"] == {"training.optimizer_params.lr": 0.01}
     assert failed["status"] == "diverged" and failed["verdict"] == "reject"
     assert failed["status_reason"] == "loss became NaN at epoch 1"
-    assert payload["runs"][0]["history_summary"] == {"best_epoch": 2, "epochs_run": 2}
+    # the curve as one paragraph (summarize_curve has the numbers): each run's entry is
+    # resent every turn of every iteration
+    assert payload["runs"][0]["curve"] == "Ran 2 epoch(s); best val MSE 0.5123."
+    assert "history_summary" not in payload["runs"][0]
+    assert "curve" not in failed  # no curve, no key
     assert "status_reason" not in payload["runs"][0]  # nothing to say about a success
     assert [run["run_id"] for run in json.loads(read_history(ctx, last_n=1))["runs"]] == [
         "run_0001"

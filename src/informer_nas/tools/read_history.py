@@ -19,8 +19,8 @@ _DIGITS = 5
 
 def read_history(ctx: ToolContext, last_n: int = 5) -> str:
     """Return the search so far: the budget, the incumbent (its changes and metrics) and
-    the last ``last_n`` runs (changes, val/test MSE, verdict and reason, status, curve
-    summary), oldest first.
+    the last ``last_n`` runs (changes, val/test MSE, verdict and reason, status, the curve
+    in one paragraph; ``summarize_curve`` gives its numbers), oldest first.
 
     Args:
         ctx: the tool context.
@@ -77,7 +77,9 @@ def _run_entry(run: RunRecord) -> dict[str, Any]:
         "verdict": run.verdict,
         "verdict_reason": run.verdict_reason,
         "accepted": run.accepted,
-        "history_summary": run.history_summary,
+        # the curve's one-paragraph summary, as launch_training gives it: the numbers
+        # behind it (summarize_curve) tripled each run's size, resent every turn
+        "curve": (run.history_summary or {}).get("paragraph"),
     })
 
 
