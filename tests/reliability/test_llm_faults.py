@@ -320,8 +320,10 @@ FAILURES: dict[str, tuple[list[Reply], str]] = {
     "refusal": ([answer(None, refusal="I can't help with that.")], "refused"),
     "no-choices": ([Reply(body={"id": "x", "object": "chat.completion", "created": 0,
                                 "model": "m", "choices": []})], "no choices"),
+    # the reason says what the turns went to, not only that they ran out
     "turn-limit": ([calls("read_history", {"last_n": 5}) for _ in range(4)],
-                   "turn limit of 4 reached"),
+                   "turn limit of 4 reached without launching a training (read_history x4, "
+                   "3 refused)"),
 }
 
 

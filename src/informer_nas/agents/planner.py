@@ -20,6 +20,8 @@ from agents import (
     RunErrorHandlerInput,
     RunErrorHandlers,
     Runner,
+    ToolCallItem,
+    ToolCallOutputItem,
 )
 from agents.exceptions import AgentsException, MaxTurnsExceeded, ModelBehaviorError
 from agents.run_config import ToolErrorFormatterArgs
@@ -209,8 +211,9 @@ class AgentPlanner:
             self.before(ctx, budget)
         try:
             result = self._run(ctx, self.prompt(ctx, budget))
-        except MaxTurnsExceeded:
-            why = f"planning failure: turn limit of {ctx.settings.max_turns} reached"
+        except MaxTurnsExceeded as exc:
+            why = (f"planning failure: turn limit of {ctx.settings.max_turns} reached"
+                   f"{_spent_on(exc, ctx)}")
             logger.warning(why)
             return PlannerOutcome.failed(why)
         except AgentsException as exc:
@@ -280,6 +283,34 @@ def answer_correction(text: str, ctx: ToolContext) -> str:
                 "launch_training once, then answer")
     return (f"Your last message was not the decision ({problem}); {step} with only a JSON "
             f"object {DECISION_FORM} (step_type stop, without a training, ends the search).")
+
+
+def _spent_on(error: AgentsException, ctx: ToolContext) -> str:
+    """`` without launching a training (read_history x9, 8 refused; edit_config x3)``: what
+    the turns went to, so that a spent iteration says why ("" when unknown)."""
+    data = error.run_data
+    if data is None:
+        return ""
+    calls: dict[str, int] = {}
+    refused: dict[str, int] = {}
+    names: dict[str, str] = {}  # call id -> tool name
+    for item in data.new_items:
+        raw = item.raw_item
+        name = getattr(raw, "name", None)
+        if isinstance(item, ToolCallItem) and isinstance(name, str):
+            calls[name] = calls.get(name, 0) + 1
+            names[str(getattr(raw, "call_id", ""))] = name
+        elif isinstance(item, ToolCallOutputItem) and str(item.output).startswith(
+                TOOL_ERROR_PREFIX):
+            call_id = raw.get("call_id") if isinstance(raw, dict) else getattr(raw, "call_id", "")
+            refused_name = names.get(str(call_id), "")
+            refused[refused_name] = refused.get(refused_name, 0) + 1
+    current = ctx.state.current
+    launched = current is not None and current.launched_run_id is not None
+    where = " after launching a training" if launched else " without launching a training"
+    tally = "; ".join(f"{name} x{count}" + (f", {refused[name]} refused" if refused.get(name)
+                                             else "") for name, count in calls.items())
+    return f"{where} ({tally})" if tally else where
 
 
 def _text_of(items: Sequence[Any]) -> str:
