@@ -47,7 +47,8 @@ def two_trial_history(ctx: ToolContext) -> None:
 
 def test_an_empty_history(ctx: ToolContext) -> None:
     payload = json.loads(read_history(ctx))
-    assert payload == {"budget": {"iteration": 0, "max_iterations": 10, "remaining": 10},
+    assert payload == {"budget": {"iteration": 1, "max_iterations": 10,
+                                  "remaining_including_this": 10},
                        "n_runs": 0, "incumbent": None, "runs": []}
 
 
@@ -56,7 +57,9 @@ def test_the_incumbent_and_the_last_runs(ctx: ToolContext) -> None:
     text = read_history(ctx)
     assert text == json.dumps(json.loads(text), separators=(",", ":"))  # compact
     payload = json.loads(text)
-    assert payload["budget"] == {"iteration": 2, "max_iterations": 10, "remaining": 8}
+    # the iteration in progress (3: two are done), numbered as in the planner's prompt
+    assert payload["budget"] == {"iteration": 3, "max_iterations": 10,
+                                 "remaining_including_this": 8}
     assert payload["incumbent"] == {"run_id": "run_0000", "iteration": 1, "changes": {},
                                     "val_mse": 0.51235, "test_mse": 0.6}
     failed = payload["runs"][1]
@@ -78,3 +81,14 @@ def test_the_incumbent_and_the_last_runs(ctx: ToolContext) -> None:
 def test_a_bad_last_n_is_refused(ctx: ToolContext, last_n: Any) -> None:
     with pytest.raises(ConfigError, match=r"last_n must be an integer in \[1, 50\]"):
         read_history(ctx, last_n=last_n)
+
+
+def test_the_budget_numbers_the_iteration_in_progress(ctx: ToolContext) -> None:
+    """At the last iteration the planner reads iteration 10 of 10 with 1 left (this one),
+    as its instructions say, not 'iteration 9, remaining 1' (one more after this)."""
+    from informer_nas.nas_system.state import IterationScratch
+
+    ctx.state.iteration = 9
+    ctx.state.current = IterationScratch(iteration=10)
+    assert json.loads(read_history(ctx))["budget"] == {
+        "iteration": 10, "max_iterations": 10, "remaining_including_this": 1}

@@ -33,11 +33,14 @@ def read_history(ctx: ToolContext, last_n: int = 5) -> str:
         raise ConfigError(f"last_n must be an integer in [1, {MAX_LAST_N}], got {last_n!r}; e.g. 5")
     state = ctx.state
     best = incumbent(state)
+    # the iteration in progress, as the planner's instructions number it ("iteration 30 of
+    # 30; 1 left including this one"): the count of completed ones read as the current one
+    iteration = state.current.iteration if state.current else state.iteration + 1
     payload = {
         "budget": {
-            "iteration": state.iteration,
+            "iteration": iteration,
             "max_iterations": state.max_iterations,
-            "remaining": max(0, state.max_iterations - state.iteration),
+            "remaining_including_this": max(0, state.max_iterations - iteration + 1),
         },
         "n_runs": len(state.runs),
         "incumbent": _incumbent_entry(best) if best else None,
