@@ -208,3 +208,25 @@ def test_tool_recorded_run_without_a_directory(tool_context: ToolContext) -> Non
     add_run(tool_context, "run_0000")
     payload = json.loads(summarize_curve(tool_context, "run_0000"))
     assert payload["epochs_run"] == 0 and "no history.json" in payload["paragraph"]
+
+
+def test_tool_shows_the_curves_with_short_numbers(tool_context: ToolContext) -> None:
+    """The model sees the curves the words are about (to pick epochs, patience, lr), and
+    numbers of 4 digits, not 17."""
+    add_run(tool_context, "run_0000")
+    write_history(tool_context.workspace.paths.root, "run_0000",
+                  curve([1.0, 0.8, 0.7], [1 / 3, 0.25, 0.2612345678]))
+    payload = json.loads(summarize_curve(tool_context, "run_0000"))
+    assert payload["val_by_epoch"] == [0.3333, 0.25, 0.2612]
+    assert payload["train_loss_by_epoch"] == [1.0, 0.8, 0.7]
+    assert payload["best_val"] == 0.25 and "curves_from_epoch" not in payload
+    assert all(len(repr(v)) <= 8 for v in payload.values() if isinstance(v, float))
+
+
+def test_tool_shows_only_the_last_epochs_of_a_long_curve(tool_context: ToolContext) -> None:
+    add_run(tool_context, "run_0000")
+    val = [1.0 / (epoch + 1) for epoch in range(30)]
+    write_history(tool_context.workspace.paths.root, "run_0000", curve(val, val))
+    payload = json.loads(summarize_curve(tool_context, "run_0000"))
+    assert len(payload["val_by_epoch"]) == 20 and payload["curves_from_epoch"] == 11
+    assert payload["val_by_epoch"][-1] == round(1 / 30, 5)

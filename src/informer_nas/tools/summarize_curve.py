@@ -254,7 +254,35 @@ def summarize_curve(ctx: ToolContext, run_id: str) -> str:
     """
     epochs = load_history(ctx, run_id)
     summary = curve_summary(epochs or [], ctx.settings.thresholds)
-    payload = {"run_id": run_id, **summary.to_dict()}
+    payload: dict[str, Any] = {"run_id": run_id, **{
+        key: _rounded(value) for key, value in summary.to_dict().items()}}
     if epochs is None:
         payload["paragraph"] = f"{run_id} wrote no history.json (it stopped before any epoch)."
-    return json.dumps(payload)
+    return json.dumps(payload | _curves(epochs or []))
+
+
+CURVE_EPOCHS = 20  # epochs of the curves shown (the last ones)
+_DIGITS = 4
+
+
+def _rounded(value: Any) -> Any:
+    """Floats to 4 significant digits (a gap of -0.09090909142691982 costs tokens)."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{_DIGITS}g}")
+    return value
+
+
+def _curves(epochs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The curves themselves (the last ``CURVE_EPOCHS`` epochs), oldest first: what the
+    summary's words are about, e.g. to choose max_epochs, patience or the learning rate."""
+    shown = epochs[-CURVE_EPOCHS:]
+    curves: dict[str, Any] = {
+        "val_by_epoch": [_rounded(_finite(_val(epoch))) for epoch in shown],
+        "train_loss_by_epoch": [_rounded(_finite(_number(epoch, "train_loss")))
+                                for epoch in shown],
+    }
+    if not shown:
+        return {}
+    if len(epochs) > len(shown):
+        curves["curves_from_epoch"] = len(epochs) - len(shown) + 1
+    return curves
