@@ -393,3 +393,46 @@ def test_split_ett_refuses_a_freq_the_dates_contradict(
         load_dataset(DataSection(path=str(path), freq=freq))
     ratio = load_dataset(DataSection(path=str(path), freq=freq, split="ratio"))
     assert len(ratio.train) > 0  # the ratio split counts no months
+
+
+@pytest.mark.parametrize(
+    ("header", "row_suffix", "phrases"),
+    [
+        # a name written twice (pandas read the second 'OT' as a column 'OT.1')
+        ("date,HUFL,HULL,OT,OT", ",1", ["column 'OT' appears twice"]),
+        # a saved row index: an unnamed first column (read as a feature 'Unnamed: 0')
+        (",date,HUFL,HULL,OT", None, ["column 1 of 5 has no name", "remove it"]),
+        # rows with one field more than the header (pandas made the first a row index)
+        ("date,HUFL,HULL,OT", ",1", ["more fields than the 4 names in the header"]),
+    ],
+    ids=["repeated-name", "unnamed-index", "extra-field"],
+)
+def test_a_header_pandas_would_rename_or_shift_is_refused_in_one_line(
+    tmp_path: Path, synthetic_csv: Path, header: str, row_suffix: str | None,
+    phrases: list[str],
+) -> None:
+    rows = synthetic_csv.read_text(encoding="utf-8").splitlines()[1:]
+    if row_suffix is None:  # an index column, as DataFrame.to_csv(index=True) writes it
+        rows = [f"{number},{row}" for number, row in enumerate(rows)]
+    else:
+        rows = [row + row_suffix for row in rows]
+    path = _write(tmp_path / "own.csv", "\n".join([header, *rows]) + "\n")
+    for check in (fit_csv, load_dataset):
+        with pytest.raises(DataError) as caught:
+            check(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                              pred_len=6))
+        message = str(caught.value)
+        assert "\n" not in message and str(path) in message
+        for phrase in phrases:
+            assert phrase in message
+
+
+def test_a_column_named_like_a_pandas_rename_still_loads(
+    tmp_path: Path, synthetic_csv: Path
+) -> None:
+    # 'OT.1' written in the header is a real name, not a renamed duplicate
+    text = synthetic_csv.read_text(encoding="utf-8").replace("HULL", "OT.1", 1)
+    path = _write(tmp_path / "own.csv", text)
+    data = load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                                    pred_len=6))
+    assert data.columns == ("HUFL", "OT.1", "OT")

@@ -127,18 +127,39 @@ def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
     # mtime_ns is part of the cache key so that an edited file is read again.
     try:
         frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        # The header as written: pandas renames a repeated name ('OT' -> 'OT.1') and an
+        # empty one ('Unnamed: 0') in frame.columns.
+        header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
     except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
         reason = " ".join(str(exc).split())  # one line
         raise DataError(f"{path}: cannot be read as CSV ({reason}); check the file") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; point data.path to a CSV") from None
-    names = [str(column).strip() for column in frame.columns]  # values are stripped too
+    names = [str(name).strip() for name in header.iloc[0]]  # values are stripped too
+    _check_header(names, frame, path)
+    frame.columns = pd.Index(names)
+    return frame
+
+
+def _check_header(names: list[str], frame: pd.DataFrame, path: str) -> None:
+    """Refuse a header that pandas would silently rename or shift: a name given twice, a
+    column without a name, or data rows with more fields than the header has names (pandas
+    makes the extra first field a row index)."""
     repeated = next((name for name in names if names.count(name) > 1), None)
     if repeated is not None:
         raise DataError(f"{path}: column {repeated!r} appears twice in the header; rename or "
                         "remove one")
-    frame.columns = pd.Index(names)
-    return frame
+    if "" in names:
+        raise DataError(
+            f"{path}: column {names.index('') + 1} of {len(names)} has no name in the header "
+            "(a saved row index, or a comma at the end of every line?); name that column or "
+            "remove it"
+        )
+    if not isinstance(frame.index, pd.RangeIndex) or len(names) != len(frame.columns):
+        raise DataError(
+            f"{path}: the data rows have more fields than the {counted(len(names), 'name')} in "
+            "the header (a trailing comma or an unnamed column?); give every column a name"
+        )
 
 
 def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
