@@ -436,3 +436,46 @@ def test_a_column_named_like_a_pandas_rename_still_loads(
     data = load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
                                     pred_len=6))
     assert data.columns == ("HUFL", "OT.1", "OT")
+
+
+def _with_dates(tmp_path: Path, rows: int, date_format: str) -> Path:
+    frame = pd.DataFrame({
+        "date": pd.date_range("2016-07-01", periods=rows, freq="h").strftime(date_format),
+        "OT": np.sin(np.arange(rows) / 4.0),
+    })
+    path = tmp_path / "own.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize(
+    "date_format",
+    # day first: 13/07/2016 on line 290 can only be the 13th (it was 'not a timestamp');
+    # month first: 07/13/2016 can only be July 13 (as before)
+    ["%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M"],
+    ids=["day-first", "month-first"],
+)
+def test_numeric_dates_are_read_in_the_one_day_month_order_that_fits_every_row(
+    tmp_path: Path, date_format: str
+) -> None:
+    path = _with_dates(tmp_path, 400, date_format)  # 1 to 17 July 2016
+    series = read_series(path, "OT")
+    assert series.dates[0] == pd.Timestamp("2016-07-01")
+    assert series.dates[-1] == pd.Timestamp("2016-07-17 15:00")
+
+
+@pytest.mark.parametrize("date_format", ["%d/%m/%Y %H:%M", "%d.%m.%Y %H:%M"],
+                         ids=["slashes", "dots"])
+def test_dates_that_read_both_day_and_month_first_are_refused_in_one_line(
+    tmp_path: Path, date_format: str
+) -> None:
+    # 1 to 12 July 2016: every value is also a month-first date (7 January to 7 December),
+    # which pandas took silently
+    path = _with_dates(tmp_path, 288, date_format)
+    with pytest.raises(DataError) as caught:
+        fit_csv(DataSection(path=str(path), seq_len=24, label_len=12, pred_len=6))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "day first or month first" in message
+    assert "1 July 2016 or 7 January 2016" in message
+    assert "YYYY-MM-DD" in message

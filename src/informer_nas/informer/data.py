@@ -11,6 +11,7 @@ import functools
 import hashlib
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -178,24 +179,19 @@ def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
     return np.asarray(numbers, dtype=np.float64)
 
 
+# A numeric day and month before the year (01/07/2016, 01.07.2016): their order is not
+# written in the value, and pandas reads the month first unless that fails.
+_DAY_OR_MONTH_FIRST = re.compile(r"\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}(?!\d)")
+
+
 def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
     with warnings.catch_warnings():
         # pandas warns (over several lines) when it falls back to per-value parsing.
         warnings.simplefilter("ignore")
-        try:
-            try:
-                dates = pd.to_datetime(column, errors="coerce")
-            except ValueError as exc:
-                if "timezone" not in str(exc).lower():
-                    raise
-                # offsets that change (daylight saving time): the same instants in UTC
-                dates = pd.to_datetime(column, errors="coerce", utc=True)
-        except (ValueError, TypeError) as exc:
-            raise DataError(
-                f"{path}: the 'date' column cannot be read as one series of timestamps "
-                f"({str(exc).splitlines()[0]}); write every date in one format, e.g. "
-                "YYYY-MM-DD HH:MM:SS"
-            ) from None
+        dates = _to_datetime(column, path, day_first=False)
+        if len(column) and _DAY_OR_MONTH_FIRST.match(column.iloc[0]):
+            dates = _one_day_month_order(dates, _to_datetime(column, path, day_first=True),
+                                         column, path)
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
         raise DataError(
@@ -215,6 +211,40 @@ def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
             "sort the file by date and remove duplicate timestamps"
         )
     return index
+
+
+def _to_datetime(column: pd.Series, path: Path, day_first: bool) -> pd.Series:
+    try:
+        try:
+            return pd.to_datetime(column, errors="coerce", dayfirst=day_first)
+        except ValueError as exc:
+            if "timezone" not in str(exc).lower():
+                raise
+            # offsets that change (daylight saving time): the same instants in UTC
+            return pd.to_datetime(column, errors="coerce", dayfirst=day_first, utc=True)
+    except (ValueError, TypeError) as exc:
+        raise DataError(
+            f"{path}: the 'date' column cannot be read as one series of timestamps "
+            f"({str(exc).splitlines()[0]}); write every date in one format, e.g. "
+            "YYYY-MM-DD HH:MM:SS"
+        ) from None
+
+
+def _one_day_month_order(month_first: pd.Series, day_first: pd.Series, column: pd.Series,
+                         path: Path) -> pd.Series:
+    """The reading of ``01/07/2016``-style dates that holds for every row (13/07/2016 can
+    only be day first); refused when both hold and differ (no day above 12)."""
+    if day_first.notna().all() and not month_first.notna().all():
+        return day_first
+    if month_first.notna().all() and day_first.notna().all() and (month_first != day_first).any():
+        row = int(np.flatnonzero((month_first != day_first).to_numpy())[0])
+        day, month = day_first.iloc[row], month_first.iloc[row]
+        raise DataError(
+            f"{path}: the dates can be read day first or month first ({column.iloc[row]!r} on "
+            f"line {row + 2} is {day.day} {day:%B %Y} or {month.day} {month:%B %Y}) and no day "
+            "in the file is above 12; write the dates as YYYY-MM-DD HH:MM:SS"
+        )
+    return month_first
 
 
 def infer_freq(dates: pd.DatetimeIndex) -> tuple[Frequency, pd.Timedelta] | None:
