@@ -479,3 +479,48 @@ def test_dates_that_read_both_day_and_month_first_are_refused_in_one_line(
     assert "day first or month first" in message
     assert "1 July 2016 or 7 January 2016" in message
     assert "YYYY-MM-DD" in message
+
+
+def _with_columns(tmp_path: Path, **columns: np.ndarray) -> Path:
+    rows = len(next(iter(columns.values())))
+    dates = pd.date_range("2016-07-01", periods=rows, freq="h").strftime("%Y-%m-%d %H:%M:%S")
+    path = tmp_path / "own.csv"
+    pd.DataFrame({"date": dates, **columns}).to_csv(path, index=False)
+    return path
+
+
+WAVE = np.sin(np.arange(400) / 4.0)
+
+
+@pytest.mark.parametrize(
+    ("columns", "phrases"),
+    [
+        # a constant target: every score would be that of a constant forecast
+        ({"HUFL": WAVE, "OT": np.full(400, 3.0)},
+         ["target column 'OT' is constant (3)", "data.target"]),
+        # constant over the train rows (lines 2-281), varying later: it reached the model
+        # unscaled (std taken as 1) in the val and test rows
+        ({"HULL": np.r_[np.zeros(280), np.arange(1.0, 121.0)], "OT": WAVE},
+         ["column 'HULL' is constant (0)", "line 282: 1", "remove the column"]),
+    ],
+    ids=["constant-target", "constant-in-train-only"],
+)
+def test_a_column_the_train_rows_cannot_scale_is_refused_in_one_line(
+    tmp_path: Path, columns: dict[str, np.ndarray], phrases: list[str]
+) -> None:
+    path = _with_columns(tmp_path, **columns)
+    with pytest.raises(DataError) as caught:
+        load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                                 pred_len=6))
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    for phrase in phrases:
+        assert phrase in message
+
+
+def test_a_column_constant_everywhere_loads_centred(tmp_path: Path) -> None:
+    # a constant input is harmless: centred to 0 on every row, never divided by 0
+    path = _with_columns(tmp_path, HULL=np.full(400, 7.0), OT=WAVE)
+    data = load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                                    pred_len=6))
+    assert torch.equal(data.test.values[:, 0], torch.zeros(len(data.test.values)))

@@ -598,6 +598,7 @@ def _checked_series(
         scaler = Scaler.fit(values[borders[0][0] : borders[0][1]])
     standardised = np.where(np.isfinite(scaler.std), scaler.transform(values), np.inf)
     _check_magnitudes(standardised, values, borders, columns, path)
+    _check_train_spread(values, borders, columns, path)
     return path, raw, borders, columns, scaler, standardised
 
 
@@ -627,6 +628,40 @@ def _check_magnitudes(standardised: np.ndarray, values: np.ndarray,
         f"line {line}, too far from the train rows' values to train or score on in float32; "
         "fix or remove that row"
     )
+
+
+def _check_train_spread(values: np.ndarray, borders: list[tuple[int, int]],
+                        columns: Sequence[str], path: Path) -> None:
+    """Refuse a target that is constant over the train rows (nothing to learn; every score
+    would be that of a constant), and a column constant there that varies in the val or
+    test rows: the scaler, fit on the train rows, cannot scale it (its std is taken as 1),
+    so those rows reach the model in raw units.
+
+    Raises:
+        DataError: the column, its train value, where it changes and what to do.
+    """
+    start, end = borders[0]
+    used_end = max(stop for _, stop in borders)
+    train = values[start:end]
+    constant = np.flatnonzero((train == train[0]).all(axis=0))
+    lines = f"lines {start + 2}-{end + 1}"  # the header is line 1
+    target = len(columns) - 1
+    if target in constant:
+        raise DataError(
+            f"{path}: the target column {columns[target]!r} is constant "
+            f"({train[0, target]:.6g}) over the train rows ({lines}), so there is nothing to "
+            "learn; set data.target to a column that varies"
+        )
+    for column in map(int, constant):
+        changed = np.flatnonzero(values[end:used_end, column] != train[0, column])
+        if changed.size:
+            row = end + int(changed[0])
+            raise DataError(
+                f"{path}: column {columns[column]!r} is constant ({train[0, column]:.6g}) over "
+                f"the train rows ({lines}) but not after (line {row + 2}: "
+                f"{values[row, column]:.6g}), so the train rows cannot scale it; remove the "
+                "column (or set data.features to 'S')"
+            )
 
 
 def _window_set(
