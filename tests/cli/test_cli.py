@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1173,6 +1173,23 @@ def test_init_with_unusable_data_is_one_line_and_creates_nothing(
     assert_one_line_error(result)
     assert phrase in result.stderr and not (tmp_path / "ws").exists()
 
+
+
+@pytest.mark.parametrize(("load", "phrase"), [
+    # a constant target: the session refused it at its start, after init said all was well
+    (lambda row: "2.5", "target column 'load' is constant (2.5)"),
+    # a value float32 training overflows on: the same
+    (lambda row: "1e30" if row == 500 else f"{row % 5 / 5:.3f}", "too far from the train"),
+], ids=["constant-target", "too-large-value"])
+def test_init_refuses_data_every_training_would_refuse(
+        tmp_path: Path, load: Callable[[int], str], phrase: str) -> None:
+    rows = [f"2020-01-{1 + row // 24:02d} {row % 24:02d}:00:00,{row % 7 / 7:.3f},{load(row)}"
+            for row in range(600)]
+    csv = tmp_path / "mine.csv"
+    csv.write_text("\n".join(["date,a,load", *rows]) + "\n")
+    result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
+    assert_one_line_error(result)
+    assert phrase in result.stderr and not (tmp_path / "ws").exists()
 
 def write_dated_csv(path: Path, dates: list[str]) -> Path:
     lines = ["date,a,OT", *(f"{d},{i % 7 / 7:.3f},{i % 5 / 5:.3f}" for i, d in enumerate(dates))]

@@ -357,9 +357,7 @@ def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
         notes.append(f"split 'ratio' (70/10/20 %): {counted(len(raw.values), 'row')} "
                      f"{'is' if len(raw.values) == 1 else 'are'} fewer than the "
                      f"{ett_rows} of the ETT months")
-    fitted = data.model_copy(update=changes)
-    _check_lengths(raw, split_borders(len(raw.values), fitted.seq_len, fitted.split,
-                                      fitted.freq), fitted)
+    _checked_series(data.model_copy(update=changes), raw)  # what the trainer would refuse
     return changes, notes
 
 
@@ -584,12 +582,13 @@ def check_data_file(data: DataSection) -> None:
 
 
 def _checked_series(
-    data: DataSection,
+    data: DataSection, raw: RawSeries | None = None
 ) -> tuple[Path, RawSeries, list[tuple[int, int]], tuple[str, ...], Scaler, np.ndarray]:
-    """The file, its series, the split borders, the columns used, the train-fitted scaler
-    and the standardised values, every check of ``load_dataset`` passed."""
+    """The file, its series (``raw`` when already read), the split borders, the columns
+    used, the train-fitted scaler and the standardised values, every check of
+    ``load_dataset`` passed."""
     path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
-    raw = read_series(path, data.target)
+    raw = raw if raw is not None else read_series(path, data.target)
     borders = split_borders(len(raw.values), data.seq_len, data.split, data.freq)
     _check_lengths(raw, borders, data)
     values = raw.values[:, -1:] if data.features == "S" else raw.values
