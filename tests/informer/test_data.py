@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -524,3 +525,21 @@ def test_a_column_constant_everywhere_loads_centred(tmp_path: Path) -> None:
     data = load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
                                     pred_len=6))
     assert torch.equal(data.test.values[:, 0], torch.zeros(len(data.test.values)))
+
+
+def test_too_few_rows_for_the_ratio_split_says_how_many_the_file_needs(
+    csv_factory: Callable[..., Path],
+) -> None:
+    # seq_len 24 + pred_len 6 in each of the 70/10/20 % parts: 51 rows and more fit (the
+    # message named only the part; 104 rows fitted seq_len 48 + pred_len 12, 105 did not)
+    def load(rows: int) -> ETTData:
+        path = csv_factory(rows=rows, name=f"rows{rows}.csv")
+        return load_dataset(DataSection(path=str(path), split="ratio", seq_len=24,
+                                        label_len=12, pred_len=6))
+
+    for rows in (20, 50):
+        with pytest.raises(DataError) as caught:
+            load(rows)
+        assert "use a file of at least 51 rows or a shorter data.seq_len" in str(caught.value)
+    for rows in range(51, 71):
+        assert len(load(rows).val) >= 1

@@ -305,11 +305,33 @@ def _check_lengths(raw: RawSeries, borders: list[tuple[int, int]], data: DataSec
     need = data.seq_len + data.pred_len
     for name, (start, end) in zip(SPLIT_NAMES, borders, strict=True):
         if start < 0 or end - start < need:
+            # The ETT months are fixed: more rows would not lengthen a part.
+            longer = (f"a file of at least {rows_for_ratio_split(data.seq_len, data.pred_len)} "
+                      "rows" if data.split == "ratio" else "a longer file")
             raise DataError(
                 f"{raw.path}: the {name} part has {counted(max(0, end - max(start, 0)), 'row')} "
-                f"(of {n_rows}), fewer than seq_len + pred_len = {need}; use a longer file "
+                f"(of {n_rows}), fewer than seq_len + pred_len = {need}; use {longer} "
                 "or a shorter data.seq_len / data.pred_len"
             )
+
+
+def rows_for_ratio_split(seq_len: int, pred_len: int) -> int:
+    """The fewest rows from which on every file's ratio split (70/10/20 %) holds a window in
+    each part. The split rounds its parts down, so a part can lose a row as the file grows
+    by one: 104 rows fit seq_len 48 + pred_len 12, 105 do not."""
+    need = seq_len + pred_len
+
+    def fits(rows: int) -> bool:
+        borders = split_borders(rows, seq_len, "ratio", "h")
+        return all(start >= 0 and end - start >= need for start, end in borders)
+
+    # Below these no file fits: the train part is 70 % of the rows, the val targets 10 % + 2.
+    rows = max(need, int(need / 0.7) - 2, 10 * (pred_len - 2))
+    # The rounding repeats every 10 rows, each part one step longer: 20 fitting in a row
+    # fit for good.
+    while not all(fits(rows + extra) for extra in range(20)):
+        rows += 1
+    return rows
 
 
 def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
