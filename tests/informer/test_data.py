@@ -543,3 +543,30 @@ def test_too_few_rows_for_the_ratio_split_says_how_many_the_file_needs(
         assert "use a file of at least 51 rows or a shorter data.seq_len" in str(caught.value)
     for rows in range(51, 71):
         assert len(load(rows).val) >= 1
+
+
+@pytest.mark.parametrize(
+    ("values", "phrase"),
+    [
+        # a boolean (or text) column: no row to fill, the column is the problem
+        (np.where(np.arange(400) % 2 == 0, "True", "False"), "remove the column"),
+        # a column empty on every row: the same
+        (np.full(400, ""), "remove the column"),
+        # thousands separators in quoted numbers ("1,234.5")
+        ([f"{1000 + row:,}.5" for row in range(400)], "without thousands separators"),
+        # decimal commas in quoted numbers ("0,25")
+        ([f"{row % 9},25" for row in range(400)], "'.' as the decimal point"),
+    ],
+    ids=["booleans", "all-empty", "thousands-separators", "decimal-commas"],
+)
+def test_a_column_not_written_as_numbers_says_what_to_change(
+    tmp_path: Path, values: list[str], phrase: str
+) -> None:
+    path = _with_columns(tmp_path, HULL=np.asarray(values, dtype=object), OT=WAVE)
+    with pytest.raises(DataError) as caught:
+        load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                                 pred_len=6))
+    message = str(caught.value)
+    assert "\n" not in message and "column 'HULL'" in message
+    assert phrase in message
+    assert "fill or remove those rows" not in message  # every row is 'wrong' alike

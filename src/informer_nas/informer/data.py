@@ -174,9 +174,26 @@ def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
         raise DataError(
             f"{path}: column {name!r} has "
             f"{counted(int(bad.sum()), f'{what} or non-finite value')}, "
-            f"first {shown!r} on line {row + 2}; fill or remove those rows"
+            f"first {shown!r} on line {row + 2}; {_numeric_fix(text, bad)}"
         )
     return np.asarray(numbers, dtype=np.float64)
+
+
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d*)?")
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+")
+
+
+def _numeric_fix(text: pd.Series, bad: np.ndarray) -> str:
+    """What to do about a column's values that are not numbers: a format to change, a column
+    to remove (no number in it), or rows to fill."""
+    wrong = text[bad]
+    if wrong.str.fullmatch(_THOUSANDS.pattern).all():
+        return "write the numbers without thousands separators"
+    if wrong.str.fullmatch(_DECIMAL_COMMA.pattern).all():
+        return "write the numbers with '.' as the decimal point"
+    if bad.all():
+        return "it holds no number: remove the column (or write its values as numbers)"
+    return "fill or remove those rows"
 
 
 # A numeric day and month before the year (01/07/2016, 01.07.2016): their order is not
