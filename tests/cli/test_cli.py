@@ -1215,6 +1215,23 @@ def test_init_with_15_minute_data_sets_freq_t_and_prints_why(tmp_path: Path) -> 
     assert (data["freq"], data["split"]) == ("t", "ratio")
 
 
+def test_init_with_missing_rows_says_where_the_dates_jump(tmp_path: Path) -> None:
+    # rows 100-109 missing: windows across the jump join rows 11 hours apart (it said nothing)
+    dates = stamps(600, "1h")
+    del dates[100:110]
+    csv = write_dated_csv(tmp_path / "mine.csv", dates)
+    result = invoke("init", "--workspace", tmp_path / "ws", "--preset", "tiny", "--data", csv)
+    assert result.exit_code == 0, result.output
+    notes = [line.strip() for line in result.stdout.splitlines() if line.startswith("  ")]
+    uneven = [note for note in notes if note.startswith("uneven dates")]
+    assert len(uneven) == 1, result.stdout
+    assert "1 step of 589 between rows is not 1 hour" in uneven[0]
+    assert "11 hours, between lines 101 and 102" in uneven[0]
+    assert "fill the missing rows" in uneven[0]
+    evenly = write_dated_csv(tmp_path / "even.csv", stamps(600, "1h"))
+    result = invoke("init", "--workspace", tmp_path / "ws2", "--preset", "tiny", "--data", evenly)
+    assert result.exit_code == 0 and "uneven" not in result.stdout
+
 @pytest.mark.parametrize("case", ["shuffled", "repeated"])
 def test_init_with_unordered_dates_is_one_line_and_creates_nothing(
         tmp_path: Path, case: str) -> None:

@@ -570,3 +570,20 @@ def test_a_column_not_written_as_numbers_says_what_to_change(
     assert "\n" not in message and "column 'HULL'" in message
     assert phrase in message
     assert "fill or remove those rows" not in message  # every row is 'wrong' alike
+
+
+def test_the_trainer_logs_a_warning_where_the_dates_jump(
+    tmp_path: Path, synthetic_csv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a 30-day hole after line 201: windows across it join rows a month apart (no word)
+    frame = pd.read_csv(synthetic_csv)
+    dates = pd.to_datetime(frame["date"])
+    frame["date"] = dates.where(dates.index < 200, dates + pd.Timedelta(days=30))
+    path = tmp_path / "own.csv"
+    frame.to_csv(path, index=False)
+    with caplog.at_level("WARNING", logger="informer_nas.informer.data"):
+        load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                                 pred_len=6))
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "between lines 201 and 202" in warned[0]
+    assert "721 hours" in warned[0]

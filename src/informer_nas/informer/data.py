@@ -285,6 +285,26 @@ def _describe_step(step: pd.Timedelta) -> str:
     return str(step)
 
 
+def uneven_steps(dates: pd.DatetimeIndex) -> str | None:
+    """A line on the steps between rows that differ from the median step (missing rows, a
+    gap, uneven sampling), or None when every step is the same. Windows are row counts, so a
+    window across such a step holds rows that are not one step apart."""
+    if len(dates) < 2:
+        return None
+    steps = np.diff(dates.asi8)  # in dates.unit, as infer_freq's median
+    median = int(np.median(steps))
+    odd = np.flatnonzero(steps != median)
+    if odd.size == 0:
+        return None
+    step = pd.Timedelta(median, unit=dates.unit)
+    widest = int(odd[np.argmax(steps[odd])])
+    largest = pd.Timedelta(int(steps[widest]), unit=dates.unit)
+    return (f"uneven dates: {counted(int(odd.size), 'step')} of {len(steps)} between rows "
+            f"{'is' if odd.size == 1 else 'are'} not {_describe_step(step)} (the largest, "
+            f"{_describe_step(largest)}, between lines {widest + 2} and {widest + 3}); windows "
+            "across them join rows that are not one step apart: fill the missing rows to avoid it")
+
+
 def split_borders(
     n_rows: int, seq_len: int, split: SplitKind, freq: Frequency
 ) -> list[tuple[int, int]]:
@@ -385,6 +405,9 @@ def fit_csv(data: DataSection) -> tuple[dict[str, str], list[str]]:
             changes["freq"] = freq
             notes.append(f"freq {freq!r} ({'with' if freq == 't' else 'no'} minute time "
                          f"features): the median step between rows is {_describe_step(step)}")
+    uneven = uneven_steps(raw.dates)
+    if uneven is not None:
+        notes.append(uneven)
     ett_step = pd.Timedelta(minutes=60 // ROWS_PER_HOUR[freq])
     ett_rows = split_borders(len(raw.values), data.seq_len, "ett", freq)[2][1]
     if data.split == "ett" and step is not None and step != ett_step:
@@ -605,6 +628,9 @@ def load_dataset(
     ]
     n_in = len(columns)
     c_out = 1 if data.features in ("S", "MS") else n_in
+    uneven = uneven_steps(raw.dates)
+    if uneven is not None:
+        logger.warning("data %s: %s", path, uneven)
     logger.info(
         "data %s: %d rows, columns %s, windows train %d val %d test %d",
         path, len(standardised), ",".join(columns), *(len(s) for s in splits),
