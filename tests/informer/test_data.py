@@ -587,3 +587,28 @@ def test_the_trainer_logs_a_warning_where_the_dates_jump(
     warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warned) == 1 and "between lines 201 and 202" in warned[0]
     assert "721 hours" in warned[0]
+
+
+@pytest.mark.parametrize(
+    ("encoding", "phrase"),
+    [
+        # a Latin-1 'é' in a value on line 5: the byte and its line
+        ("latin-1", "byte 0xe9 on line 5 is not UTF-8"),
+        # a spreadsheet's 'Unicode text' export
+        ("utf-16", "it is UTF-16 text"),
+    ],
+    ids=["latin-1", "utf-16"],
+)
+def test_a_file_not_in_utf8_says_where_and_to_save_it_as_utf8(
+    tmp_path: Path, synthetic_csv: Path, encoding: str, phrase: str
+) -> None:
+    lines = synthetic_csv.read_text(encoding="utf-8").splitlines()
+    lines[4] = lines[4].rsplit(",", 1)[0] + ",é"
+    path = tmp_path / "own.csv"
+    path.write_bytes("\n".join(lines).encode(encoding))
+    with pytest.raises(DataError) as caught:
+        load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
+                                 pred_len=6))
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    assert phrase in message and "save the file as UTF-8" in message

@@ -131,7 +131,9 @@ def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
         # The header as written: pandas renames a repeated name ('OT' -> 'OT.1') and an
         # empty one ('Unnamed: 0') in frame.columns.
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: {_not_utf8(path)}; save the file as UTF-8 text") from None
+    except (OSError, pd.errors.ParserError) as exc:
         reason = " ".join(str(exc).split())  # one line
         raise DataError(f"{path}: cannot be read as CSV ({reason}); check the file") from None
     except pd.errors.EmptyDataError:
@@ -141,6 +143,21 @@ def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
     frame.columns = pd.Index(names)
     return frame
 
+
+def _not_utf8(path: str) -> str:
+    """Where and how a file is not UTF-8: UTF-16 (a byte-order mark or zero bytes), else the
+    first byte that is not, with its line (a code page such as Latin-1: 'é' is 0xe9)."""
+    with open(path, "rb") as file:
+        content = file.read()
+    if content[:2] in (b"\xff\xfe", b"\xfe\xff") or b"\x00" in content[:64]:
+        return "it is UTF-16 text, not UTF-8"
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        return (f"byte 0x{content[exc.start]:02x} on line {line} is not UTF-8 (Latin-1 or "
+                "Windows-1252 text?)")
+    return "it is not UTF-8 text"
 
 def _check_header(names: list[str], frame: pd.DataFrame, path: str) -> None:
     """Refuse a header that pandas would silently rename or shift: a name given twice, a
