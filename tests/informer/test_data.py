@@ -612,3 +612,20 @@ def test_a_file_not_in_utf8_says_where_and_to_save_it_as_utf8(
     message = str(caught.value)
     assert "\n" not in message and str(path) in message
     assert phrase in message and "save the file as UTF-8" in message
+
+
+@pytest.mark.parametrize(
+    "name",
+    # another case, or another name for the same timestamps: the column to rename is named
+    ["Date", "timestamp"],
+)
+def test_timestamps_under_another_name_say_which_column_to_rename(
+    tmp_path: Path, synthetic_csv: Path, name: str
+) -> None:
+    text = synthetic_csv.read_text(encoding="utf-8")
+    path = _write(tmp_path / "own.csv", name + text[len("date"):])
+    with pytest.raises(DataError) as caught:
+        fit_csv(DataSection(path=str(path), seq_len=24, label_len=12, pred_len=6))
+    message = str(caught.value)
+    assert "\n" not in message
+    assert f"rename column {name!r} to 'date'" in message

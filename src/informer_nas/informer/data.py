@@ -92,9 +92,11 @@ def read_series(path: Path, target: str) -> RawSeries:
         if separator is not None and len(frame.columns) == 1:
             raise DataError(f"{path}: its columns are separated by {separator!r}, not commas; "
                             "save it as a comma-separated CSV")
+        dated = _timestamp_column(frame)
+        fix = (f"rename column {dated!r} to 'date'" if dated is not None
+               else "the CSV needs a 'date' column of timestamps")
         raise DataError(
-            f"{path}: no 'date' column (columns: {', '.join(map(str, frame.columns))}); "
-            "the CSV needs a 'date' column of timestamps"
+            f"{path}: no 'date' column (columns: {', '.join(map(str, frame.columns))}); {fix}"
         )
     if target not in frame.columns or target == "date":
         choices = ", ".join(str(c) for c in frame.columns if c != "date")
@@ -107,6 +109,24 @@ def read_series(path: Path, target: str) -> RawSeries:
     columns = [str(c) for c in frame.columns if c not in ("date", target)] + [target]
     values = np.stack([_numeric_column(frame, name, path) for name in columns], axis=1)
     return RawSeries(path, tuple(columns), values, _parse_dates(frame["date"], path))
+
+
+def _timestamp_column(frame: pd.DataFrame) -> str | None:
+    """The column that looks like the timestamps of a file without 'date': 'Date' in
+    another case, else the first whose first value is a timestamp and not a number."""
+    named = [str(c) for c in frame.columns if str(c).strip().lower() == "date"]
+    if named:
+        return named[0]
+    if frame.empty:
+        return None
+    for column in frame.columns:
+        first = str(frame[column].iloc[0]).strip()
+        if pd.isna(pd.to_numeric(first, errors="coerce")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # pandas warns when it guesses a format
+                if pd.notna(pd.to_datetime(first, errors="coerce")):
+                    return str(column)
+    return None
 
 
 def _stat_or_raise(path: Path) -> os.stat_result:
