@@ -174,6 +174,8 @@ def _write(path: Path, text: str) -> Path:
         ("nodate", ["'date'"]),
         # another separator is named (it said: no 'date' column (columns: date;HUFL;...))
         ("semicolons", ["separated by ';'", "comma-separated"]),
+        # with decimal commas too (it said: the data rows have more fields than the 1 name)
+        ("decimal-commas", ["separated by ';'", "comma-separated"]),
         # a column twice once the header's spaces are stripped
         ("twice", ["column 'OT' appears twice"]),
         # a row with too many fields: pandas's message is two lines
@@ -209,6 +211,9 @@ def test_bad_input_raises_one_line_data_error(
         path = _write(tmp_path / "bad.csv", "\n".join(["when" + lines[0][4:], *lines[1:]]))
     elif case == "semicolons":
         path = _write(tmp_path / "bad.csv", "\n".join(line.replace(",", ";") for line in lines))
+    elif case == "decimal-commas":
+        path = _write(tmp_path / "bad.csv", "\n".join(
+            line.replace(",", ";").replace(".", ",") for line in lines))
     elif case == "twice":
         path = _write(tmp_path / "bad.csv", "\n".join([lines[0] + ", OT",
                                                        *(line + ",1" for line in lines[1:])]))

@@ -87,11 +87,6 @@ def read_series(path: Path, target: str) -> RawSeries:
     stat = _stat_or_raise(path)
     frame = _read_frame(str(path), stat.st_mtime_ns)
     if "date" not in frame.columns:
-        header = ",".join(map(str, frame.columns))
-        separator = next((s for s in (";", "\t", "|") if s in header), None)
-        if separator is not None and len(frame.columns) == 1:
-            raise DataError(f"{path}: its columns are separated by {separator!r}, not commas; "
-                            "save it as a comma-separated CSV")
         dated = _timestamp_column(frame)
         fix = (f"rename column {dated!r} to 'date'" if dated is not None
                else "the CSV needs a 'date' column of timestamps")
@@ -193,6 +188,10 @@ def _check_header(names: list[str], frame: pd.DataFrame, path: str) -> None:
             "(a saved row index, or a comma at the end of every line?); name that column or "
             "remove it"
         )
+    separator = next((s for s in (";", "\t", "|") if s in names[0]), None)
+    if len(names) == 1 and separator is not None:
+        raise DataError(f"{path}: its columns are separated by {separator!r}, not commas; "
+                        "save it as a comma-separated CSV")
     if not isinstance(frame.index, pd.RangeIndex) or len(names) != len(frame.columns):
         raise DataError(
             f"{path}: the data rows have more fields than the {counted(len(names), 'name')} in "
