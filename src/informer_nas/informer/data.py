@@ -142,10 +142,14 @@ def _stat_or_raise(path: Path) -> os.stat_result:
 def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
     # mtime_ns is part of the cache key so that an edited file is read again.
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
         # The header as written: pandas renames a repeated name ('OT' -> 'OT.1') and an
         # empty one ('Unnamed: 0') in frame.columns.
         header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False)
+        # Value columns are parsed by pandas's C reader (a column of clean numbers becomes
+        # float64, ~8x faster and ~10x smaller than text); any other stays text, checked by
+        # _numeric_column. The dates stay text: an all-digit date must not become a number.
+        dates = {name: str for name in header.iloc[0] if str(name).strip() == "date"}
+        frame = pd.read_csv(path, dtype=dates, keep_default_na=False)
     except UnicodeDecodeError:
         raise DataError(f"{path}: {_not_utf8(path)}; save the file as UTF-8 text") from None
     except (OSError, pd.errors.ParserError) as exc:
@@ -200,12 +204,17 @@ def _check_header(names: list[str], frame: pd.DataFrame, path: str) -> None:
 
 
 def _numeric_column(frame: pd.DataFrame, name: str, path: Path) -> np.ndarray:
-    text = frame[name].str.strip()
-    numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
+    column = frame[name]
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        numbers = column.to_numpy(dtype=np.float64)  # read as numbers ('inf' included)
+    else:  # text: stripped as the header, and booleans refused below
+        text = column.astype(str).str.strip()
+        numbers = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(numbers)
     if bad.any():
+        text = column.astype(str).str.strip()
         row = int(np.flatnonzero(bad)[0])
-        shown = frame[name].iloc[row]
+        shown = str(column.iloc[row])
         what = "empty" if shown.strip() == "" or shown.strip().lower() == "nan" else "non-numeric"
         raise DataError(
             f"{path}: column {name!r} has "
