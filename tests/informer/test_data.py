@@ -647,3 +647,19 @@ def test_values_are_the_numbers_written_in_every_number_format(tmp_path: Path) -
     expected = [float(value.strip().strip('"')) for value in written]
     assert series.values[:, 0].tolist() == expected
     assert np.signbit(series.values[3, 0])
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["unix", "windows"])
+def test_an_empty_line_between_rows_is_refused_and_empty_lines_at_the_end_are_not(
+    tmp_path: Path, synthetic_csv: Path, newline: str
+) -> None:
+    lines = synthetic_csv.read_text(encoding="utf-8").splitlines()
+    at_end = _write(tmp_path / "end.csv", newline.join(lines) + newline * 3)
+    assert read_series(at_end, "OT").values.shape == (400, 3)
+    # pandas skipped it, and every line a message named after it was one too small
+    lines.insert(10, "")
+    inside = _write(tmp_path / "inside.csv", newline.join(lines) + newline)
+    with pytest.raises(DataError) as caught:
+        read_series(inside, "OT")
+    message = str(caught.value)
+    assert "\n" not in message and "line 11 is empty, between data rows" in message

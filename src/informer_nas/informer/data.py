@@ -159,8 +159,21 @@ def _read_frame(path: str, mtime_ns: int) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty; point data.path to a CSV") from None
     names = [str(name).strip() for name in header.iloc[0]]  # values are stripped too
     _check_header(names, frame, path)
+    _check_blank_lines(path)
     frame.columns = pd.Index(names)
     return frame
+
+
+def _check_blank_lines(path: str) -> None:
+    """Refuse an empty line between data rows: pandas skips it, so every line number that
+    a message gives after it would be one too small. Empty lines at the end are harmless."""
+    with open(path, "rb") as file:
+        content = file.read().rstrip(b"\r\n")
+    found = [at for at in (content.find(b"\n\n"), content.find(b"\n\r\n")) if at >= 0]
+    if found:
+        line = content.count(b"\n", 0, min(found)) + 2
+        raise DataError(f"{path}: line {line} is empty, between data rows; remove it (empty "
+                        "lines are only allowed at the end)")
 
 
 def _not_utf8(path: str) -> str:
