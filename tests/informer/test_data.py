@@ -663,3 +663,17 @@ def test_an_empty_line_between_rows_is_refused_and_empty_lines_at_the_end_are_no
         read_series(inside, "OT")
     message = str(caught.value)
     assert "\n" not in message and "line 11 is empty, between data rows" in message
+
+
+def test_dates_with_and_without_an_offset_name_the_date_without_one(tmp_path: Path) -> None:
+    # every other date with +02:00: the others were called 'not a timestamp'
+    dates = list(pd.date_range("2016-07-01", periods=400, freq="h").strftime("%Y-%m-%d %H:%M:%S"))
+    dates[::2] = [f"{date}+02:00" for date in dates[::2]]
+    path = tmp_path / "own.csv"
+    pd.DataFrame({"date": dates, "OT": WAVE}).to_csv(path, index=False)
+    with pytest.raises(DataError) as caught:
+        read_series(path, "OT")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "'2016-07-01 01:00:00' on line 3 has no UTC offset" in message
+    assert "write every date with its offset" in message

@@ -116,11 +116,8 @@ def _timestamp_column(frame: pd.DataFrame) -> str | None:
         return None
     for column in frame.columns:
         first = str(frame[column].iloc[0]).strip()
-        if pd.isna(pd.to_numeric(first, errors="coerce")):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # pandas warns when it guesses a format
-                if pd.notna(pd.to_datetime(first, errors="coerce")):
-                    return str(column)
+        if pd.isna(pd.to_numeric(first, errors="coerce")) and _is_timestamp(first):
+            return str(column)
     return None
 
 
@@ -269,6 +266,13 @@ def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
                                          column, path)
     if dates.isna().any():
         row = int(np.flatnonzero(dates.isna().to_numpy())[0])
+        if dates.dt.tz is not None and _is_timestamp(column.iloc[row]):
+            # read in UTC (offsets that change), where a date without an offset is no instant
+            raise DataError(
+                f"{path}: 'date' value {column.iloc[row]!r} on line {row + 2} has no UTC "
+                "offset, while other dates have one; write every date with its offset "
+                "(e.g. 2016-07-01 00:00:00+02:00) or none"
+            )
         raise DataError(
             f"{path}: 'date' value {column.iloc[row]!r} on line {row + 2} is not a timestamp; "
             "use the format YYYY-MM-DD HH:MM:SS"
@@ -286,6 +290,12 @@ def _parse_dates(column: pd.Series, path: Path) -> pd.DatetimeIndex:
             "sort the file by date and remove duplicate timestamps"
         )
     return index
+
+
+def _is_timestamp(value: str) -> bool:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas warns when it guesses a format
+        return bool(pd.notna(pd.to_datetime(value, errors="coerce")))
 
 
 def _to_datetime(column: pd.Series, path: Path, day_first: bool) -> pd.Series:
