@@ -21,10 +21,10 @@ from informer_nas.informer.data import (
     evenly_spaced,
     fit_csv,
     load_dataset,
-    read_series,
     split_borders,
     time_features,
 )
+from informer_nas.informer.series_file import read_series
 
 SHARED_ETT = Path("/work/shared/data/ETT-small")
 
