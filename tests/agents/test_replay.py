@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_fakes import fake_train, pruning_fake_train
@@ -320,3 +322,36 @@ def test_iterations_without_a_candidate_count_as_replayed(
     assert replayed.exit_code == 0, replayed.output
     assert "2 iterations matched" in replayed.output
     assert "1 trained a candidate, 1 ended without one" in replayed.output
+
+
+def stop_at(event_name: str, nth: int = 1) -> Callable[[dict[str, Any]], None]:
+    """An observer that stops the session (as Ctrl+C does) at the ``nth`` ``event_name``."""
+    seen = 0
+
+    def observe(event: dict[str, Any]) -> None:
+        nonlocal seen
+        if event.get("event") == event_name:
+            seen += 1
+            if seen == nth:
+                raise KeyboardInterrupt
+
+    return observe
+
+
+def test_session_stopped_before_its_pending_verdict_replays_identically(tmp_path: Path) -> None:
+    """A session stopped before it judged the run an earlier session left finished without
+    a verdict committed nothing: its replay ends where it ended (it judged that run and
+    reported '1 iteration replayed, 0 recorded', exit 1)."""
+    root = tmp_path / "recorded"
+    executor = CallableExecutor(fake_train)
+    first = run_nas_optimization(root, iters=3, planner="tpe", preset="tiny", executor=executor,
+                                 quiet=True, observer=stop_at("plan", nth=2))
+    assert first.stopped_by == "interrupted"
+    assert load_state(Workspace.open(root).paths).current is not None  # run_0001: no verdict
+    for stop in (stop_at("resume_evaluation"), None):  # stopped before the verdict, then not
+        run_nas_optimization(root, planner="tpe", executor=executor, quiet=True, observer=stop)
+        trace = sorted((root / "traces").glob("*.jsonl"))[-1]
+        report = replay_trace(trace, tmp_path / f"replayed_{stop is None}")
+        assert report.identical, report.divergence
+    assert report.iterations == 2  # the resumed session judged run_0001, then trained one
+    assert decisions(tmp_path / "replayed_True") == decisions(root)

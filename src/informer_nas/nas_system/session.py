@@ -170,6 +170,10 @@ class _Loop:
     def run(self, pending: RunRecord | None) -> SessionResult:
         state = self.ctx.state
         if pending is not None:
+            # judging the pending run commits an iteration: a replay of a session stopped
+            # before that verdict ends here too
+            if self.stop_after is not None and state.iteration >= self.stop_after:
+                return self.result("interrupted", "the recorded session stopped here")
             self.emit("resume_evaluation", run_id=pending.run_id)
             self.finish_run(pending, None)
         while state.iteration < state.max_iterations:
