@@ -144,9 +144,10 @@ def test_tool_unknown_run_lists_known_ids(tool_context: ToolContext) -> None:
 
 
 @pytest.mark.parametrize("run_id", ["OUTSIDE", "..", "", ".", "runs/run_0000",
-                                    "run_0000/..", "run_0000/seed_8", "run_0001"],
+                                    "run_0000/..", "run_0000/seed_8", "run_0001", "run_0000/"],
                          ids=["absolute-path", "parent", "empty", "dot", "relative-path",
-                              "escape", "unrecorded-seed", "directory-only"])
+                              "escape", "unrecorded-seed", "directory-only",
+                              "trailing-slash"])
 def test_tool_accepts_only_run_ids_of_the_state(tool_context: ToolContext, tmp_path: Path,
                                                 run_id: str) -> None:
     """A path (absolute, relative, '..', '') is an unknown run, never a file that is read;

@@ -218,10 +218,19 @@ def run_dir_of(ctx: ToolContext, run_id: str) -> Path:
     Raises:
         NasError: the run id is unknown (the message lists the known ids).
     """
-    known = known_run_dirs(ctx)
-    if run_id not in known:
-        raise NasError(unknown_run_message(run_id, list(known)))
-    return known[run_id]
+    # Matched on the ids alone: every launch and rule tool asks, and building the
+    # directories of all runs (and their seeds) each time grew with the search.
+    paths = ctx.workspace.paths
+    main_id, is_seed, _ = run_id.partition("/")
+    for run in reversed(ctx.state.runs):
+        if run.run_id != main_id:
+            continue
+        if not is_seed:
+            return paths.run_dir(run.run_id)
+        if any(seed.run_dir == f"runs/{run_id}" for seed in run.seeds):
+            return paths.root / "runs" / run_id
+        break
+    raise NasError(unknown_run_message(run_id, list(known_run_dirs(ctx))))
 
 
 def load_history(ctx: ToolContext, run_id: str) -> list[dict[str, Any]] | None:
