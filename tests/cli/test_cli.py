@@ -250,6 +250,21 @@ def test_malformed_trace_is_one_line_error(text: bytes, tmp_path: Path) -> None:
     assert not (tmp_path / "replayed").exists()
 
 
+@pytest.mark.parametrize("text", [b"", b'{"kind": "header", "state": {"iter'],
+                         ids=["empty", "torn-header"])
+def test_trace_of_a_session_killed_as_it_started_says_nothing_to_replay(
+        text: bytes, tmp_path: Path) -> None:
+    """A SIGKILL as a session starts leaves its trace empty or with a torn header (found
+    among the traces of a workspace killed 22 times): the message said only "no header
+    line; it is not a session trace", not why nor what to do."""
+    trace = tmp_path / "20261127T204854-random-5263.jsonl"
+    trace.write_bytes(text)
+    result = invoke("replay", trace, "--workspace", tmp_path / "replayed")
+    assert_one_line_error(result)
+    assert "stopped as it started and recorded nothing" in result.stderr
+    assert "replay another traces/<session>.jsonl" in result.stderr
+
+
 def test_paths_that_cannot_be_created_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("")
     assert_one_line_error(invoke("init", "--workspace", tmp_path / "afile" / "ws"))

@@ -198,8 +198,13 @@ def read_trace(path: Path) -> list[dict[str, Any]]:
             raise HistoryCorrupt(f"{path}:{number}: not a JSON object; the trace is corrupt "
                                  "and cannot be replayed")
         records.append(record)
-    if not records or records[0].get("kind") != "header":
-        raise HistoryCorrupt(f"{path}: no header line; it is not a session trace")
+    if not records:  # the session was killed before its header was whole
+        raise HistoryCorrupt(f"{path}: no header line: its session was stopped as it started "
+                             "and recorded nothing, so there is nothing to replay; replay "
+                             "another traces/<session>.jsonl (this file may be deleted)")
+    if records[0].get("kind") != "header":
+        raise HistoryCorrupt(f"{path}: no header line; it is not a session trace; pass a "
+                             "traces/<session>.jsonl file of a workspace")
     return records
 
 
