@@ -300,8 +300,10 @@ def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
                  settings: SessionSettings, iters: int | None, state: dict[str, Any],
                  fallback: str | None = None, data_digest: str | None = None) -> None:
     """The trace's first line: what a replay (and the next session) starts from."""
+    from informer_nas.agents.trace import TRACE_VERSION
+
     recorder.write(
-        "header", version=1, planner=planner, fallback=fallback, iters=iters,
+        "header", version=TRACE_VERSION, planner=planner, fallback=fallback, iters=iters,
         workspace=recorder.root,
         settings={"timeout_s": settings.timeout_s, "confirm_seeds": settings.confirm_seeds,
                   "seed": settings.seed, "prune": settings.prune,

@@ -19,7 +19,7 @@ import informer_nas.agents.planner as planner_module
 from informer_nas.agents.brains.replay import ReplayModel
 from informer_nas.agents.provider import Binding, ModelRequest, RecordingModel, run_async
 from informer_nas.agents.replay import replay_trace
-from informer_nas.agents.trace import TraceRecorder, read_trace
+from informer_nas.agents.trace import TRACE_VERSION, TraceRecorder, read_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.errors import ReplayDivergence
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
@@ -77,6 +77,27 @@ def test_changed_prompt_is_reported_as_divergence(recorded: Path, tmp_path: Path
     assert not report.identical
     assert report.divergence == (
         "planner step 0: the system instructions (prompt) differ from the recorded session")
+
+
+def test_divergence_of_a_trace_from_another_version_says_so(
+        recorded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A trace recorded before the prompts or tool outputs changed diverges at its first
+    request; the message says it comes from another version (it named only the step)."""
+    lines = recorded.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    assert header["version"] == TRACE_VERSION
+    older = tmp_path / "older" / "traces" / recorded.name
+    older.parent.mkdir(parents=True)
+    older.write_text("\n".join([json.dumps({**header, "version": TRACE_VERSION - 1}),
+                                *lines[1:]]) + "\n", encoding="utf-8")
+    monkeypatch.setattr(planner_module, "PLANNER_INSTRUCTIONS",
+                        planner_module.PLANNER_INSTRUCTIONS + "\nPrefer wide models.")
+    report = replay_trace(older, tmp_path / "replayed")
+    assert not report.identical and report.divergence is not None
+    assert report.divergence.startswith("planner step 0: the system instructions (prompt) "
+                                        "differ from the recorded session")
+    assert (f"trace version {TRACE_VERSION - 1}, this one is {TRACE_VERSION}"
+            in report.divergence)
 
 
 def test_trace_holds_every_step_and_no_secret(tmp_path: Path,

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from informer_nas.agents.brains.replay import ReplayExecutor, ReplayModel, StepDivergence
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.agents.provider import Binding
-from informer_nas.agents.trace import read_trace
+from informer_nas.agents.trace import TRACE_VERSION, read_trace
 from informer_nas.agents.wiring import BrainSpec, build_brain
 from informer_nas.errors import ConfigError, HistoryCorrupt, ReplayDivergence
 from informer_nas.informer.config import (
@@ -260,8 +260,21 @@ def replay_trace(trace_path: Path, workspace: Path, retrain: bool = False,
     if _finished(records):  # an unfinished session leaves its last iteration's responses
         divergence = divergence or _leftovers(models, trainings, retrain)
     divergence = divergence or _final_config(records, space)
+    if divergence is not None:
+        divergence += _version_note(header)
     return ReplayReport(Path(trace_path), space.paths.root, divergence is None, divergence,
                         len(iterations), sum(1 for i in iterations if i["trained"]))
+
+
+def _version_note(header: dict[str, Any]) -> str:
+    """Why an older trace may diverge: its requests were recorded against other prompts and
+    tool outputs ("" for a trace of this version)."""
+    version = header.get("version")
+    if version == TRACE_VERSION:
+        return ""
+    return (f" (the trace was recorded by another version of informer-nas, trace version "
+            f"{version}, this one is {TRACE_VERSION}: its prompts and tool outputs differ; "
+            "replay it with the version that recorded it)")
 
 
 def _cause(divergence: ReplayDivergence, records: list[dict[str, Any]],

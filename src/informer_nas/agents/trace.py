@@ -30,7 +30,10 @@ from informer_nas.nas_system.secrets import secret_values as secret_values
 
 logger = logging.getLogger(__name__)
 
-TRACE_VERSION = 1
+# What a trace's requests were recorded against: bump it whenever what a model is sent changes
+# (prompts, tool outputs), so that a replay of an older trace says why it diverges.
+# 2: the planner's tools and the hybrid prompt of 2026-11-27 (session 12).
+TRACE_VERSION = 2
 # JSON keys whose values change from run to run without changing what was decided.
 VOLATILE_KEYS = frozenset({
     "seconds", "train_seconds", "samples_per_second", "started_at", "finished_at",
