@@ -149,6 +149,16 @@ def test_scaler_keeps_constant_columns_finite() -> None:
     assert np.isfinite(scaler.transform(np.array([[5.0, 3.0]]))).all()
 
 
+def _one_line_refusal(load: Callable[[DataSection], object], path: Path) -> str:
+    """The DataError ``load`` raises for ``path`` (ratio split, seq 24, label 12, pred 6),
+    checked to be one line that names the file."""
+    with pytest.raises(DataError) as caught:
+        load(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12, pred_len=6))
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path
@@ -424,11 +434,7 @@ def test_a_header_pandas_would_rename_or_shift_is_refused_in_one_line(
         rows = [row + row_suffix for row in rows]
     path = _write(tmp_path / "own.csv", "\n".join([header, *rows]) + "\n")
     for check in (fit_csv, load_dataset):
-        with pytest.raises(DataError) as caught:
-            check(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
-                              pred_len=6))
-        message = str(caught.value)
-        assert "\n" not in message and str(path) in message
+        message = _one_line_refusal(check, path)
         for phrase in phrases:
             assert phrase in message
 
@@ -515,11 +521,7 @@ def test_a_column_the_train_rows_cannot_scale_is_refused_in_one_line(
     tmp_path: Path, columns: dict[str, np.ndarray], phrases: list[str]
 ) -> None:
     path = _with_columns(tmp_path, **columns)
-    with pytest.raises(DataError) as caught:
-        load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
-                                 pred_len=6))
-    message = str(caught.value)
-    assert "\n" not in message and str(path) in message
+    message = _one_line_refusal(load_dataset, path)
     for phrase in phrases:
         assert phrase in message
 
@@ -611,11 +613,7 @@ def test_a_file_not_in_utf8_says_where_and_to_save_it_as_utf8(
     lines[4] = lines[4].rsplit(",", 1)[0] + ",é"
     path = tmp_path / "own.csv"
     path.write_bytes("\n".join(lines).encode(encoding))
-    with pytest.raises(DataError) as caught:
-        load_dataset(DataSection(path=str(path), split="ratio", seq_len=24, label_len=12,
-                                 pred_len=6))
-    message = str(caught.value)
-    assert "\n" not in message and str(path) in message
+    message = _one_line_refusal(load_dataset, path)
     assert phrase in message and "save the file as UTF-8" in message
 
 
