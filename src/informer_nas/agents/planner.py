@@ -316,10 +316,12 @@ def _spent_on(error: AgentsException, ctx: ToolContext) -> str:
 def _text_of(items: Sequence[Any]) -> str:
     """The text of the last assistant message among ``items`` ("" when there is none)."""
     for item in reversed(items):
-        content = item.get("content") if isinstance(item, dict) else None
-        if item.get("role") == "assistant" and isinstance(content, list):
+        if not isinstance(item, dict) or item.get("role") != "assistant":
+            continue
+        content = item.get("content")
+        if isinstance(content, list):
             return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-        if item.get("role") == "assistant" and isinstance(content, str):
+        if isinstance(content, str):
             return content
     return ""
 
