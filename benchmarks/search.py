@@ -58,7 +58,7 @@ from search_task import (
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig, read_config_literal
 from informer_nas.nas_system.atomic import atomic_write_text
-from informer_nas.nas_system.executor import terminate_with_parent
+from informer_nas.nas_system.process_signals import terminate_with_parent
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.state import load_state
 from informer_nas.nas_system.workspace import Workspace, render_config
@@ -157,7 +157,7 @@ def run_facts(workspace: Workspace, run: RunRecord) -> dict[str, Any]:
 def reevaluate(workspace: Workspace, run_dir: Path, out_dir: Path,
                args: argparse.Namespace) -> list[dict[str, Any]]:
     """Retrain ``run_dir/config_used.py`` with each eval seed (reusing finished ones)."""
-    from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
 
     train_windows = ("same" if args.reeval_train_windows is None
                      else args.reeval_train_windows or None)

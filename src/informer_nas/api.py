@@ -136,7 +136,7 @@ def run_nas_optimization(
     from informer_nas.agents.brains.llm_settings import llm_environment
     from informer_nas.agents.trace import RecordingExecutor, TraceRecorder, secret_values
     from informer_nas.agents.wiring import BrainSpec, build_brain, check_brain_names
-    from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
     from informer_nas.nas_system.lock import workspace_lock
     from informer_nas.nas_system.session import run_session
     from informer_nas.nas_system.state import SessionInfo, load_state, now_iso

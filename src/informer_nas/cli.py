@@ -606,7 +606,7 @@ def train(
     verbosity = _verbosity(quiet, verbose)
     from informer_nas.display import SessionDisplay
     from informer_nas.informer.config import load_config
-    from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
     from informer_nas.nas_system.records import EXIT_CODES, RunStatus
     from informer_nas.nas_system.status import format_mse
 

@@ -140,9 +140,9 @@ def test_sighup_during_a_training_takes_the_forwarding_path(survivable_sighup: l
     and the forwarder knows it was SIGHUP (it was told SIGTERM, and the run's records said
     "stopped by SIGTERM"; tests/reliability/test_hangup.py follows it to the records)."""
     from informer_nas.cli import _sigterm_as_interrupt
-    from informer_nas.nas_system.executor import _SignalForwarder
+    from informer_nas.nas_system.process_signals import SignalForwarder
 
-    with _sigterm_as_interrupt(), _SignalForwarder() as forwarder:
+    with _sigterm_as_interrupt(), SignalForwarder() as forwarder:
         os.kill(os.getpid(), signal.SIGHUP)
         deadline = time.monotonic() + 5
         while forwarder.received is None and time.monotonic() < deadline:

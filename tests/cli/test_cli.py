@@ -220,14 +220,14 @@ def test_train_exits_with_the_trainer_code_of_each_outcome(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str
 ) -> None:
     # every failed outcome of the subprocess: its own exit code, so scripts can tell them apart
-    from informer_nas.nas_system import executor
+    from informer_nas.nas_system import executor, local_executor
     from informer_nas.nas_system.records import RunStatus
 
     def finished(*_: Any, **__: Any) -> executor.TrainOutcome:
         return executor.TrainOutcome(RunStatus(status), "as the test says",
                                      exit_code=EXIT_CODES[status])
 
-    monkeypatch.setattr(executor.LocalSubprocessExecutor, "run", finished)
+    monkeypatch.setattr(local_executor.LocalSubprocessExecutor, "run", finished)
     config = tmp_path / "config.py"
     config.write_text(render_config(preset_config("tiny")))
     result = invoke("train", config, "--run-dir", tmp_path / "run")

@@ -16,13 +16,12 @@ import pytest
 
 from informer_nas.errors import LaunchError
 from informer_nas.nas_system.executor import (
-    PRUNE_ENV,
     CallableExecutor,
-    LocalSubprocessExecutor,
     RunInterrupted,
     TrainOutcome,
     TrainRequest,
 )
+from informer_nas.nas_system.local_executor import PRUNE_ENV, LocalSubprocessExecutor
 from informer_nas.nas_system.records import RunStatus
 
 # The fake trainer reads its behaviour from the "config" file (JSON) and follows the
@@ -301,7 +300,7 @@ PARENT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from informer_nas.nas_system.executor import LocalSubprocessExecutor
+    from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
     script, config, run_dir = sys.argv[1:]
     LocalSubprocessExecutor([script], grace_s=0.5, poll_s=0.02).run(
         Path(config), Path(run_dir), 1, None)

@@ -14,15 +14,9 @@ import pytest
 from optuna.trial import TrialState
 
 from informer_nas.errors import ConfigError
-from informer_nas.nas_system.executor import (
-    PRUNE_ENV,
-    PRUNE_FILE,
-    CallableExecutor,
-    LocalSubprocessExecutor,
-    TrainOutcome,
-    TrainRequest,
-)
+from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.gate import CandidateEvidence, IncumbentEvidence, evaluate_gate
+from informer_nas.nas_system.local_executor import PRUNE_ENV, PRUNE_FILE, LocalSubprocessExecutor
 from informer_nas.nas_system.pruning import (
     PruneFileRefresher,
     PruningSettings,

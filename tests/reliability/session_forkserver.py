@@ -33,7 +33,7 @@ FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 
 def use_fake_trainer(script: Path = FAKE_TRAINER) -> None:
     """Make ``LocalSubprocessExecutor()`` run ``script`` (in this process and its forks)."""
-    import informer_nas.nas_system.executor as executor
+    import informer_nas.nas_system.local_executor as executor
 
     class FakeTrainerExecutor(executor.LocalSubprocessExecutor):
         def __init__(self, python_args: Any = (str(script),), grace_s: float = 2.0,

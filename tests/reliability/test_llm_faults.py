@@ -49,7 +49,7 @@ from informer_nas.agents.replay import replay_trace
 from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
-from informer_nas.nas_system.executor import LocalSubprocessExecutor
+from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.session import SessionResult
 from informer_nas.nas_system.state import AgentState, load_state

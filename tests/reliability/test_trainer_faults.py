@@ -20,7 +20,7 @@ from crash_checks import check_doctor, check_state, check_study, config_used
 from crash_harness import Campaign
 from forkserver_client import ForkServer
 
-from informer_nas.nas_system.executor import LocalSubprocessExecutor
+from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
 from informer_nas.nas_system.records import RunStatus
 
 TIMEOUT_S = 3

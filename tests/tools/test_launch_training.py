@@ -12,11 +12,11 @@ import pytest
 from informer_nas.errors import ConfigError, LaunchError
 from informer_nas.nas_system.executor import (
     CallableExecutor,
-    LocalSubprocessExecutor,
     RunInterrupted,
     TrainOutcome,
     TrainRequest,
 )
+from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import HOT_RUNS, IterationScratch, load_state

@@ -31,8 +31,9 @@ from informer_nas.informer.config import (
     validate_config,
 )
 from informer_nas.nas_system.atomic import atomic_write_bytes, atomic_write_text
-from informer_nas.nas_system.executor import LocalSubprocessExecutor, TrainingExecutor
+from informer_nas.nas_system.executor import TrainingExecutor
 from informer_nas.nas_system.gate import GateThresholds
+from informer_nas.nas_system.local_executor import LocalSubprocessExecutor
 from informer_nas.nas_system.pruning import PruningSettings
 from informer_nas.nas_system.search_space import study_space
 from informer_nas.nas_system.session import run_session
