@@ -2,8 +2,8 @@
 
 The incumbent config is resubmitted as a candidate with a new seed; since nothing
 changed, every accept is wrong. Each trial, in a fresh tiny (or quick) workspace, runs
-exactly what a session runs (``launch_training``, ``session.decide`` with the offline
-``PolicyEvaluator`` for borderlines, ``session.commit``), with the real trainer
+exactly what a session runs (``launch_training``, ``decision.decide`` with the offline
+``PolicyEvaluator`` for borderlines, ``decision.commit``), with the real trainer
 in-process (``Trainer.fit`` on data loaded once; the run files written as ``train.py``
 writes them):
 
@@ -62,6 +62,8 @@ from informer_nas.informer.run_files import (
 )
 from informer_nas.informer.train import load_run_config
 from informer_nas.informer.training import Trainer
+from informer_nas.nas_system.context import find_run
+from informer_nas.nas_system.decision import Decision, commit, decide
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.gate import (
     CandidateEvidence,
@@ -73,7 +75,6 @@ from informer_nas.nas_system.gate import (
     policy_decision,
 )
 from informer_nas.nas_system.records import RunRecord, RunStatus
-from informer_nas.nas_system.session import Decision, commit, decide, find_run
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import IterationScratch, load_state
 from informer_nas.nas_system.workspace import Workspace

@@ -13,7 +13,7 @@ thresholds; the time it takes is measured and subtracted. Three measurements:
 2. **tools**: one iteration through the tool functions in a workspace that already holds
    N runs (synthetic records with curve summaries and history files): ``get_config``,
    ``edit_config``, ``launch_training`` (prune thresholds from N histories included),
-   gate + policy (``session.decide``), commit (``session.commit``: the state save).
+   gate + policy (``decision.decide``), commit (``decision.commit``: the state save).
 3. **state save**: ``save_state`` after appending a run record, at N runs (median and
    max over ``--saves`` saves; the max includes the periodic snapshot compaction).
 
@@ -40,10 +40,10 @@ from typing import Any
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
+from informer_nas.nas_system.decision import commit, decide
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
 from informer_nas.nas_system.pruning import prune_decision
 from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus, SeedResult
-from informer_nas.nas_system.session import commit, decide
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
     AgentState,

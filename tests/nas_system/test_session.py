@@ -362,7 +362,7 @@ def test_confirmation_seeds_need_a_confirm_function(workspace: Workspace) -> Non
 
 def test_missing_accepted_config_names_the_workspace_to_repair(workspace: Workspace) -> None:
     from informer_nas.errors import ConfigError
-    from informer_nas.nas_system.session import accepted_config_text
+    from informer_nas.nas_system.decision import accepted_config_text
 
     state = load_state(workspace.paths)
     ctx = ToolContext(workspace, state, SessionSettings(), CallableExecutor(train_by_dropout))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from informer_nas.nas_system.brain import EvaluatorOutcome
 from informer_nas.nas_system.context import ToolContext, find_run
+from informer_nas.nas_system.decision import read_history
 from informer_nas.nas_system.gate import (
     CandidateEvidence,
     GateVerdict,
     IncumbentEvidence,
     guarded_policy_decision,
 )
-from informer_nas.nas_system.session import read_history
 
 
 class PolicyEvaluator:

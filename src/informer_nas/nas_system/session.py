@@ -5,8 +5,8 @@ The planner and the evaluator arrive as objects implementing the two small proto
 Agents SDK, nor the tools: the seed-confirmation function arrives through ``run_session``
 too (``confirm``; the API passes ``tools.launch_training.ensure_seeds``). The planner drives
 the tools through the ``ToolContext`` (one training per iteration, enforced by
-``launch_training``); the rest is code: gate, confirmation seeds, the evaluator for a
-borderline only, and the state update. The session's own token usage is kept in its
+``launch_training``); the rest is code (``decision.py``): gate, confirmation seeds, the
+evaluator for a borderline only, and the state update. The session's own token usage is kept in its
 ``SessionInfo`` entry (the total per role stays in ``state.usage``).
 
 Crash safety (``kill -9`` at any instant) rests on the order of writes: the run record is
@@ -19,7 +19,6 @@ left between these steps, at the start of the next session.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from typing import Any, Literal
 
 from informer_nas.errors import ConfigError, interruption_reason
 from informer_nas.informer.config import load_config
-from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.brain import (
     BrainUnavailable,
     Budget,
@@ -36,20 +34,14 @@ from informer_nas.nas_system.brain import (
     PlannerOutcome,
 )
 from informer_nas.nas_system.context import ToolContext, find_run
+from informer_nas.nas_system.decision import SeedConfirmer, commit, decide
 from informer_nas.nas_system.executor import TrainingExecutor
-from informer_nas.nas_system.gate import (
-    CandidateEvidence,
-    GateVerdict,
-    IncumbentEvidence,
-    evaluate_gate,
-)
 from informer_nas.nas_system.records import RoleUsage, RunRecord, RunStatus
 from informer_nas.nas_system.recovery import discard_scratch, remove_candidate, repair_workspace
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import (
     IterationScratch,
     SessionInfo,
-    doctor_hint,
     load_state,
     workspace_lock,
 )
@@ -69,8 +61,6 @@ MAX_FAILURES_IN_A_ROW = 3
 BROKEN_STATUSES = frozenset({RunStatus.INVALID_CONFIG})
 StopReason = Literal["budget", "planner", "interrupted", "brain_unavailable",
                      "trainings_failing", "no_candidates"]
-# (ctx, run_id, K): make sure run_id has results for the session's K confirmation seeds.
-SeedConfirmer = Callable[[ToolContext, str, int], object]
 
 
 @dataclass(frozen=True)
@@ -93,14 +83,6 @@ class SessionResult:
         return self.iterations_run > 0 and self.wasted_iterations == self.iterations_run
 
 
-@dataclass(frozen=True)
-class Decision:
-    """The final verdict on a candidate."""
-
-    verdict: Literal["accept", "reject", "borderline"]
-    accepted: bool
-    decided_by: Literal["rules", "evaluator", "policy"]
-    reason: str
 
 
 def usage_since(before: dict[str, RoleUsage], now: dict[str, RoleUsage]) -> dict[str, RoleUsage]:
@@ -286,80 +268,6 @@ class _Loop:
         return SessionResult(stopped_by, self.iterations_run, state.iteration,
                              state.max_iterations, state.incumbent_run_id, message,
                              self.wasted_iterations)
-
-
-def read_history(ctx: ToolContext, record: RunRecord) -> list[dict[str, Any]]:
-    """The epochs of a run's ``history.json`` ([] when missing or unreadable)."""
-    path = ctx.workspace.paths.run_dir(record.run_id) / "history.json"
-    try:
-        epochs = json.loads(path.read_text(encoding="utf-8")).get("epochs", [])
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [epoch for epoch in epochs if isinstance(epoch, dict)]
-
-
-def gate(ctx: ToolContext, record: RunRecord) -> GateVerdict:
-    """The rule gate's verdict on ``record`` against the current incumbent."""
-    incumbent = find_run(ctx, ctx.state.incumbent_run_id)
-    evidence = CandidateEvidence.from_record(record, read_history(ctx, record))
-    base = IncumbentEvidence.from_record(incumbent) if incumbent is not None else None
-    return evaluate_gate(evidence, base, ctx.settings.thresholds)
-
-
-def decide(ctx: ToolContext, record: RunRecord, evaluator: Evaluator,
-           confirm: SeedConfirmer | None = None) -> Decision:
-    """Gate, confirmation seeds for accept/borderline, then the evaluator for a borderline.
-
-    Args:
-        confirm: trains the missing confirmation seeds; required when the settings ask
-            for confirmation seeds (a silent single-seed decision would be mostly noise).
-    """
-    verdict = gate(ctx, record)
-    incumbent = find_run(ctx, ctx.state.incumbent_run_id)
-    seeds = ctx.settings.confirm_seeds
-    if seeds > 0 and confirm is None:
-        raise ConfigError(f"confirm_seeds is {seeds} but no confirm function was given; "
-                          "pass confirm=ensure_seeds (tools.launch_training)")
-    if confirm is not None and seeds > 0 and incumbent is not None and verdict.verdict != "reject":
-        confirm(ctx, record.run_id, seeds)
-        confirm(ctx, incumbent.run_id, seeds)
-        verdict = gate(ctx, find_run(ctx, record.run_id) or record)
-    reason = "; ".join(verdict.reasons)
-    if verdict.is_decisive:
-        return Decision(verdict.verdict, verdict.verdict == "accept", "rules", reason)
-    judged = evaluator.judge(ctx, record.run_id, verdict)
-    text = f"{reason}; {judged.decided_by}: {judged.reason}"
-    if judged.feedback:
-        text += f" (feedback: {judged.feedback})"
-    return Decision("borderline", judged.accept, judged.decided_by, text)
-
-
-def commit(ctx: ToolContext, record: RunRecord, decision: Decision) -> None:
-    """Record the decision: config.py first (on accept), then one state save (the commit)."""
-    paths = ctx.workspace.paths
-    if decision.accepted:
-        atomic_write_text(paths.config, accepted_config_text(ctx, record))
-        ctx.state.incumbent_run_id = record.run_id
-    record.verdict = decision.verdict
-    record.accepted = decision.accepted
-    record.decided_by = decision.decided_by
-    record.verdict_reason = decision.reason
-    ctx.state.iteration += 1
-    ctx.state.current = None
-    ctx.save()
-    remove_candidate(ctx)
-    logger.info("%s: %s (%s, by %s)", record.run_id, "accepted" if decision.accepted
-                else "rejected", decision.verdict, decision.decided_by)
-
-
-def accepted_config_text(ctx: ToolContext, record: RunRecord) -> str:
-    """The config an accepted run trained: its ``config_used.py`` (else candidate.py)."""
-    paths = ctx.workspace.paths
-    for path in (paths.run_dir(record.run_id) / "config_used.py", paths.candidate):
-        if path.is_file():
-            return path.read_text(encoding="utf-8")
-    raise ConfigError(f"{record.run_id} was accepted but neither its config_used.py nor "
-                      f"{paths.candidate} exists; {doctor_hint(paths)}")
 
 
 def check_budget(iters: int | None, done: int = 0) -> None:
