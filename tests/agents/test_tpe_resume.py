@@ -28,8 +28,9 @@ from informer_nas.api import run_nas_optimization
 from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.presets import PRESETS, preset_config
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest
+from informer_nas.nas_system.param import readable_float
 from informer_nas.nas_system.records import ConfigChange
-from informer_nas.nas_system.search_space import flatten, readable_float, search_space_for
+from informer_nas.nas_system.search_space import flatten, search_space_for
 from informer_nas.nas_system.state import IterationScratch, load_state
 from informer_nas.nas_system.workspace import Workspace
 from informer_nas.tools.edit_config import apply_changes

@@ -9,10 +9,10 @@ import pytest
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig
 from informer_nas.informer.presets import PRESETS, preset_config
+from informer_nas.nas_system.param import MAX_STRING_LENGTH
 from informer_nas.nas_system.search_space import (
     DEFAULT_SPACE,
     FIXED_KEYS,
-    MAX_STRING_LENGTH,
     config_keys,
     describe_space,
     flatten,

@@ -15,8 +15,9 @@ from hypothesis import strategies as st
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import load_config, read_config_literal
 from informer_nas.nas_system.executor import CallableExecutor
+from informer_nas.nas_system.param import Param
 from informer_nas.nas_system.records import ConfigChange
-from informer_nas.nas_system.search_space import DEFAULT_SPACE, FIXED_KEYS, Param
+from informer_nas.nas_system.search_space import DEFAULT_SPACE, FIXED_KEYS
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import IterationScratch, load_state
 from informer_nas.nas_system.workspace import Workspace

@@ -27,11 +27,11 @@ from informer_nas.informer.config_source import python_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.lock import file_stamp, workspace_lock
+from informer_nas.nas_system.param import Param
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.search_space import (
     DEFAULT_SPACE,
     FIXED_KEYS,
-    Param,
     SearchSpace,
     flatten,
     search_space_for,
