@@ -18,12 +18,12 @@ from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.doctor import MISSING_RUN_DIR, DoctorReport, diagnose
 from informer_nas.nas_system.lock import LockHolder
 from informer_nas.nas_system.records import RunRecord, RunStatus
+from informer_nas.nas_system.runs import new_run_id
 from informer_nas.nas_system.state import (
     IterationScratch,
     compact_state,
     journal_path,
     load_state,
-    new_run_id,
     now_iso,
     save_state,
     workspace_lock,

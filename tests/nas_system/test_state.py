@@ -14,16 +14,13 @@ from informer_nas.errors import HistoryCorrupt, WorkspaceLocked
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import ConfigChange, RunRecord, RunStatus
+from informer_nas.nas_system.runs import find_run, incumbent, mark_interrupted, new_run_id
 from informer_nas.nas_system.state import (
     AgentState,
     IterationScratch,
     compact_state,
-    find_run,
-    incumbent,
     journal_path,
     load_state,
-    mark_interrupted,
-    new_run_id,
     save_state,
     workspace_lock,
 )

@@ -251,7 +251,7 @@ def summarize_curve_tool(binding: Binding, role: str) -> FunctionTool:
 
 
 def run_metrics_tool(binding: Binding, role: str) -> FunctionTool:
-    from informer_nas.nas_system.state import find_run
+    from informer_nas.nas_system.runs import find_run
 
     async def run_metrics_(wrapper: RunContextWrapper[ToolContext], run_id: str) -> str:
         """A run's metrics: status, val/test MSE and MAE, every seed's results.

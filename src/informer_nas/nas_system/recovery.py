@@ -18,8 +18,9 @@ from informer_nas.nas_system.context import ToolContext, find_run
 from informer_nas.nas_system.executor import read_metrics
 from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.records import RunRecord, RunStatus
+from informer_nas.nas_system.runs import mark_interrupted
 from informer_nas.nas_system.salvage import finite_number
-from informer_nas.nas_system.state import mark_interrupted, now_iso
+from informer_nas.nas_system.state import now_iso
 
 logger = logging.getLogger(__name__)
 

@@ -29,6 +29,7 @@ from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.lock import file_stamp, workspace_lock
 from informer_nas.nas_system.param import Param
 from informer_nas.nas_system.paths import WorkspacePaths
+from informer_nas.nas_system.runs import incumbent as incumbent_record
 from informer_nas.nas_system.search_space import (
     DEFAULT_SPACE,
     FIXED_KEYS,
@@ -38,7 +39,6 @@ from informer_nas.nas_system.search_space import (
     validate_narrowing,
 )
 from informer_nas.nas_system.state import AgentState, compact_state, doctor_hint
-from informer_nas.nas_system.state import incumbent as incumbent_record
 
 logger = logging.getLogger(__name__)
 

@@ -45,16 +45,10 @@ from informer_nas.nas_system.pruning import (
     read_val_curve,
 )
 from informer_nas.nas_system.records import RunRecord, RunStatus, SeedResult
+from informer_nas.nas_system.runs import find_run, incumbent, new_run_id
 from informer_nas.nas_system.seeds import CONFIRMATION, MAX_SEED, TRAINING, derived_seed
 from informer_nas.nas_system.settings import SessionSettings
-from informer_nas.nas_system.state import (
-    HOT_RUNS,
-    IterationScratch,
-    find_run,
-    incumbent,
-    new_run_id,
-    now_iso,
-)
+from informer_nas.nas_system.state import HOT_RUNS, IterationScratch, now_iso
 from informer_nas.nas_system.workspace import data_problem
 from informer_nas.tools.summarize_curve import curve_summary, load_history
 

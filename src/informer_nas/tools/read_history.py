@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.records import RunRecord
-from informer_nas.nas_system.state import incumbent
+from informer_nas.nas_system.runs import incumbent
 
 if TYPE_CHECKING:
     from informer_nas.tools.context import ToolContext

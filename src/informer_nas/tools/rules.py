@@ -14,7 +14,7 @@ from informer_nas.errors import NasError
 from informer_nas.nas_system import gate
 from informer_nas.nas_system.gate import CandidateEvidence, IncumbentEvidence, RuleResult
 from informer_nas.nas_system.records import RunRecord, RunStatus
-from informer_nas.nas_system.state import find_run, incumbent
+from informer_nas.nas_system.runs import find_run, incumbent
 from informer_nas.tools.summarize_curve import load_history
 
 if TYPE_CHECKING:
