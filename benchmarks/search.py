@@ -58,10 +58,11 @@ from search_task import (
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig, read_config_literal
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.config_file import render_config
 from informer_nas.nas_system.process_signals import terminate_with_parent
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.state import load_state
-from informer_nas.nas_system.workspace import Workspace, render_config
+from informer_nas.nas_system.workspace import Workspace
 
 logger = logging.getLogger("search")
 

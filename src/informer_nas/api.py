@@ -210,7 +210,7 @@ def check_config_and_data(workspace: Workspace, state: AgentState,
         ConfigError: what is wrong and what to do.
     """
     from informer_nas.informer.config import load_config
-    from informer_nas.nas_system.workspace import check_data, check_task
+    from informer_nas.nas_system.task import check_data, check_task
 
     config = load_config(workspace.paths.config)
     check_task(workspace.paths, state, config)

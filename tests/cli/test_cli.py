@@ -26,7 +26,7 @@ from informer_nas.display import SessionDisplay
 from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.informer.run_files import EXIT_CODES
-from informer_nas.nas_system.workspace import render_config
+from informer_nas.nas_system.config_file import render_config
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

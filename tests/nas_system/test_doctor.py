@@ -15,6 +15,7 @@ import pytest
 
 from informer_nas.errors import ConfigError, HistoryCorrupt, NasError
 from informer_nas.informer.presets import preset_config
+from informer_nas.nas_system.config_file import render_config
 from informer_nas.nas_system.doctor import MISSING_RUN_DIR, DoctorReport, diagnose
 from informer_nas.nas_system.lock import LockHolder
 from informer_nas.nas_system.records import RunRecord, RunStatus
@@ -28,7 +29,7 @@ from informer_nas.nas_system.state import (
     save_state,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import Workspace, render_config
+from informer_nas.nas_system.workspace import Workspace
 
 
 class Bench:

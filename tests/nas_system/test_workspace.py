@@ -11,8 +11,9 @@ from informer_nas.errors import ConfigError, DataError, NasError
 from informer_nas.informer.config import InformerConfig, load_config, read_config_literal
 from informer_nas.informer.config_source import python_literal
 from informer_nas.informer.presets import PRESETS, preset_config
+from informer_nas.nas_system.config_file import render_config
 from informer_nas.nas_system.state import journal_path, load_state
-from informer_nas.nas_system.workspace import Workspace, render_config
+from informer_nas.nas_system.workspace import Workspace
 
 
 @pytest.mark.parametrize("preset", PRESETS)

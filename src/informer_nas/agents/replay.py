@@ -39,7 +39,8 @@ from informer_nas.nas_system.search_space import study_space
 from informer_nas.nas_system.session import run_session
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import AgentState, compact_state
-from informer_nas.nas_system.workspace import Workspace, data_mismatch
+from informer_nas.nas_system.task import data_mismatch
+from informer_nas.nas_system.workspace import Workspace
 from informer_nas.plurals import counted
 from informer_nas.tools.launch_training import ensure_seeds
 

@@ -29,6 +29,7 @@ from typing import Literal
 
 from informer_nas.errors import ConfigError, HistoryCorrupt, NasError, WorkspaceLocked
 from informer_nas.nas_system.atomic import atomic_write_bytes
+from informer_nas.nas_system.config_file import check_config_file
 from informer_nas.nas_system.executor import read_metrics
 from informer_nas.nas_system.lock import file_stamp, lock_status
 from informer_nas.nas_system.paths import WorkspacePaths
@@ -51,7 +52,7 @@ from informer_nas.nas_system.state import (
     now_iso,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import check_config_file, data_problem, task_changes
+from informer_nas.nas_system.task import data_problem, task_changes
 from informer_nas.plurals import counted
 
 logger = logging.getLogger(__name__)

@@ -116,7 +116,7 @@ def linear_baseline(status: dict[str, Any], cache: Path,
     """
     from informer_nas.informer.baseline import REPORT_MIN_STEPS, baseline_config, train_baseline
     from informer_nas.informer.config import validate_config
-    from informer_nas.nas_system.workspace import data_problem
+    from informer_nas.nas_system.task import data_problem
 
     if status["incumbent"] is None:
         return None

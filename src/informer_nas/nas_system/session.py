@@ -45,7 +45,8 @@ from informer_nas.nas_system.state import (
     load_state,
     workspace_lock,
 )
-from informer_nas.nas_system.workspace import Workspace, check_data, check_task
+from informer_nas.nas_system.task import check_data, check_task
+from informer_nas.nas_system.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 

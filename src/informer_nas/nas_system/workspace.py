@@ -1,18 +1,19 @@
 """The workspace directory: a commented ``config.py``, ``agent_state.json``, runs, traces.
 
 ``Workspace.create`` writes a fresh one from a preset; ``Workspace.open`` checks that a
-directory is one and that its ``config.py`` is a valid pure literal.
+directory is one and that its ``config.py`` is a valid pure literal. The text of
+``config.py`` is ``config_file.py``'s; the checks that keep the workspace's task fixed are
+``task.py``'s.
 """
 
 from __future__ import annotations
 
-import ast
 import logging
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -20,19 +21,14 @@ from informer_nas.errors import ConfigError, DataError, NasError
 from informer_nas.informer.config import (
     InformerConfig,
     format_validation_error,
-    read_config_literal,
-    validate_config,
 )
-from informer_nas.informer.config_source import python_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.config_file import check_config_file, render_config
 from informer_nas.nas_system.lock import file_stamp, workspace_lock
 from informer_nas.nas_system.param import Param
 from informer_nas.nas_system.paths import WorkspacePaths
-from informer_nas.nas_system.runs import incumbent as incumbent_record
 from informer_nas.nas_system.search_space import (
-    DEFAULT_SPACE,
-    FIXED_KEYS,
     SearchSpace,
     flatten,
     search_space_for,
@@ -41,82 +37,6 @@ from informer_nas.nas_system.search_space import (
 from informer_nas.nas_system.state import AgentState, compact_state, doctor_hint
 
 logger = logging.getLogger(__name__)
-
-_HEADER = """\
-# informer-nas config: the incumbent training config of this workspace.
-#
-# This file is data, not code. It is read by literal evaluation only (never executed or
-# imported), so it may hold only `CONFIG = {...}` with numbers, strings, True / False /
-# None and nested dicts. Between iterations it holds the incumbent (the best accepted
-# config); during an iteration edit_config edits a copy, candidate.py, keeping comments.
-# "tunable" keys give the range the search may use; "fixed" keys define the forecasting
-# task and never change in this workspace; the others are settings the search leaves alone.
-"""
-
-# What the keys outside the search space mean (the tunable ones carry their own text).
-KEY_DOCS: dict[str, str] = {
-    "model.embed": "time-feature embedding: 'timeF', 'fixed' or 'learned'",
-    "model.mix": "mix the decoder's attention heads (reference: True)",
-    "model.moving_avg": "moving-average length of model.decomp's trend",
-    "training.optimizer_params.momentum": "SGD momentum in [0, 1)",
-    "training.scheduler_params": "StepLR settings; other schedulers ignore them",
-    "training.scheduler_params.step_size": "StepLR: epochs between decays",
-    "training.scheduler_params.gamma": "StepLR: decay factor in (0, 1]",
-    "training.optimizer_params": "keyword arguments of the optimizer",
-    "training.grad_clip": "clip the gradient norm to this value (None: off)",
-    "training.seed": "training seed; the session sets it per run",
-    "training.device": "'auto', 'cpu' or 'cuda'",
-    "training.amp": "mixed precision on CUDA",
-    "training.num_threads": "torch CPU threads (None: torch's default)",
-    "training.max_train_windows": "train on an evenly spaced subset of windows (None: all)",
-    "training.max_eval_windows": "score an evenly spaced subset of windows (None: all)",
-    "data.path": "CSV file of the series (None: the bundled ETTh1.csv)",
-    "data.features": "'M' multivariate to multivariate, 'S' univariate, 'MS' to the target",
-    "data.target": "the target column",
-    "data.freq": "time-feature frequency: 'h' hourly, 't' minutely",
-    "data.split": "'ett' (12/4/4 months) or 'ratio' (70/10/20)",
-    "data.pred_len": "forecast horizon (time steps)",
-}
-SECTION_DOCS: dict[str, str] = {
-    "model": "the Informer network",
-    "training": "optimisation, early stopping, device and reproducibility",
-    "data": "the forecasting task and the look-back window",
-}
-
-
-def key_comment(key: str, space: SearchSpace = DEFAULT_SPACE) -> str:
-    """The comment written after ``key`` in ``config.py``."""
-    if key in space:
-        param = space[key]
-        return f"{param.description}; tunable: {param.rule()}"
-    doc = KEY_DOCS.get(key, SECTION_DOCS.get(key, ""))
-    return f"{doc}; fixed (the task)" if key in FIXED_KEYS else doc
-
-
-def render_config(
-    cfg: InformerConfig, space: SearchSpace = DEFAULT_SPACE, header: str = _HEADER
-) -> str:
-    """``config.py`` text: a header comment, then one key per line, each commented."""
-    lines = [header.rstrip("\n"), "", "CONFIG = {"]
-    _render_dict(cfg.to_dict(), "", 1, lines, space)
-    lines.append("}")
-    return "\n".join(lines) + "\n"
-
-
-def _render_dict(
-    data: dict[str, object], prefix: str, depth: int, lines: list[str], space: SearchSpace
-) -> None:
-    indent = "    " * depth
-    for key, value in data.items():
-        dotted = f"{prefix}{key}"
-        comment = key_comment(dotted, space)
-        suffix = f"  # {comment}" if comment else ""
-        if isinstance(value, dict):
-            lines.append(f'{indent}"{key}": {{{suffix}')
-            _render_dict(value, f"{dotted}.", depth + 1, lines, space)
-            lines.append(f"{indent}}},")
-        else:
-            lines.append(f'{indent}"{key}": {python_literal(value)},{suffix}')
 
 
 @dataclass(frozen=True)
@@ -214,40 +134,6 @@ class Workspace:
                                 narrowing=state.narrowing)
 
 
-def task_changes(config: InformerConfig, reference: InformerConfig) -> list[str]:
-    """How ``config`` changes the forecasting task of ``reference`` (``FIXED_KEYS``)."""
-    ours, theirs = flatten(config.to_dict()), flatten(reference.to_dict())
-    return [f"{key} is {ours.get(key)!r} where this workspace's runs have {theirs.get(key)!r}"
-            for key in sorted(FIXED_KEYS) if ours.get(key) != theirs.get(key)]
-
-
-def workspace_task(paths: WorkspacePaths, state: AgentState) -> InformerConfig | None:
-    """The config the workspace's task is read from: the incumbent's ``config_used.py``,
-    else the first run's that is readable (None before any run)."""
-    ids = [state.incumbent_run_id] if state.incumbent_run_id else []
-    for run_id in [*ids, *(run.run_id for run in state.runs)]:
-        try:
-            return check_config_file(paths.run_dir(run_id) / "config_used.py")
-        except ConfigError:
-            continue
-    return None
-
-
-def check_task(paths: WorkspacePaths, state: AgentState, config: InformerConfig) -> None:
-    """Refuse ``config`` (``config.py``, edited by hand) if it changes the workspace's task.
-
-    Raises:
-        ConfigError: which key changed, and what to do.
-    """
-    reference = workspace_task(paths, state)
-    if reference is None:
-        return
-    changes = task_changes(config, reference)
-    if changes:
-        raise ConfigError(
-            f"{paths.config}: the forecasting task is fixed for a workspace, but {changes[0]}; "
-            "put the value back (or run `nas doctor --repair`), or start a new workspace "
-            "with `nas init` for the other task")
 
 
 def _restore_hint(paths: WorkspacePaths) -> str:
@@ -313,113 +199,6 @@ def _refuse_existing(paths: WorkspacePaths) -> bool:
     return False
 
 
-def check_data(state: AgentState, config: InformerConfig) -> None:
-    """Refuse to go on when the data file is not the one the incumbent was trained on (it
-    was edited, replaced, deleted, or a relative ``data.path`` now names another file):
-    new runs would be compared with scores on other data. Without an incumbent, refuse a
-    file the trainer would refuse (a misspelt data.target, too few rows): every training
-    would fail on it.
-
-    Raises:
-        ConfigError: the file and what to do (``data_problem``).
-        DataError: what the trainer would say about the file.
-    """
-    problem = data_problem(state, config)
-    if problem is not None:
-        raise ConfigError(f"{problem[0]}; {problem[1]}")
-    if incumbent_record(state) is None:  # no run has read the file yet: read it now
-        from informer_nas.informer.data import check_data_file
-
-        check_data_file(config.data)
-
-
-@dataclass(frozen=True)
-class DataMismatch:
-    """How the data file a config names differs from the one recorded by its digest."""
-
-    path: Path
-    relative: bool  # data.path is relative: resolved against the current directory
-    kind: Literal["missing", "unreadable", "changed"]
-    reason: str = ""  # the read error, for ``unreadable``
-
-    @property
-    def where(self) -> str:
-        return f" (relative to the current directory, {Path.cwd()})" if self.relative else ""
-
-
-def data_mismatch(config: InformerConfig, digest: str) -> DataMismatch | None:
-    """Whether the data file ``config`` names is not the one with ``digest`` (None: it is)."""
-    from informer_nas.informer.data import data_file, file_digest
-
-    path = data_file(config.data)
-    relative = config.data.path is not None and not path.is_absolute()
-    try:
-        if file_digest(path) == digest:
-            return None
-    except DataError as exc:
-        if path.exists():  # there, but unreadable
-            return DataMismatch(path, relative, "unreadable", str(exc))
-        return DataMismatch(path, relative, "missing")
-    return DataMismatch(path, relative, "changed")
-
-
-def data_problem(state: AgentState, config: InformerConfig) -> tuple[str, str] | None:
-    """What is wrong with the data file, and what to do (None: it is the incumbent's)."""
-    incumbent = incumbent_record(state)
-    if incumbent is None or incumbent.data_digest is None:
-        return None
-    mismatch = data_mismatch(config, incumbent.data_digest)
-    if mismatch is None:
-        return None
-    path, where = mismatch.path, mismatch.where
-    back = ("put it back, or run nas from the directory data.path is relative to"
-            if mismatch.relative else "put it back")
-    if mismatch.kind == "unreadable":
-        return mismatch.reason, "fix its permissions, then run the command again"
-    if mismatch.kind == "missing":
-        return (f"data file {path}{where} is missing; the workspace's runs were trained on it "
-                "(data.path is part of the task, fixed for the workspace)", back)
-    return (f"data file {path}{where} is not the one the incumbent {incumbent.run_id} was "
-            "trained on (its contents changed, or data.path now names another file), so "
-            "new runs could not be compared with it",
-            f"{back} as it was, or start a new workspace with "
-            f"`nas init --data {shlex.quote(str(path.resolve()))}`")
-
-
-def check_config_file(path: Path) -> InformerConfig:
-    """Read a config file by literal evaluation and validate it; every error names a line.
-
-    Raises:
-        ConfigError: ``path:line: reason``: not a pure literal (the offending expression),
-            or a schema failure (the line of the first offending key).
-    """
-    raw = read_config_literal(path)
-    if not isinstance(raw, dict):
-        return validate_config(raw, str(path))
-    try:
-        return InformerConfig.model_validate(raw)
-    except ValidationError as exc:
-        line = _line_of_key(path, exc.errors()[0]["loc"])
-        raise ConfigError(f"{path}:{line}: {format_validation_error(exc)}") from None
-
-
-def _line_of_key(path: Path, loc: tuple[int | str, ...]) -> int:
-    """The line of ``CONFIG[loc[0]][loc[1]]...`` (or of its deepest existing section)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    node: ast.expr | None = next(
-        (s.value for s in tree.body if isinstance(s, ast.Assign)
-         and any(isinstance(t, ast.Name) and t.id == "CONFIG" for t in s.targets)), None)
-    line = node.lineno if node is not None else 1
-    for part in loc:
-        if not isinstance(node, ast.Dict):
-            break
-        keys = [(k, v) for k, v in zip(node.keys, node.values, strict=True)
-                if isinstance(k, ast.Constant) and k.value == part]
-        if not keys:
-            break
-        key, node = keys[-1]  # the last occurrence wins, as in literal evaluation
-        line = key.lineno
-    return line
 
 
 def _missing_message(paths: WorkspacePaths, missing: Path, root: Path) -> str:

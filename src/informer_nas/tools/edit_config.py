@@ -27,11 +27,11 @@ from informer_nas.informer.config import (
 )
 from informer_nas.informer.config_source import set_values
 from informer_nas.nas_system.atomic import atomic_write_text
+from informer_nas.nas_system.config_file import key_comment
 from informer_nas.nas_system.param import show_value
 from informer_nas.nas_system.records import CONFIG_VALUE_ERROR, ConfigChange
 from informer_nas.nas_system.search_space import SearchSpace, flatten, search_space_for
 from informer_nas.nas_system.state import IterationScratch
-from informer_nas.nas_system.workspace import key_comment
 
 if TYPE_CHECKING:
     from informer_nas.tools.context import ToolContext

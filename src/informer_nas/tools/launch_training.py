@@ -49,7 +49,7 @@ from informer_nas.nas_system.runs import find_run, incumbent, new_run_id
 from informer_nas.nas_system.seeds import CONFIRMATION, MAX_SEED, TRAINING, derived_seed
 from informer_nas.nas_system.settings import SessionSettings
 from informer_nas.nas_system.state import HOT_RUNS, IterationScratch, now_iso
-from informer_nas.nas_system.workspace import data_problem
+from informer_nas.nas_system.task import data_problem
 from informer_nas.tools.summarize_curve import curve_summary, load_history
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def _data_digest(ctx: ToolContext, config: InformerConfig) -> str | None:
     replay of recorded results) is not stopped by a changed or absent file.
 
     Raises:
-        EnvironmentFailure: the file is not the incumbent's (``workspace.data_problem``: it
+        EnvironmentFailure: the file is not the incumbent's (``task.data_problem``: it
             changed, or vanished, during the session): no run is allocated, the session
             stops.
     """
