@@ -16,7 +16,8 @@ import pytest
 from informer_nas.errors import ConfigError, HistoryCorrupt, NasError
 from informer_nas.informer.presets import preset_config
 from informer_nas.nas_system.config_file import render_config
-from informer_nas.nas_system.doctor import MISSING_RUN_DIR, DoctorReport, diagnose
+from informer_nas.nas_system.doctor import DoctorReport, diagnose
+from informer_nas.nas_system.doctor_state import MISSING_RUN_DIR
 from informer_nas.nas_system.lock import LockHolder
 from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.runs import new_run_id
