@@ -102,7 +102,7 @@ def test_sigint_during_nas_run_exits_130_without_traceback(tmp_path: Path) -> No
 def test_sigterm_stops_a_session_command_like_ctrl_c() -> None:
     """Outside a training (where the executor forwards it), SIGTERM used to kill `nas run`
     at once, without the clean stop and the `nas resume` line; it now interrupts."""
-    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.cli.session_commands import _sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
@@ -125,7 +125,7 @@ def survivable_sighup() -> Any:
 def test_sighup_stops_a_session_command_like_ctrl_c(survivable_sighup: list[int]) -> None:
     """Closing the terminal (SIGHUP) ended `nas run` like a crash: exit 129, no `nas resume`
     line, the run left `running`; it now interrupts, as SIGTERM does."""
-    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.cli.session_commands import _sigterm_as_interrupt
 
     before = signal.getsignal(signal.SIGHUP)
     with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
@@ -139,7 +139,7 @@ def test_sighup_during_a_training_takes_the_forwarding_path(survivable_sighup: l
     after its step and the session saves it as interrupted): SIGHUP takes the same path,
     and the forwarder knows it was SIGHUP (it was told SIGTERM, and the run's records said
     "stopped by SIGTERM"; tests/reliability/test_hangup.py follows it to the records)."""
-    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.cli.session_commands import _sigterm_as_interrupt
     from informer_nas.nas_system.process_signals import SignalForwarder
 
     with _sigterm_as_interrupt(), SignalForwarder() as forwarder:
@@ -168,7 +168,7 @@ def test_sighup_outside_a_training_is_recorded_as_sighup(survivable_sighup: list
                                                          tmp_path: Path) -> None:
     """The session's stop names the signal (it said "interrupted by the user")."""
     from informer_nas.agents.policy import PolicyEvaluator
-    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.cli.session_commands import _sigterm_as_interrupt
     from informer_nas.nas_system.executor import CallableExecutor
     from informer_nas.nas_system.session import run_session
     from informer_nas.nas_system.settings import SessionSettings
@@ -187,7 +187,7 @@ def test_sighup_outside_a_training_is_recorded_as_sighup(survivable_sighup: list
 
 
 def test_sighup_stays_ignored_under_nohup() -> None:
-    from informer_nas.cli import _sigterm_as_interrupt
+    from informer_nas.cli.session_commands import _sigterm_as_interrupt
 
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -199,7 +199,7 @@ def test_sighup_stays_ignored_under_nohup() -> None:
 
 HUNG_UP_CHILD = """
 import sys, time
-from informer_nas.cli import _sigterm_as_interrupt
+from informer_nas.cli.session_commands import _sigterm_as_interrupt
 try:
     with _sigterm_as_interrupt():
         print("ready", flush=True)

@@ -457,7 +457,7 @@ def test_status_lists_the_last_runs_and_the_incumbent(fresh_workspace: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """1,000 rows pushed the summary off the screen: the last runs and the incumbent are
     listed, --all lists every run."""
-    from informer_nas.cli import STATUS_RUNS
+    from informer_nas.cli.inspection_commands import STATUS_RUNS
     from informer_nas.nas_system.paths import WorkspacePaths
     from informer_nas.nas_system.records import RunRecord, RunStatus
     from informer_nas.nas_system.state import load_state, save_state
