@@ -31,9 +31,9 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState, create_trial
 
-from informer_nas.agents.brains.study import (
+from informer_nas.agents.brains.study import StudyBrain
+from informer_nas.agents.brains.study_sampler import (
     STUDY_NAME,
-    StudyBrain,
     distributions,
     make_sampler,
     sampler_seed,

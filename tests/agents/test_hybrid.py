@@ -17,7 +17,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState
 
 import informer_nas.agents.brains.llm as llm_module
-from informer_nas.agents.brains.study import STUDY_NAME
+from informer_nas.agents.brains.study_sampler import STUDY_NAME
 from informer_nas.agents.replay import replay_trace
 from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization

@@ -13,15 +13,13 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from informer_nas.agents.brains.study import (
+from informer_nas.agents.brains.study import StudyBrain, config_problem, starting_params
+from informer_nas.agents.brains.study_sampler import (
     STUDY_NAME,
     TPE_STARTUP_TRIALS,
-    StudyBrain,
-    config_problem,
     distributions,
     make_sampler,
     sampler_seed,
-    starting_params,
 )
 from informer_nas.agents.trace import read_trace
 from informer_nas.api import run_nas_optimization

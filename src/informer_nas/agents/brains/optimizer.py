@@ -5,7 +5,8 @@ from __future__ import annotations
 from agents.models.interface import Model
 
 from informer_nas.agents.brains.optimizer_model import OptimizerModel
-from informer_nas.agents.brains.study import SamplerName, StudyBrain
+from informer_nas.agents.brains.study import StudyBrain
+from informer_nas.agents.brains.study_sampler import SamplerName
 from informer_nas.agents.planner import AgentPlanner
 from informer_nas.agents.provider import Binding, recording_provider
 from informer_nas.nas_system.brain import Budget
