@@ -52,7 +52,7 @@ from typing import Any
 
 from informer_nas.agents.policy import PolicyEvaluator
 from informer_nas.informer.config import InformerConfig
-from informer_nas.informer.data import ETTData, load_dataset
+from informer_nas.informer.data import load_dataset
 from informer_nas.informer.run_files import (
     CONFIG_USED,
     METRICS,
@@ -62,6 +62,7 @@ from informer_nas.informer.run_files import (
 )
 from informer_nas.informer.train import load_run_config
 from informer_nas.informer.training import Trainer
+from informer_nas.informer.windows import ETTData
 from informer_nas.nas_system.context import find_run
 from informer_nas.nas_system.decision import Decision, commit, decide
 from informer_nas.nas_system.executor import CallableExecutor, TrainOutcome, TrainRequest

@@ -23,8 +23,9 @@ from accuracy import summary
 
 from informer_nas.informer.baseline import BaselineResult, baseline_config, train_baseline
 from informer_nas.informer.config import InformerConfig
-from informer_nas.informer.data import ETTData, load_dataset
+from informer_nas.informer.data import load_dataset
 from informer_nas.informer.training import CRITERIA
+from informer_nas.informer.windows import ETTData
 
 
 def task_config(args: argparse.Namespace) -> InformerConfig:

@@ -42,8 +42,8 @@ from torch.profiler import ProfilerActivity, profile
 from train_throughput import named_config
 
 from informer_nas.informer.config import InformerConfig
-from informer_nas.informer.data import Batch
 from informer_nas.informer.training import Trainer
+from informer_nas.informer.windows import Batch
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
 

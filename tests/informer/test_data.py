@@ -13,18 +13,15 @@ import torch
 
 from informer_nas.errors import DataError
 from informer_nas.informer.config import DataSection
-from informer_nas.informer.data import (
+from informer_nas.informer.data import bundled_csv_path, fit_csv, load_dataset, split_borders
+from informer_nas.informer.series_file import read_series
+from informer_nas.informer.windows import (
     ETTData,
     Scaler,
-    bundled_csv_path,
     calendar_features,
     evenly_spaced,
-    fit_csv,
-    load_dataset,
-    split_borders,
     time_features,
 )
-from informer_nas.informer.series_file import read_series
 
 SHARED_ETT = Path("/work/shared/data/ETT-small")
 

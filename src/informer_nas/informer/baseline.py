@@ -19,10 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from informer_nas.informer.config import CriterionName, InformerConfig
-from informer_nas.informer.data import ETTData, load_dataset
+from informer_nas.informer.data import load_dataset
 from informer_nas.informer.revin import RevIN
 from informer_nas.informer.training import Trainer
 from informer_nas.informer.trend import TimeLinear
+from informer_nas.informer.windows import ETTData
 
 MAX_EPOCHS = 200  # of short (capped) epochs, for ``min_steps``
 REPORT_MIN_STEPS = 2000  # what ``nas report`` asks for: about 8 epochs of full ETTh1

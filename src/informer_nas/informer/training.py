@@ -23,7 +23,7 @@ from torch import nn
 
 from informer_nas.errors import ConfigError
 from informer_nas.informer.config import InformerConfig, TrainingSection
-from informer_nas.informer.data import Batch, ETTData, WindowSet, load_dataset
+from informer_nas.informer.data import load_dataset
 from informer_nas.informer.model import Informer
 from informer_nas.informer.optimizers import build_optimizer
 from informer_nas.informer.run_files import (
@@ -33,6 +33,7 @@ from informer_nas.informer.run_files import (
     TrainResult,
     TrainStatus,
 )
+from informer_nas.informer.windows import Batch, ETTData, WindowSet
 
 logger = logging.getLogger(__name__)
 
