@@ -24,7 +24,7 @@ from accuracy import summary
 from informer_nas.informer.baseline import BaselineResult, baseline_config, train_baseline
 from informer_nas.informer.config import InformerConfig
 from informer_nas.informer.data import load_dataset
-from informer_nas.informer.training import CRITERIA
+from informer_nas.informer.trainer_setup import CRITERIA
 from informer_nas.informer.windows import ETTData
 
 

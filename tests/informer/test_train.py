@@ -27,7 +27,8 @@ from informer_nas.informer.optimizers import build_optimizer
 from informer_nas.informer.presets import preset_config
 from informer_nas.informer.run_files import EXIT_CODES, EpochRecord, config_used_text
 from informer_nas.informer.train import BestSoFarPruner, prune_callback_from_env
-from informer_nas.informer.training import EpochScheduler, Trainer, TrainHooks
+from informer_nas.informer.trainer_setup import EpochScheduler
+from informer_nas.informer.training import Trainer, TrainHooks
 from informer_nas.nas_system.pruning import prune_decision
 from informer_nas.nas_system.records import status_from_exit_code
 
