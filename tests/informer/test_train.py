@@ -116,9 +116,12 @@ def test_invalid_config_exits_2_without_training(
     assert not (run_dir / "best_model.pt").exists()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_sigterm_stops_cleanly_and_keeps_the_history(
-    tmp_path: Path, config_file_factory: ConfigFileFactory
+    tmp_path: Path, config_file_factory: ConfigFileFactory, signum: signal.Signals
 ) -> None:
+    """SIGHUP too: a session whose terminal was closed forwards it (the trainer died of it,
+    or got SIGTERM and its records said SIGTERM)."""
     config = config_file_factory(
         "tiny", training={"max_epochs": 6, "patience": 6, "max_train_windows": 400,
                           "max_eval_windows": 32},
@@ -132,7 +135,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_history(
         for line in process.stdout:  # wait for a step of the second epoch
             event = json.loads(line)
             if event["event"] == "step" and event["epoch"] == 2:
-                process.send_signal(signal.SIGTERM)
+                process.send_signal(signum)
                 break
         rest = process.stdout.read()
         code = process.wait(timeout=60)
@@ -141,7 +144,7 @@ def test_sigterm_stops_cleanly_and_keeps_the_history(
     assert code == 130
     assert json.loads(rest.splitlines()[-1])["status"] == "interrupted"
     metrics = _read_json(run_dir / "metrics.json")
-    assert metrics["status"] == "interrupted" and "SIGTERM" in metrics["reason"]
+    assert metrics["status"] == "interrupted" and signum.name in metrics["reason"]
     assert 1 <= metrics["epochs_run"] < 6 and metrics["val_mse"] is not None
     assert len(_read_json(run_dir / "history.json")["epochs"]) == metrics["epochs_run"]
     assert (run_dir / "learning_curve.png").exists() and (run_dir / "best_model.pt").exists()

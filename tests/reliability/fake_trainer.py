@@ -195,6 +195,7 @@ def main() -> int:
     if fault == "raise":
         raise RuntimeError("injected uncaught failure before any file was written")
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)  # as the real trainer: a stop request
     signal.signal(signal.SIGTERM, signal.SIG_IGN if fault == "hang_hard" else on_signal)
     source = args.config.read_text(encoding="utf-8")
     config = read_config(args.config)

@@ -4,7 +4,7 @@ It reads one config file by literal evaluation, trains, and leaves a complete ru
 directory (``config_used.py``, ``metrics.json``, ``history.json``,
 ``learning_curve.png``, ``best_model.pt``, ``train.log``), every file written
 atomically. Progress goes to stdout as one JSON object per line; the exit code says how
-the run ended (``run_files.EXIT_CODES``). SIGTERM or SIGINT stop it after the current
+the run ended (``run_files.EXIT_CODES``). SIGTERM, SIGINT or SIGHUP stop it after the current
 step (a second signal stops it at once). With ``NAS_PRUNE_FILE`` pointing to a JSON file
 ``{"epoch_thresholds": {"2": 0.9, ...}}``, a run whose best val MSE so far is above the
 threshold of the epoch just finished stops as pruned (Optuna's ``PercentilePruner`` rule,
@@ -99,14 +99,21 @@ def _json_safe(event: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# SIGHUP is absent on Windows
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP")
+                     if hasattr(signal, name))
+
+
 class SignalStopper:
-    """Turns SIGTERM / SIGINT into a stop request; a second signal interrupts at once."""
+    """Turns SIGTERM / SIGINT / SIGHUP into a stop request named after the signal (a session
+    forwards the one it received: SIGHUP when its terminal was closed); a second signal
+    interrupts at once."""
 
     def __init__(self) -> None:
         self.signal_name: str | None = None
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in STOP_SIGNALS:
             signal.signal(signum, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

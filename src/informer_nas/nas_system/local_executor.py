@@ -5,9 +5,8 @@ process group (session), streams its JSON-lines stdout to a callback, writes its
 to ``run_dir/stderr.log``, kills the whole group on timeout, and forwards SIGINT/SIGTERM
 received meanwhile to the group (``process_signals.SignalForwarder``), raising
 ``RunInterrupted`` (a KeyboardInterrupt that carries the outcome) once the child has exited.
-Another stop signal handed to the forwarder (SIGHUP: the terminal was closed) reaches the
-trainer as SIGTERM, its stop request; the run's records name the signal the session
-received.
+SIGHUP handed to the forwarder (the terminal was closed) reaches the trainer as SIGHUP,
+which it also takes as a stop request and names in the run's records.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from informer_nas.errors import LaunchError, signal_name
+from informer_nas.errors import LaunchError
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import (
     EventCallback,
@@ -39,7 +38,6 @@ from informer_nas.nas_system.process_signals import (
     SignalForwarder,
     die_with_parent,
     kill_group,
-    trainer_signal,
 )
 from informer_nas.nas_system.pruning import PruneFileRefresher
 from informer_nas.nas_system.records import RunStatus, signal_death_reason, status_from_exit_code
@@ -113,14 +111,6 @@ class _Watch:
     is_eof: bool = False
     last_failure: str = ""
     forwarded: bool = False  # the session signalled the child (the user's SIGINT/SIGTERM)
-    # a signal the session received that the trainer got as SIGTERM (SIGHUP): the records
-    # of the interrupted run name it instead of the trainer's "stopped by SIGTERM"
-    relayed: str | None = None
-
-    @property
-    def relayed_reason(self) -> str:
-        return f"stopped by {self.relayed}"
-
     @property
     def timeout_reason(self) -> str:
         """What a timed-out run's records and display say."""
@@ -205,8 +195,6 @@ class LocalSubprocessExecutor(TrainingExecutor):
             if forwarder.received is not None and seen_signal is None:
                 seen_signal = forwarder.received
                 watch.kill_at = watch.kill_at or time.monotonic() + self.grace_s
-                if trainer_signal(seen_signal) != seen_signal:
-                    watch.relayed = signal_name(seen_signal)
             self._drain(events, watch, on_event)
             self._enforce(process, watch)
         process.stdout.close()
@@ -227,8 +215,6 @@ class LocalSubprocessExecutor(TrainingExecutor):
                     if watch.timed_out:  # the trainer calls our SIGTERM "interrupted"
                         event = {**event, "status": RunStatus.TIMEOUT.value,
                                  "reason": watch.timeout_reason}
-                    elif watch.relayed and event.get("status") == RunStatus.INTERRUPTED.value:
-                        event = {**event, "reason": watch.relayed_reason}
                     watch.last_failure = str(event.get("reason", ""))
                 if on_event is not None:
                     on_event(event)
@@ -265,11 +251,6 @@ class LocalSubprocessExecutor(TrainingExecutor):
                 atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
             return TrainOutcome(RunStatus.TIMEOUT, reason, metrics or {}, seconds, code)
         status = status_from_exit_code(code, forwarded=watch.forwarded)
-        if watch.relayed and status is RunStatus.INTERRUPTED:
-            if metrics is not None:  # the trainer says "stopped by SIGTERM", which it got
-                metrics = {**metrics, "reason": watch.relayed_reason}
-                atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
-            return TrainOutcome(status, watch.relayed_reason, metrics or {}, seconds, code)
         if status is RunStatus.OK and metrics is None:
             return TrainOutcome(RunStatus.CRASHED, f"exit 0 but {problem}", {}, seconds, code)
         reason = "" if status is RunStatus.OK else _failure_reason(code, metrics, watch, run_dir)

@@ -84,18 +84,14 @@ def die_with_parent() -> Callable[[], None] | None:
     return preexec
 
 
-# The signals the trainer takes as a stop request; any other one handed to the forwarder
-# (the CLI hands it SIGHUP) reaches the trainer as SIGTERM.
-TRAINER_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
 class SignalForwarder:
     """While active (main thread only), SIGINT/SIGTERM go to the child's process group.
 
     It is entered before the child starts, so a signal arriving in between is not lost:
     it is forwarded as soon as the group exists (``attach``). Its handler takes any signal
-    (the CLI's SIGHUP handler calls it): ``received`` is that signal, the trainer gets it as
-    SIGTERM.
+    (the CLI's SIGHUP handler calls it): ``received`` is that signal, and the trainer gets
+    the same one (it stops on SIGINT, SIGTERM and SIGHUP and names the signal in its
+    records).
     """
 
     def __init__(self) -> None:
@@ -117,19 +113,13 @@ class SignalForwarder:
         """The child's group now exists: forward what arrived before."""
         self.pgid = pgid
         if self.received is not None:
-            kill_group(pgid, trainer_signal(self.received))
+            kill_group(pgid, self.received)
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
         # A second signal escalates: the user wants it to stop now.
         escalate = self.received is not None
         self.received = signum
-        sent = trainer_signal(signum)
-        logger.warning("%s received: forwarding %s to the trainer", signal_name(signum),
-                       "it" if sent == signum else signal_name(sent))
+        logger.warning("%s received: forwarding it to the trainer", signal_name(signum))
         if self.pgid is not None:
-            kill_group(self.pgid, signal.SIGKILL if escalate else sent)
+            kill_group(self.pgid, signal.SIGKILL if escalate else signum)
 
-
-def trainer_signal(signum: int) -> int:
-    """The signal the trainer gets for ``signum``: the trainer stops on SIGINT/SIGTERM."""
-    return signum if signum in TRAINER_STOP_SIGNALS else signal.SIGTERM
