@@ -11,13 +11,13 @@ Differences are in how, not what, is computed: kernel-1 and kernel-3 convolution
 matrix products on time-major tensors, the decoder's last layer computes only the rows that
 are returned (every operation after its self-attention is row-wise) and, with the reference's
 head mixing, only the heads those rows come from; dropout on CPU draws the dropped
-positions, not a mask (``dropout.drop_positions``).
+positions, not a mask (``dropout.drop_positions``); in CPU training the feed-forward block is
+one autograd function that crosses its hidden activation fewer times (``feed_forward.py``).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from informer_nas.errors import ConfigError
@@ -25,6 +25,7 @@ from informer_nas.informer.attention import AttentionLayer, FullAttention, ProbA
 from informer_nas.informer.config import ModelSection
 from informer_nas.informer.dropout import Dropout
 from informer_nas.informer.embedding import DataEmbedding, circular_conv3, n_time_marks
+from informer_nas.informer.feed_forward import FeedForward
 from informer_nas.informer.revin import RevIN
 from informer_nas.informer.trend import TimeLinear, TrendHead
 
@@ -32,25 +33,6 @@ from informer_nas.informer.trend import TimeLinear, TrendHead
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters (buffers such as fixed sinusoid tables are not counted)."""
     return sum(p.numel() for p in module.parameters())
-
-
-class FeedForward(nn.Module):
-    """The reference's position-wise feed-forward: Conv1d(k=1) -> activation -> dropout ->
-    Conv1d(k=1). A kernel-1 convolution is a linear map over channels, so it is written as
-    ``nn.Linear`` on ``(B, L, d)``: same parameters and initialisation, no transposes.
-    """
-
-    def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
-        super().__init__()
-        self.conv1 = nn.Linear(d_model, d_ff)
-        self.conv2 = nn.Linear(d_ff, d_model)
-        self.dropout = Dropout(dropout)
-        self.activation = F.gelu if activation == "gelu" else F.relu
-
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, L, d_model) -> (B, L, d_model), dropout applied to the output as well."""
-        hidden = self.dropout(self.activation(self.conv1(x)))
-        return self.dropout(self.conv2(hidden))  # type: ignore[no-any-return]
 
 
 class DistillingLayer(nn.Module):
