@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from informer_nas.informer import attention as attention_module
 from informer_nas.informer.attention import (
     AttentionLayer,
     FullAttention,
@@ -85,6 +86,19 @@ def test_prob_attention_matches_the_plain_algorithm(is_masked: bool) -> None:
     torch.manual_seed(7)
     expected = _reference_prob_attention(q, k, v, factor=1, is_masked=is_masked)
     torch.manual_seed(7)
+    actual = ProbAttention(is_masked, factor=1)(q, k, v)
+    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("is_masked", [False, True], ids=["encoder", "decoder-masked"])
+def test_selection_in_score_chunks_matches_the_plain_algorithm(
+        is_masked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # scores for 4 of the 6 (batch, head) pairs at a time: a full chunk, then a partial one
+    monkeypatch.setattr(attention_module, "SCORE_CHUNK_FLOATS", 4 * LENGTH * LENGTH)
+    q, k, v = _qkv()
+    torch.manual_seed(8)
+    expected = _reference_prob_attention(q, k, v, factor=1, is_masked=is_masked)
+    torch.manual_seed(8)
     actual = ProbAttention(is_masked, factor=1)(q, k, v)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
