@@ -8,10 +8,9 @@ In CPU training with dropout the whole block runs as one autograd function. The 
 the same; what changes is how often memory is crossed. Per element of the ``d_ff``-wide hidden
 activation (the block's largest tensor, 4x the model width) the unfused graph makes a scaled
 copy for the dropout in the forward and another in the backward; here the 1 / (1 - p) of both
-dropouts rides in the products' ``alpha`` / ``beta`` (free in the GEMM), the dropped
-positions are zeroed in place in tensors the function owns, and the activation's backward
-writes over its incoming gradient. On a 2-core CPU, where a training step's tensors no longer
-sit in cache, each pass saved is worth about as much as the arithmetic of the pass itself.
+dropouts rides in the products' ``alpha`` / ``beta`` (free in the GEMM) and the dropped
+positions are zeroed in place in tensors the function owns. On a 2-core CPU, where a training
+step's tensors no longer sit in cache, each pass saved costs about as much as its arithmetic.
 
 The dropped positions are drawn by ``dropout.drop_positions`` in the unfused order (hidden
 first, then output), so a seeded run draws the same positions either way; outputs and
@@ -89,11 +88,11 @@ class _FusedFeedForward(torch.autograd.Function):
         grad_b2 = grad_out.sum(0).div_(scale)
         grad_hidden = torch.mm(grad_out, w2)
         grad_hidden.view(-1).index_fill_(0, hidden_drops, 0.0)
+        # out of place: written over ``grad_hidden`` (``grad_input=``), the step made a copy
         if ctx.is_gelu:
-            torch.ops.aten.gelu_backward.grad_input(grad_hidden, pre, grad_input=grad_hidden)
+            grad_hidden = torch.ops.aten.gelu_backward(grad_hidden, pre)
         else:
-            torch.ops.aten.threshold_backward.grad_input(grad_hidden, pre, 0.0,
-                                                         grad_input=grad_hidden)
+            grad_hidden = torch.ops.aten.threshold_backward(grad_hidden, pre, 0.0)
         grad_w1 = torch.mm(grad_hidden.t(), rows)
         grad_b1 = grad_hidden.sum(0)
         grad_x = torch.mm(grad_hidden, w1).view(ctx.x_shape) if ctx.needs_input_grad[0] else None
