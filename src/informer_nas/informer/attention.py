@@ -78,9 +78,9 @@ class ProbAttention(nn.Module):
     Unlike the reference, which gathers a ``(B, H, L_Q, U, E)`` copy of the keys, the
     sampled scores are picked from ``Q @ K^T`` products computed without autograd, a few
     (batch, head) pairs at a time (the selection is not differentiable anyway); only the kept
-    rows are recomputed with gradients. Kept queries are taken and put back as rows of ``(B * H * L, d)`` views
-    (``index_select`` / ``index_copy_``), several times faster than ``gather`` / ``scatter``
-    with a per-element index. Same values, far less memory and time.
+    rows are recomputed with gradients. Kept queries are taken and put back as rows of
+    ``(B * H * L, d)`` views (``index_select`` / ``index_copy_``), several times faster than
+    ``gather`` / ``scatter`` with a per-element index. Same values, far less memory and time.
 
     Args:
         is_masked: decoder self-attention (causal mask, cumulative-sum lazy queries).
