@@ -98,6 +98,7 @@ def run_nas_optimization(
     thresholds: GateThresholds | None = None,
     prune_rule: str | None = None,
     prune_percentile: float | None = None,
+    keep_checkpoints: str | None = None,
 ) -> SessionResult:
     """Run (or resume) an architecture search in ``workspace``.
 
@@ -128,6 +129,8 @@ def run_nas_optimization(
             ``prune_percentile`` None: the previous session's rule, else median.
         prune_percentile: for the percentile rule, in [0, 100] (25 prunes more than 50);
             given alone it selects the percentile rule.
+        keep_checkpoints: ``all`` runs keep their ``best_model.pt``, or only the
+            ``incumbent`` (None: as the previous session, else all).
 
     Raises:
         NasError: a bad option, workspace or config (the message says what to do).
@@ -155,7 +158,7 @@ def run_nas_optimization(
             previous if isinstance(previous, dict) else {}, timeout=timeout,
             thresholds=thresholds, prune=prune, prune_rule=prune_rule,
             prune_percentile=prune_percentile, confirm_seeds=confirm_seeds, seed=seed,
-            max_turns=max_turns,
+            max_turns=max_turns, keep_checkpoints=keep_checkpoints,
         )
         check_budget(iters, state.iteration)  # before the trace: a refusal writes nothing
         budget = iters if iters is not None else state.max_iterations
@@ -253,7 +256,7 @@ def previous_header(workspace: Workspace, state: AgentState) -> dict[str, Any]:
 def _settings(previous: dict[str, Any], *, timeout: float | None,
               thresholds: GateThresholds | None, prune: bool | None, prune_rule: str | None,
               prune_percentile: float | None, confirm_seeds: int | None, seed: int | None,
-              max_turns: int) -> SessionSettings:
+              max_turns: int, keep_checkpoints: str | None = None) -> SessionSettings:
     """The session's settings: the options given, else the previous session's (``previous``)."""
     recorded_timeout = previous.get("timeout_s")
     return SessionSettings(
@@ -265,6 +268,7 @@ def _settings(previous: dict[str, Any], *, timeout: float | None,
         confirm_seeds=confirm_seeds if confirm_seeds is not None else int(
             previous.get("confirm_seeds", 0)),
         seed=seed if seed is not None else int(previous.get("seed", 0)), max_turns=max_turns,
+        keep_checkpoints=keep_checkpoints or str(previous.get("keep_checkpoints", "all")),
     )
 
 
@@ -308,7 +312,8 @@ def write_header(recorder: TraceRecorder, workspace: Workspace, planner: str,
         settings={"timeout_s": settings.timeout_s, "confirm_seeds": settings.confirm_seeds,
                   "seed": settings.seed, "prune": settings.prune,
                   "pruning": asdict(settings.pruning), "max_turns": settings.max_turns,
-                  "thresholds": vars(settings.thresholds).copy()},
+                  "thresholds": vars(settings.thresholds).copy(),
+                  "keep_checkpoints": settings.keep_checkpoints},
         config=workspace.paths.config.read_text(encoding="utf-8"), state=state,
         study_bytes=_size(workspace.paths.study),
         data_digest=data_digest,

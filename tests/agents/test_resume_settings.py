@@ -26,15 +26,17 @@ def last_header(root: Path) -> dict[str, Any]:
     return read_trace(root / session.trace_file)[0]
 
 
-def test_resume_keeps_planner_fallback_pruning_and_timeout(tmp_path: Path) -> None:
+def test_resume_keeps_planner_fallback_pruning_timeout_and_checkpoints(tmp_path: Path) -> None:
     root = tmp_path / "ws"
     events: list[dict[str, Any]] = []
     run_nas_optimization(root, iters=1, planner="random", fallback="tpe", preset="tiny",
                          prune=False, prune_rule="percentile", prune_percentile=25,
-                         timeout=90, executor=CallableExecutor(fake_train), quiet=True)
+                         timeout=90, keep_checkpoints="incumbent",
+                         executor=CallableExecutor(fake_train), quiet=True)
     run_nas_optimization(root, iters=2, executor=CallableExecutor(fake_train), quiet=True,
                          observer=events.append)
     header = last_header(root)
+    assert header["settings"]["keep_checkpoints"] == "incumbent"
     assert (header["planner"], header["fallback"]) == ("random", "tpe")
     assert header["settings"]["timeout_s"] == 90
     assert header["settings"]["prune"] is False

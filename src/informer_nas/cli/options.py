@@ -40,6 +40,11 @@ class PruneRule(str, Enum):
     percentile = "percentile"
 
 
+class KeepCheckpoints(str, Enum):
+    all = "all"
+    incumbent = "incumbent"
+
+
 WorkspaceOption = Annotated[
     Path, typer.Option("--workspace", "-w", help="Workspace directory.", file_okay=False)
 ]

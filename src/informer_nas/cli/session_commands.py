@@ -14,6 +14,7 @@ import typer
 from informer_nas.cli.options import (
     DEFAULT_WORKSPACE,
     FallbackName,
+    KeepCheckpoints,
     PlannerName,
     Preset,
     PruneRule,
@@ -58,6 +59,9 @@ def run(
     prune_percentile: Annotated[float | None, typer.Option(min=0, max=100, help=(
         "For --prune-rule percentile: prune a trial worse than this percentile of the earlier "
         "ones at the same epoch (25 prunes more than 50)."))] = None,
+    keep_checkpoints: Annotated[KeepCheckpoints | None, typer.Option(help=(
+        "Which runs keep best_model.pt: all, or only the incumbent, the others' being "
+        "deleted at each verdict (default: as the workspace's last session, else all)."))] = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -91,6 +95,7 @@ def run(
             confirm_seeds=confirm_seeds, timeout=timeout, prune=False if no_prune else None,
             prune_rule=prune_rule.value if prune_rule else None, prune_percentile=prune_percentile,
             fallback=fallback.value if fallback else None, observer=display,
+            keep_checkpoints=keep_checkpoints.value if keep_checkpoints else None,
         )
     _finish(result, workspace)
 

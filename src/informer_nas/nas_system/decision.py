@@ -19,6 +19,7 @@ from typing import Any, Literal
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.brain import Evaluator
+from informer_nas.nas_system.checkpoints import remove_checkpoints
 from informer_nas.nas_system.context import ToolContext, find_run
 from informer_nas.nas_system.gate import (
     CandidateEvidence,
@@ -108,6 +109,8 @@ def commit(ctx: ToolContext, record: RunRecord, decision: Decision) -> None:
     remove_candidate(ctx)
     logger.info("%s: %s (%s, by %s)", record.run_id, "accepted" if decision.accepted
                 else "rejected", decision.verdict, decision.decided_by)
+    if ctx.settings.keep_checkpoints == "incumbent":  # after the commit: it names the keeper
+        remove_checkpoints(paths, ctx.state)
 
 
 def accepted_config_text(ctx: ToolContext, record: RunRecord) -> str:

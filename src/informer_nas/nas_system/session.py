@@ -33,6 +33,7 @@ from informer_nas.nas_system.brain import (
     Planner,
     PlannerOutcome,
 )
+from informer_nas.nas_system.checkpoints import remove_checkpoints
 from informer_nas.nas_system.context import ToolContext, find_run
 from informer_nas.nas_system.decision import SeedConfirmer, commit, decide
 from informer_nas.nas_system.executor import TrainingExecutor
@@ -347,6 +348,8 @@ def run_session(
         loop.ctx.on_progress = loop.on_progress
         pending = repair_workspace(loop.ctx)
         loop.ctx.save()
+        if settings.keep_checkpoints == "incumbent":  # also those of earlier sessions
+            remove_checkpoints(workspace.paths, state)
         try:
             result = loop.run(pending)
         except KeyboardInterrupt as stop:  # Ctrl+C, or a StopSignal (SIGTERM, SIGHUP)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.pruning import PruningSettings
+
+KeepCheckpoints = Literal["all", "incumbent"]
+KEEP_CHECKPOINTS: tuple[str, ...] = get_args(KeepCheckpoints)
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,8 @@ class SessionSettings:
         prune: stop hopeless trainings early (``--no-prune`` turns it off).
         pruning: the pruning rule (median by default) when ``prune`` is on.
         max_turns: the planner's turn limit per iteration.
+        keep_checkpoints: ``all`` runs keep ``best_model.pt``, or only the ``incumbent``
+            (and a run waiting for its verdict): see ``checkpoints.py``.
     """
 
     timeout_s: float | None = None
@@ -31,6 +37,7 @@ class SessionSettings:
     prune: bool = True
     pruning: PruningSettings = field(default_factory=PruningSettings)
     max_turns: int = 12
+    keep_checkpoints: KeepCheckpoints = "all"
 
     def __post_init__(self) -> None:
         if self.timeout_s is not None and not (
@@ -46,3 +53,6 @@ class SessionSettings:
             raise ConfigError(f"seed must be in [0, 2**31 - 1], got {self.seed}; e.g. 0")
         if self.max_turns < 1:
             raise ConfigError(f"max_turns must be >= 1, got {self.max_turns}; e.g. 12")
+        if self.keep_checkpoints not in KEEP_CHECKPOINTS:
+            raise ConfigError(f"keep_checkpoints must be one of {', '.join(KEEP_CHECKPOINTS)}, "
+                              f"got {self.keep_checkpoints!r}; e.g. incumbent")
