@@ -60,7 +60,7 @@ def reference_step(checkout: Path, config: str, threads: int) -> Callable[[], No
     """One iteration of the reference's training loop, through its own objects."""
     import torch
 
-    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.informer.data_files import bundled_csv_path
 
     sys.path.insert(0, str(checkout))
     from exp.exp_informer import Exp_Informer  # type: ignore[import-not-found,unused-ignore]

@@ -324,7 +324,7 @@ def _data_digest(config: InformerConfig) -> str | None:
     """The digest of the data file a session starts on, for ``nas replay --retrain`` (None
     when it cannot be read: its trainings say why)."""
     from informer_nas.errors import NasError
-    from informer_nas.informer.data import data_file, file_digest
+    from informer_nas.informer.data_files import data_file, file_digest
 
     try:
         return file_digest(data_file(config.data))

@@ -211,7 +211,7 @@ def test_failure_naming_a_workspace_file_replays_identically(tmp_path: Path) -> 
 def own_data_session(tmp_path: Path) -> tuple[Path, Path]:
     """A workspace on a copy of ETTh1, run for one session then resumed for a second;
     returns (the data file, the second session's trace)."""
-    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.informer.data_files import bundled_csv_path
 
     data = tmp_path / "data" / "series.csv"
     data.parent.mkdir()
@@ -227,7 +227,7 @@ def own_data_session(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def test_sessions_note_their_data_file_in_the_trace(own_data_session: tuple[Path, Path]) -> None:
-    from informer_nas.informer.data import file_digest
+    from informer_nas.informer.data_files import file_digest
 
     data, trace = own_data_session
     assert read_trace(trace)[0]["data_digest"] == file_digest(data)

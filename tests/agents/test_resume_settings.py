@@ -198,7 +198,7 @@ def test_a_refused_start_leaves_the_workspace_as_it_was(tmp_path: Path, edit: st
     """A start refused for a hand edit of the task or a changed data file had already saved
     the new budget and planner and written a trace: the next plain resume then ran the
     refused command's planner."""
-    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.informer.data_files import bundled_csv_path
 
     data = tmp_path / "mine.csv"
     data.write_text("".join(bundled_csv_path().read_text().splitlines(keepends=True)[:3001]))

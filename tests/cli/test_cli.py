@@ -69,6 +69,19 @@ def test_import_is_light_and_fast() -> None:
     assert float(seconds) < 1.0
 
 
+def test_the_session_side_never_imports_torch_or_pandas() -> None:
+    # The parent of a session, `nas doctor` and `nas replay` check the data file and record its
+    # digest but never read the series (the trainer subprocess does): torch and pandas would
+    # cost them about 2 s of CPU at every start.
+    code = (
+        "import sys; import informer_nas.api, informer_nas.nas_system.session, "
+        "informer_nas.nas_system.doctor, informer_nas.tools.launch_training, "
+        "informer_nas.agents.replay; print(' '.join(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert not {"torch", "pandas"} & set(out.stdout.split())
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["run"], "error: Missing option '--iters' / '-n'; see `nas run --help`"),
     (["frob"], "error: No such command 'frob'; see `nas --help`"),

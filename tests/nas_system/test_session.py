@@ -255,7 +255,7 @@ def test_data_other_than_the_incumbents_is_refused(workspace: Workspace, tmp_pat
     """Runs on changed data were compared with the incumbent's scores on the old data (one
     was accepted as 54 % better): a session refuses to start, doctor says why."""
     from informer_nas.errors import ConfigError
-    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.informer.data_files import bundled_csv_path
     from informer_nas.nas_system.doctor import diagnose
 
     first, second = tmp_path / "first", tmp_path / "second"

@@ -100,7 +100,7 @@ def test_a_workspace_with_runs_but_no_state_is_damaged_not_unfinished(tmp_path: 
 
 
 def test_create_with_a_data_file(tmp_path: Path) -> None:
-    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.informer.data_files import bundled_csv_path
 
     csv = tmp_path / "series.csv"
     csv.write_bytes(bundled_csv_path().read_bytes())

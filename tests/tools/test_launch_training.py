@@ -325,7 +325,7 @@ def test_data_changed_during_a_session_stops_it_before_the_next_run(tmp_path: Pa
     trained on other data and compared with the incumbent."""
     from informer_nas.api import run_nas_optimization
     from informer_nas.errors import EnvironmentFailure
-    from informer_nas.informer.data import bundled_csv_path
+    from informer_nas.informer.data_files import bundled_csv_path
     from informer_nas.nas_system.executor import CallableExecutor
 
     data = tmp_path / "mine.csv"

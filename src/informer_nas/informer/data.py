@@ -7,11 +7,8 @@ scaler, time features, windows and batches are ``windows``'.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import logging
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +17,13 @@ import torch
 
 from informer_nas.errors import DataError
 from informer_nas.informer.config import DataSection, EmbedKind, Frequency, SplitKind
+from informer_nas.informer.data_files import bundled_csv_path, data_file, stat_or_raise
 from informer_nas.informer.series_file import (
     RawSeries,
     describe_step,
     infer_freq,
     read_frame,
     read_series,
-    stat_or_raise,
     uneven_steps,
 )
 from informer_nas.informer.windows import (
@@ -44,40 +41,6 @@ logger = logging.getLogger(__name__)
 HOURS_PER_MONTH = 30 * 24  # the reference's "month": 30 days
 ROWS_PER_HOUR: dict[str, int] = {"h": 1, "t": 4}  # freq t: one row every 15 minutes
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def bundled_csv_path() -> Path:
-    """The path of the ETTh1.csv shipped inside the package."""
-    return Path(str(resources.files("informer_nas.informer").joinpath("data/ETTh1.csv")))
-
-
-def data_file(data: DataSection) -> Path:
-    """The CSV a data section reads (``data.path``, else the bundled ETTh1.csv)."""
-    return Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
-
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file's bytes: which data a run was trained on.
-
-    Raises:
-        DataError: the file is missing (or unreadable).
-    """
-    stat = stat_or_raise(path)
-    return _digest(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _digest(path: str, size: int, mtime_ns: int) -> str:
-    # size and mtime_ns key the cache: an edited file is hashed again
-    hasher = hashlib.sha256()
-    try:
-        with open(path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                hasher.update(block)
-    except OSError as exc:
-        raise DataError(f"data file {path} cannot be read ({exc.strerror}); check its "
-                        "permissions") from None
-    return f"sha256:{hasher.hexdigest()}"
 
 
 def split_borders(

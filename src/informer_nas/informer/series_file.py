@@ -8,7 +8,6 @@ whose day and month can swap, an empty line that shifts the line numbers) is ref
 from __future__ import annotations
 
 import functools
-import os
 import re
 import warnings
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ import pandas as pd
 
 from informer_nas.errors import DataError
 from informer_nas.informer.config import Frequency
+from informer_nas.informer.data_files import stat_or_raise
 from informer_nas.plurals import counted
 
 
@@ -74,20 +74,6 @@ def _timestamp_column(frame: pd.DataFrame) -> str | None:
         if pd.isna(pd.to_numeric(first, errors="coerce")) and _is_timestamp(first):
             return str(column)
     return None
-
-
-def stat_or_raise(path: Path) -> os.stat_result:
-    try:
-        stat = path.stat()
-    except FileNotFoundError:
-        stat = None
-    if stat is None or path.is_dir():
-        what = "not found" if stat is None else "is a directory, not a file"
-        raise DataError(
-            f"data file {path} {what}; set data.path to an existing CSV "
-            "(or None for the bundled ETTh1.csv)"
-        ) from None
-    return stat
 
 
 @functools.lru_cache(maxsize=4)

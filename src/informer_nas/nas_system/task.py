@@ -89,7 +89,7 @@ class DataMismatch:
 
 def data_mismatch(config: InformerConfig, digest: str) -> DataMismatch | None:
     """Whether the data file ``config`` names is not the one with ``digest`` (None: it is)."""
-    from informer_nas.informer.data import data_file, file_digest
+    from informer_nas.informer.data_files import data_file, file_digest
 
     path = data_file(config.data)
     relative = config.data.path is not None and not path.is_absolute()

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from informer_nas.errors import EnvironmentFailure, LaunchError, NasError
 from informer_nas.informer.config import InformerConfig, load_config
-from informer_nas.informer.data import data_file, file_digest
+from informer_nas.informer.data_files import data_file, file_digest
 from informer_nas.nas_system.atomic import atomic_write_text
 from informer_nas.nas_system.executor import EventCallback, RunInterrupted, TrainOutcome
 from informer_nas.nas_system.pruning import (
