@@ -23,6 +23,7 @@ from informer_nas.nas_system.records import RunRecord, RunStatus
 from informer_nas.nas_system.runs import new_run_id
 from informer_nas.nas_system.state import (
     IterationScratch,
+    SessionInfo,
     compact_state,
     journal_path,
     load_state,
@@ -501,6 +502,31 @@ def test_a_truncated_trace_line_is_cut_with_a_backup(bench: Bench) -> None:
     garbled.write_bytes(b'{"kind": "header"}\nnot json\n{"kind": "event"}\n')
     finding = diagnose(bench.paths.root, repair=True).findings[0]
     assert finding.is_open and finding.problem.startswith("line 2 is not JSON")
+
+
+def test_an_empty_trace_no_session_names_is_deleted_on_repair(bench: Bench) -> None:
+    # a session killed after creating its trace, before the header line and the state save
+    bench.paths.traces.mkdir(exist_ok=True)
+    orphan = bench.paths.traces / "20261127T000000-tpe-9.jsonl"
+    orphan.write_bytes(b"")
+    finding = diagnose(bench.paths.root).findings[0]
+    assert (finding.subject, finding.severity) == ("traces/" + orphan.name, "info")
+    assert finding.problem.startswith("empty") and orphan.exists()  # diagnosis writes nothing
+    diagnose(bench.paths.root, repair=True)
+    assert not orphan.exists()
+    assert_healthy_now(bench)
+
+
+def test_an_empty_trace_the_state_names_is_kept(bench: Bench) -> None:
+    bench.paths.traces.mkdir(exist_ok=True)
+    named = bench.paths.traces / "20261127T000000-tpe-1.jsonl"
+    named.write_bytes(b"")
+    bench.state.sessions.append(SessionInfo(session_id="20261127T000000-tpe-1",
+                                            started_at="2026-11-27T00:00:00+00:00",
+                                            planner="tpe", trace_file="traces/" + named.name))
+    save_state(bench.paths, bench.state)
+    diagnose(bench.paths.root, repair=True)
+    assert named.exists()
 
 
 def test_a_crash_during_repair_leaves_the_original_and_a_rerun_finishes(

@@ -182,10 +182,17 @@ class _Doctor(StateChecks):
 
     def check_traces(self, state: AgentState | None) -> None:
         live = {s.trace_file for s in state.sessions[-1:]} if state and self.is_live else set()
+        named = {s.trace_file for s in state.sessions} if state else set()
         for path in sorted(self.paths.traces.glob("*.jsonl")):
             subject = f"traces/{path.name}"
-            if subject not in live:
-                self.check_trace(path, subject)
+            if subject in live:
+                continue
+            if path.stat().st_size == 0 and subject not in named:
+                # a session killed before its header line: no state names it, nothing in it
+                self.fix("info", subject, "empty: a session killed as it started recorded "
+                         "nothing", "delete it", path.unlink)
+                continue
+            self.check_trace(path, subject)
 
     def check_trace(self, path: Path, subject: str) -> None:
         body, tail, bad = split_json_lines(path.read_bytes())
