@@ -26,6 +26,7 @@ from informer_nas.nas_system.executor import CallableExecutor
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.search_space import flatten
 from informer_nas.nas_system.state import load_state
+from informer_nas.nas_system.status import run_table_rows, workspace_status
 from informer_nas.nas_system.workspace import Workspace
 
 PROPOSAL = re.compile(r"proposes these changes to the incumbent \(trial \d+\):\n(.*)\n")
@@ -134,6 +135,14 @@ def test_study_sees_the_kept_and_the_overridden_trials(
     assert actual.user_attrs["run_id"] == override_run.run_id
     assert actual.params == pytest.approx(trained_params(root, override_run.run_id, keys))
     assert actual.params["model.dropout"] == 0.5
+
+
+def test_runs_record_whether_the_proposal_was_kept(recorded: tuple[Path, ScriptedModel]) -> None:
+    root, _ = recorded
+    state = load_state(Workspace.open(root).paths)
+    assert [run.proposal for run in state.runs] == ["kept", "kept", "overridden"]
+    rows = run_table_rows(workspace_status(Workspace.open(root), state)["runs"])
+    assert [row[2] for row in rows] == ["small (TPE)", "small (TPE)", "small (LLM)"]
 
 
 def test_decisions_are_traced_and_replay_identically(

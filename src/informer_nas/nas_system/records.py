@@ -143,6 +143,8 @@ class RunRecord(_Record):
     verdict: VerdictKind | None = None
     verdict_reason: str = ""
     decided_by: Literal["rules", "evaluator", "policy"] | None = None
+    # hybrid brain: whether the LLM trained TPE's proposal or overrode it with its own edit
+    proposal: Literal["kept", "overridden"] | None = None
     seed: int = 0
     val_mse: float | None = None
     val_mae: float | None = None

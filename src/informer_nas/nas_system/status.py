@@ -67,6 +67,7 @@ def run_summary(run: RunRecord) -> dict[str, Any]:
         "seed": run.seed,
         "status": run.status.value,
         "step_type": run.step_type,
+        "proposal": run.proposal,
         "changes": [{"key": change.key, "value": change.value} for change in run.changes],
         "plan": run.plan,
         "val_mse": run.val_mse,
@@ -178,12 +179,20 @@ def format_changes(changes: Any, short: bool = False) -> str:
 def run_table_rows(runs: list[dict[str, Any]]) -> list[tuple[str, ...]]:
     """The runs of ``workspace_status`` as table cells, in ``RUN_COLUMNS`` order."""
     return [
-        (run["run_id"], str(run["iteration"]), run["step_type"] or "-",
+        (run["run_id"], str(run["iteration"]), _step_cell(run),
          format_changes(run["changes"], short=True), _val_cell(run),
          format_mse(run["test_mse"]),
          "stopped (resume)" if run.get("orphaned") else run["status"], verdict_cell(run))
         for run in runs
     ]
+
+
+def _step_cell(run: dict[str, Any]) -> str:
+    """The step type; with the hybrid brain, whose candidate was trained: ``small (TPE)``
+    (the LLM kept TPE's proposal) or ``small (LLM)`` (it overrode it)."""
+    step = run["step_type"] or "-"
+    proposal = run.get("proposal")
+    return f"{step} ({'TPE' if proposal == 'kept' else 'LLM'})" if proposal else step
 
 
 def run_seed_values(run: dict[str, Any]) -> tuple[dict[int, float], tuple[int, ...]]:

@@ -107,8 +107,14 @@ def hybrid_brain(spec: BrainSpec) -> tuple[Planner, Evaluator]:
     def sync(ctx: ToolContext, _: Budget | RunRecord | None) -> None:
         brain.sync(ctx.state)
 
+    def record_proposal(ctx: ToolContext, record: RunRecord | None) -> None:
+        brain.sync(ctx.state)
+        if record is not None:  # shown by nas status and the report
+            record.proposal = "overridden" if brain.overridden(record.iteration) else "kept"
+            ctx.save()
+
     planner = AgentPlanner("hybrid", provider, spec.binding, tracing=spec.tracing,
-                           prompt=hybrid_prompt(brain), before=sync, after=sync)
+                           prompt=hybrid_prompt(brain), before=sync, after=record_proposal)
     evaluator = AgentEvaluator(provider, spec.binding, max_turns=spec.settings.max_turns,
                                tracing=spec.tracing)
     return planner, evaluator

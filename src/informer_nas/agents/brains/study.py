@@ -155,6 +155,14 @@ class StudyBrain:
             elif iteration <= state.iteration:
                 study.tell(trial.number, state=TrialState.FAIL)  # planning failure
 
+    def overridden(self, iteration: int) -> bool:
+        """Whether the proposal of this (committed) iteration was overridden by another
+        config (``sync`` first: it marks the proposals it finds overridden)."""
+        return any(trial.user_attrs.get("iteration") == iteration
+                   and trial.user_attrs.get("overridden") is True
+                   for trial in self.study().get_trials(deepcopy=False,
+                                                        states=(TrialState.FAIL,)))
+
     def _tell_run(self, study: optuna.Study, trial: FrozenTrial, run: RunRecord) -> None:
         study._storage.set_trial_user_attr(trial._trial_id, "run_id", run.run_id)
         actual = self._actual_params(run)
