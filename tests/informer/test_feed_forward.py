@@ -89,3 +89,14 @@ def test_evaluation_and_no_dropout_use_the_plain_block() -> None:
     block.train()
     block.dropout.p = 0.0
     torch.testing.assert_close(block(x), expected)
+
+
+def test_cpu_autocast_takes_the_plain_block() -> None:
+    torch.manual_seed(4)
+    block = FeedForward(8, 32, 0.1, "gelu").train()
+    x = torch.randn(2, 6, 8, requires_grad=True)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = block(x)
+    assert out.dtype == torch.bfloat16  # autocast ran the products in bfloat16
+    out.float().sum().backward()
+    assert x.grad is not None and x.grad.dtype == torch.float32

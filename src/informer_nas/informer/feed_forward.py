@@ -42,7 +42,8 @@ class FeedForward(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, L, d_model) -> (B, L, d_model), dropout applied to the output as well."""
         p = self.dropout.p
-        if self.training and 0.0 < p < 1.0 and x.device.type == "cpu":
+        if (self.training and 0.0 < p < 1.0 and x.device.type == "cpu"
+                and not torch.is_autocast_enabled("cpu")):  # autocast: op by op
             out: Tensor = _FusedFeedForward.apply(  # type: ignore[no-untyped-call]
                 x, self.conv1.weight, self.conv1.bias, self.conv2.weight, self.conv2.bias,
                 p, self.is_gelu)
