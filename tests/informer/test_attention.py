@@ -79,26 +79,19 @@ def test_prob_attention_equals_full_when_every_query_and_key_is_kept(is_masked: 
     torch.testing.assert_close(prob(q, k, v), full(q, k, v), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("chunk_pairs", [None, 4], ids=["one-chunk", "chunks-of-4"])
 @pytest.mark.parametrize("is_masked", [False, True], ids=["encoder", "decoder-masked"])
-def test_prob_attention_matches_the_plain_algorithm(is_masked: bool) -> None:
-    # factor 1 on 12 steps keeps u = 3 of 12 queries: sampling, M (sum / L_K) and lazy rows
+def test_prob_attention_matches_the_plain_algorithm(
+        is_masked: bool, chunk_pairs: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # factor 1 on 12 steps keeps u = 3 of 12 queries: sampling, M (sum / L_K) and lazy rows;
+    # with chunks of 4 of the 6 (batch, head) pairs, the selection's scores come in a full
+    # chunk, then a partial one
+    if chunk_pairs is not None:
+        monkeypatch.setattr(attention_module, "SCORE_CHUNK_FLOATS", chunk_pairs * LENGTH ** 2)
     q, k, v = _qkv()
     torch.manual_seed(7)
     expected = _reference_prob_attention(q, k, v, factor=1, is_masked=is_masked)
     torch.manual_seed(7)
-    actual = ProbAttention(is_masked, factor=1)(q, k, v)
-    torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.parametrize("is_masked", [False, True], ids=["encoder", "decoder-masked"])
-def test_selection_in_score_chunks_matches_the_plain_algorithm(
-        is_masked: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    # scores for 4 of the 6 (batch, head) pairs at a time: a full chunk, then a partial one
-    monkeypatch.setattr(attention_module, "SCORE_CHUNK_FLOATS", 4 * LENGTH * LENGTH)
-    q, k, v = _qkv()
-    torch.manual_seed(8)
-    expected = _reference_prob_attention(q, k, v, factor=1, is_masked=is_masked)
-    torch.manual_seed(8)
     actual = ProbAttention(is_masked, factor=1)(q, k, v)
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
 
