@@ -82,6 +82,18 @@ def test_the_session_side_never_imports_torch_or_pandas() -> None:
     assert not {"torch", "pandas"} & set(out.stdout.split())
 
 
+def test_checking_a_data_file_never_imports_torch() -> None:
+    # `nas init --data` and a workspace's first session read and check the file (pandas)
+    # without training on it
+    code = (
+        "import sys; from informer_nas.informer.config import DataSection; "
+        "from informer_nas.informer.data import check_data_file, fit_csv; "
+        "check_data_file(DataSection()); fit_csv(DataSection()); print(' '.join(sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "torch" not in out.stdout.split() and "pandas" in out.stdout.split()
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["run"], "error: Missing option '--iters' / '-n'; see `nas run --help`"),
     (["frob"], "error: No such command 'frob'; see `nas --help`"),

@@ -15,10 +15,9 @@ from informer_nas.errors import DataError
 from informer_nas.informer.config import DataSection
 from informer_nas.informer.data import fit_csv, load_dataset, split_borders
 from informer_nas.informer.data_files import bundled_csv_path
-from informer_nas.informer.series_file import read_series
+from informer_nas.informer.series_file import Scaler, read_series
 from informer_nas.informer.windows import (
     ETTData,
-    Scaler,
     calendar_features,
     evenly_spaced,
     time_features,

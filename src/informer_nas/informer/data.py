@@ -1,8 +1,10 @@
 """ETT data: loading, the reference split, the checks on a file's values, and windowing.
 
 The split follows the Informer reference implementation (zhouhaoyi/Informer2020,
-``data/data_loader.py``). Reading and checking the CSV itself is ``series_file``'s; the
-scaler, time features, windows and batches are ``windows``'.
+``data/data_loader.py``). Reading and checking the CSV itself, and the scaler, are
+``series_file``'s; time features, windows and batches are ``windows``'. torch is imported
+only where windows are built (``load_dataset``): ``check_data_file`` and ``fit_csv`` run in
+processes that never train.
 """
 
 from __future__ import annotations
@@ -10,31 +12,29 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
 
 from informer_nas.errors import DataError
 from informer_nas.informer.config import DataSection, EmbedKind, Frequency, SplitKind
 from informer_nas.informer.data_files import bundled_csv_path, data_file, stat_or_raise
 from informer_nas.informer.series_file import (
     RawSeries,
+    Scaler,
     describe_step,
     infer_freq,
     read_frame,
     read_series,
     uneven_steps,
 )
-from informer_nas.informer.windows import (
-    ETTData,
-    Scaler,
-    WindowSet,
-    calendar_features,
-    evenly_spaced,
-    time_features,
-)
 from informer_nas.plurals import counted
+
+if TYPE_CHECKING:  # torch only where windows are built: the checks run in processes that
+    import torch  # never train (`nas init --data`, the start of a workspace's first session)
+
+    from informer_nas.informer.windows import ETTData, WindowSet
 
 logger = logging.getLogger(__name__)
 
@@ -178,6 +178,10 @@ def load_dataset(
     Raises:
         DataError: the file cannot serve the requested windows (the message says why).
     """
+    import torch
+
+    from informer_nas.informer.windows import ETTData, calendar_features, time_features
+
     path, raw, borders, columns, scaler, standardised = _checked_series(data)
     scaled = torch.from_numpy(standardised.astype(np.float32))
     if embed == "timeF":
@@ -298,6 +302,10 @@ def _window_set(
     cap: int | None,
     data: DataSection,
 ) -> WindowSet:
+    import torch
+
+    from informer_nas.informer.windows import WindowSet, evenly_spaced
+
     start, end = border
     count = end - start - data.seq_len - data.pred_len + 1
     starts = torch.from_numpy(evenly_spaced(count, cap))

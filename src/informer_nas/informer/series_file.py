@@ -1,8 +1,10 @@
-"""A series' CSV file: read and checked (header, values, dates) into a ``RawSeries``.
+"""A series' CSV file: read and checked (header, values, dates) into a ``RawSeries``, and
+the per-column ``Scaler`` fit on its train rows.
 
 Every fault of the file is one ``DataError`` line that says what is wrong and where, and
 what to do: a file pandas would misread without a word (a repeated or missing name, dates
 whose day and month can swap, an empty line that shifts the line numbers) is refused.
+Nothing here imports torch: the checks also run in processes that never train.
 """
 
 from __future__ import annotations
@@ -312,3 +314,23 @@ def uneven_steps(dates: pd.DatetimeIndex) -> str | None:
             f"{'is' if odd.size == 1 else 'are'} not {describe_step(step)} (the largest, "
             f"{describe_step(largest)}, between lines {widest + 2} and {widest + 3}); windows "
             "across them join rows that are not one step apart: fill the missing rows to avoid it")
+
+
+@dataclass(frozen=True)
+class Scaler:
+    """Per-column standardisation fit on the train rows (population std, ddof 0)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, rows: np.ndarray) -> Scaler:
+        std = rows.std(axis=0)
+        # A constant column would divide by zero; leave it centred instead.
+        return cls(rows.mean(axis=0), np.where(std > 0, std, 1.0))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray((values - self.mean) / self.std)
+
+    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
+        return np.asarray(values * self.std + self.mean)

@@ -1,4 +1,5 @@
-"""What the model consumes: the train-fitted scaler, time features and window batches.
+"""What the model consumes: time features and window batches (the train-fitted scaler is
+``series_file``'s).
 
 The scaler and time features follow the Informer reference implementation
 (zhouhaoyi/Informer2020, ``data/data_loader.py``). Windows are never materialised one by
@@ -17,26 +18,7 @@ import pandas as pd
 import torch
 
 from informer_nas.informer.config import Frequency
-
-
-@dataclass(frozen=True)
-class Scaler:
-    """Per-column standardisation fit on the train rows (population std, ddof 0)."""
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, rows: np.ndarray) -> Scaler:
-        std = rows.std(axis=0)
-        # A constant column would divide by zero; leave it centred instead.
-        return cls(rows.mean(axis=0), np.where(std > 0, std, 1.0))
-
-    def transform(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray((values - self.mean) / self.std)
-
-    def inverse_transform(self, values: np.ndarray) -> np.ndarray:
-        return np.asarray(values * self.std + self.mean)
+from informer_nas.informer.series_file import Scaler
 
 
 def time_features(dates: pd.DatetimeIndex, freq: Frequency) -> np.ndarray:
