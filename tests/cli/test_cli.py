@@ -69,29 +69,33 @@ def test_import_is_light_and_fast() -> None:
     assert float(seconds) < 1.0
 
 
+def modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after running ``code``."""
+    script = f"import sys; {code}; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True)
+    return set(out.stdout.split())
+
+
 def test_the_session_side_never_imports_torch_or_pandas() -> None:
     # The parent of a session, `nas doctor` and `nas replay` check the data file and record its
     # digest but never read the series (the trainer subprocess does): torch and pandas would
     # cost them about 2 s of CPU at every start.
-    code = (
-        "import sys; import informer_nas.api, informer_nas.nas_system.session, "
+    loaded = modules_after(
+        "import informer_nas.api, informer_nas.nas_system.session, "
         "informer_nas.nas_system.doctor, informer_nas.tools.launch_training, "
-        "informer_nas.agents.replay; print(' '.join(sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert not {"torch", "pandas"} & set(out.stdout.split())
+        "informer_nas.agents.replay")
+    assert not {"torch", "pandas"} & loaded
 
 
 def test_checking_a_data_file_never_imports_torch() -> None:
     # `nas init --data` and a workspace's first session read and check the file (pandas)
     # without training on it
-    code = (
-        "import sys; from informer_nas.informer.config import DataSection; "
+    loaded = modules_after(
+        "from informer_nas.informer.config import DataSection; "
         "from informer_nas.informer.data import check_data_file, fit_csv; "
-        "check_data_file(DataSection()); fit_csv(DataSection()); print(' '.join(sys.modules))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "torch" not in out.stdout.split() and "pandas" in out.stdout.split()
+        "check_data_file(DataSection()); fit_csv(DataSection())")
+    assert "torch" not in loaded and "pandas" in loaded
 
 
 @pytest.mark.parametrize(("argv", "message"), [
