@@ -19,7 +19,7 @@ import pandas as pd
 
 from informer_nas.errors import DataError
 from informer_nas.informer.config import DataSection, EmbedKind, Frequency, SplitKind
-from informer_nas.informer.data_files import bundled_csv_path, data_file, stat_or_raise
+from informer_nas.informer.data_files import data_file, stat_or_raise
 from informer_nas.informer.series_file import (
     RawSeries,
     Scaler,
@@ -219,7 +219,7 @@ def _checked_series(
     """The file, its series (``raw`` when already read), the split borders, the columns
     used, the train-fitted scaler and the standardised values, every check of
     ``load_dataset`` passed."""
-    path = Path(data.path).expanduser() if data.path is not None else bundled_csv_path()
+    path = data_file(data)
     raw = raw if raw is not None else read_series(path, data.target)
     borders = split_borders(len(raw.values), data.seq_len, data.split, data.freq)
     _check_lengths(raw, borders, data)
