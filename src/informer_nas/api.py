@@ -11,13 +11,13 @@ import os
 from dataclasses import asdict, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from informer_nas.errors import ConfigError
 from informer_nas.nas_system.gate import GateThresholds
 from informer_nas.nas_system.pruning import PruneKind, PruningSettings
 from informer_nas.nas_system.session import SessionObserver, SessionResult, check_budget
-from informer_nas.nas_system.settings import SessionSettings
+from informer_nas.nas_system.settings import KeepCheckpoints, SessionSettings
 
 if TYPE_CHECKING:
     from informer_nas.agents.trace import TraceRecorder
@@ -268,7 +268,8 @@ def _settings(previous: dict[str, Any], *, timeout: float | None,
         confirm_seeds=confirm_seeds if confirm_seeds is not None else int(
             previous.get("confirm_seeds", 0)),
         seed=seed if seed is not None else int(previous.get("seed", 0)), max_turns=max_turns,
-        keep_checkpoints=keep_checkpoints or str(previous.get("keep_checkpoints", "all")),
+        keep_checkpoints=cast(KeepCheckpoints, keep_checkpoints  # checked by SessionSettings
+                              or str(previous.get("keep_checkpoints", "all"))),
     )
 
 

@@ -26,7 +26,9 @@ from informer_nas.display import SessionDisplay
 from informer_nas.informer.config import read_config_literal
 from informer_nas.informer.presets import preset_config
 from informer_nas.informer.run_files import EXIT_CODES
+from informer_nas.log_setup import Verbosity
 from informer_nas.nas_system.config_file import render_config
+from informer_nas.nas_system.session import StopReason
 
 runner = CliRunner()
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -174,6 +176,19 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for command in ("init", "run", "resume", "status", "report", "replay", "train", "doctor"):
         assert command in result.output
+
+
+def test_every_option_help_is_shown_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The help is rendered as rich markup: a "[...]" in an option's text would vanish
+    import typer.main
+
+    monkeypatch.setenv("COLUMNS", "400")  # no wrapping: each help text on one line
+    group = typer.main.get_command(app)
+    for name, command in group.commands.items():  # type: ignore[attr-defined]
+        rendered = " ".join(invoke(name, "--help").output.split())
+        for param in command.params:
+            text = " ".join((getattr(param, "help", None) or "").split())
+            assert text in rendered, f"nas {name} --help lost part of {param.name}'s help"
 
 
 @pytest.mark.parametrize(
@@ -923,7 +938,7 @@ def test_ctrl_c_before_the_first_session_says_to_run_the_command_again(
     ("no_candidates", "stopped: 3 iterations in a row ended without a candidate"),
 ])
 def test_a_session_that_searched_nothing_fails_with_what_to_do(
-        stop: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        stop: StopReason, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """It printed "done: 2/2 iterations, 0 runs" and exited 0; three failures in a row said
     the model was unavailable (it answered) and named a resume with no budget left."""
     import informer_nas.api
@@ -1077,7 +1092,8 @@ def test_long_model_text_is_one_line_unless_verbose() -> None:
     """A plan of the stored cap (2,000 characters, with newlines) filled ~26 lines a turn."""
     plan = "raise d_model\n" + "because the curve is flat " * 76
     normal, verbose = (Console(record=True, width=100, force_terminal=False) for _ in "ab")
-    for console, verbosity in ((normal, "normal"), (verbose, "verbose")):
+    levels: tuple[tuple[Console, Verbosity], ...] = ((normal, "normal"), (verbose, "verbose"))
+    for console, verbosity in levels:
         with SessionDisplay(console, verbosity, planner="llm", secrets=()) as display:
             for event in model_events(plan):
                 display(event)

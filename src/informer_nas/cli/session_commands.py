@@ -46,7 +46,7 @@ def run(
     ] = None,
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     preset: Annotated[Preset | None, typer.Option(
-        help="Starting config for a new workspace [default: quick].")] = None,
+        help="Starting config for a new workspace (default: quick).")] = None,
     seed: Annotated[int | None, typer.Option(
         min=0, help="Base seed (default: the workspace's, else 0).")] = None,
     confirm_seeds: Annotated[int | None, typer.Option(
