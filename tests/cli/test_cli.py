@@ -1166,6 +1166,24 @@ def test_replay_of_session_trace_is_identical(session: dict[str, Any], tmp_path:
     assert "replay identical" in result.stdout
 
 
+def test_replay_of_a_workspace_replays_its_latest_session(session: dict[str, Any],
+                                                          tmp_path: Path) -> None:
+    root = tmp_path / "copy"
+    shutil.copytree(session["root"], root)
+    traces = sorted((root / "traces").glob("*.jsonl"))
+    (root / "traces" / "20000101T000000-tpe-1.jsonl").write_text("not a trace\n")  # older
+    result = invoke("replay", root, "--workspace", tmp_path / "replayed")
+    assert result.exit_code == 0, result.output
+    assert (f"replaying {traces[-1]} (the latest of {len(traces) + 1} session traces)"
+            in result.stdout)
+    assert "replay identical" in result.stdout
+
+
+def test_replay_of_a_folder_without_traces_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "traces").mkdir()
+    assert_one_line_error(invoke("replay", tmp_path))
+
+
 def test_train_writes_run_directory(tmp_path: Path) -> None:
     config = tmp_path / "config.py"
     config.write_text(f"CONFIG = {preset_config('tiny').to_dict()!r}\n")

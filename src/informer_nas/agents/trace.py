@@ -179,6 +179,23 @@ class TraceRecorder:
             self._file = None
 
 
+def session_traces(path: Path) -> list[Path]:
+    """The trace ``path`` names: itself for a file; for a workspace (or its ``traces``
+    folder), every session's trace, oldest first (their names start with the start time).
+
+    Raises:
+        HistoryCorrupt: a folder that holds no trace.
+    """
+    if not path.is_dir():
+        return [path]
+    folder = path / "traces" if (path / "traces").is_dir() else path
+    traces = sorted(folder.glob("*.jsonl"))
+    if not traces:
+        raise HistoryCorrupt(f"{path}: no traces/<session>.jsonl in it; pass a workspace that "
+                             "has run a session, or a trace file")
+    return traces
+
+
 def read_trace(path: Path) -> list[dict[str, Any]]:
     """Read a trace; a truncated last line (a crash while writing) is dropped.
 

@@ -118,7 +118,8 @@ def report(
 
 
 def replay(
-    trace: Annotated[Path, typer.Argument(help="A traces/<session>.jsonl file.", dir_okay=False)],
+    trace: Annotated[Path, typer.Argument(
+        help="A traces/<session>.jsonl file, or a workspace: its latest session.")],
     workspace: Annotated[
         Path | None,
         typer.Option("--workspace", "-w", help="New directory to replay into (default: temp)."),
@@ -129,14 +130,19 @@ def replay(
 ) -> None:
     """Replay a recorded session into a fresh workspace; exit 1 at the first divergence."""
     from informer_nas.agents.replay import replay_trace
+    from informer_nas.agents.trace import session_traces
 
+    with user_errors():
+        traces = session_traces(trace)
+    if trace.is_dir():
+        typer.echo(f"replaying {traces[-1]} (the latest of {len(traces)} session traces)")
     temp_parent: Path | None = None
     if workspace is None:
         temp_parent = Path(tempfile.mkdtemp(prefix="nas-replay-"))
         workspace = temp_parent / "workspace"
     try:
         with user_errors():
-            outcome = replay_trace(trace, workspace=workspace, retrain=retrain)
+            outcome = replay_trace(traces[-1], workspace=workspace, retrain=retrain)
     except BaseException:
         # The user was never told where a temporary workspace is: leave nothing behind.
         if temp_parent is not None:
