@@ -23,6 +23,7 @@ from typing import IO, Any
 
 from informer_nas.errors import HistoryCorrupt
 from informer_nas.nas_system.executor import EventCallback, TrainingExecutor, TrainOutcome
+from informer_nas.nas_system.paths import WorkspacePaths
 from informer_nas.nas_system.secrets import REDACTED as REDACTED
 from informer_nas.nas_system.secrets import SECRET_ENV_NAMES as SECRET_ENV_NAMES
 from informer_nas.nas_system.secrets import scrub as scrub
@@ -180,16 +181,16 @@ class TraceRecorder:
 
 
 def session_traces(path: Path) -> list[Path]:
-    """The trace ``path`` names: itself for a file; for a workspace (or its ``traces``
-    folder), every session's trace, oldest first (their names start with the start time).
+    """The traces ``path`` names: itself for a file; for a workspace, or a folder of traces,
+    every session's trace, oldest first (their names start with the start time).
 
     Raises:
         HistoryCorrupt: a folder that holds no trace.
     """
     if not path.is_dir():
         return [path]
-    folder = path / "traces" if (path / "traces").is_dir() else path
-    traces = sorted(folder.glob("*.jsonl"))
+    is_workspace = (path / "traces").is_dir()
+    traces = WorkspacePaths(path).trace_files() if is_workspace else sorted(path.glob("*.jsonl"))
     if not traces:
         raise HistoryCorrupt(f"{path}: no traces/<session>.jsonl in it; pass a workspace that "
                              "has run a session, or a trace file")

@@ -183,7 +183,7 @@ class _Doctor(StateChecks):
     def check_traces(self, state: AgentState | None) -> None:
         live = {s.trace_file for s in state.sessions[-1:]} if state and self.is_live else set()
         named = {s.trace_file for s in state.sessions} if state else set()
-        for path in sorted(self.paths.traces.glob("*.jsonl")):
+        for path in self.paths.trace_files():
             subject = f"traces/{path.name}"
             if subject in live:
                 continue

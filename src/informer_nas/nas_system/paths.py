@@ -34,6 +34,10 @@ class WorkspacePaths:
     def traces(self) -> Path:
         return self.root / "traces"
 
+    def trace_files(self) -> list[Path]:
+        """Every session's trace, oldest first (their names start with the start time)."""
+        return sorted(self.traces.glob("*.jsonl")) if self.traces.is_dir() else []
+
     @property
     def study(self) -> Path:
         """Optuna JournalStorage file of the tpe / random / hybrid brains."""

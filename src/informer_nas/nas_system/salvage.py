@@ -80,8 +80,7 @@ def rebuild_state(paths: WorkspacePaths) -> Salvage:
 def _recover_preset(paths: WorkspacePaths, head: dict[str, Any], notes: list[str]) -> None:
     """The search space (preset, narrowing) of a state that lost it: from the newest trace
     header that holds it, else the preset whose window caps ``config.py`` has."""
-    traces = sorted(paths.traces.glob("*.jsonl"), reverse=True) if paths.traces.is_dir() else []
-    for trace in traces:
+    for trace in reversed(paths.trace_files()):
         try:
             with trace.open("rb") as file:
                 recorded = json.loads(file.readline()).get("state")
@@ -324,7 +323,7 @@ def trace_verdicts(paths: WorkspacePaths) -> dict[str, dict[str, Any]]:
     """The last ``verdict`` event of each run in the session traces (``traces/*.jsonl``, in
     the order their names sort: their start times); unreadable lines are skipped."""
     found: dict[str, dict[str, Any]] = {}
-    for trace in sorted(paths.traces.glob("*.jsonl")):
+    for trace in paths.trace_files():
         try:
             lines = trace.read_bytes().splitlines()
         except OSError:
