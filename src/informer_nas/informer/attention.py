@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from informer_nas.informer import native
 from informer_nas.informer.dropout import dropout
 
 
@@ -78,7 +79,9 @@ class ProbAttention(nn.Module):
     Unlike the reference, which gathers a ``(B, H, L_Q, U, E)`` copy of the keys, the
     sampled scores are picked from ``Q @ K^T`` products computed without autograd, a few
     (batch, head) pairs at a time (the selection is not differentiable anyway); only the kept
-    rows are recomputed with gradients. Kept queries are taken and put back as rows of
+    rows are recomputed with gradients (with the native kernels, M comes from one C pass that
+    computes the scores a block of queries at a time). Kept queries are taken and put back as
+    rows of
     ``(B * H * L, d)`` views (``index_select`` / ``index_copy_``), several times faster than
     ``gather`` / ``scatter`` with a per-element index. Same values, far less memory and time.
 
@@ -141,6 +144,10 @@ def _select_queries(queries: Tensor, keys: Tensor, sample: Tensor, n_queries: in
         sample: (L_Q, U) the key indices sampled for each query.
         n_queries: u.
     """
+    kernels = native.kernels()
+    if kernels is not None and kernels.accepts(queries, keys):
+        sparsity = kernels.sparsity(queries, keys, sample)
+        return sparsity.topk(n_queries, dim=-1, sorted=False).indices
     batch, heads, length_q, head_dim = queries.shape
     length_k, n_keys = keys.shape[2], sample.shape[1]
     pairs = batch * heads

@@ -6,7 +6,8 @@ instead of one random draw per element, ``drop_positions`` draws the gaps betwee
 elements, which are geometrically distributed: about ``p * n`` draws for ``n`` elements (20
 times fewer at the default p = 0.05), and only those positions are kept for the backward
 (8 bytes per dropped element instead of a float mask per element). Elsewhere ``F.dropout`` is
-used as is.
+used as is. With the native kernels (``native``), turning the draws into positions and scaling
+with zeroing are one C pass each; the draws are torch's either way.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from informer_nas.informer import native
 
 SAFETY_SIGMAS = 6.0  # extra draws, in standard deviations of the number of drops
 
@@ -39,15 +42,20 @@ def drop_positions(n_elements: int, p: float, device: torch.device) -> Tensor:
         device: where the indices live.
     """
     log_keep = math.log1p(-p)
+    kernels = native.kernels() if device.type == "cpu" else None
     positions: list[Tensor] = []
     start = 0  # the first position not yet covered by the gaps drawn so far
     while start < n_elements:
         mean = (n_elements - start) * p
         n_draws = int(mean + SAFETY_SIGMAS * math.sqrt(mean * (1.0 - p))) + 16
         uniform = torch.rand(n_draws, device=device)  # [0, 1): 1 - u is in (0, 1]
-        gaps = torch.log1p(uniform.neg_()).div_(log_keep).to(torch.int64)
-        drops = gaps.add_(1).cumsum_(0).add_(start - 1)
-        count = int(torch.searchsorted(drops, n_elements))
+        if kernels is not None:  # the steps below in one pass (native/kernels.c)
+            drops = kernels.drop_positions(uniform, log_keep, start, n_elements)
+            count = drops.numel()
+        else:
+            gaps = torch.log1p(uniform.neg_()).div_(log_keep).to(torch.int64)
+            drops = gaps.add_(1).cumsum_(0).add_(start - 1)
+            count = int(torch.searchsorted(drops, n_elements))
         positions.append(drops[:count])
         start = int(drops[-1]) + 1 if count == n_draws else n_elements
     return positions[0] if len(positions) == 1 else torch.cat(positions)
@@ -63,16 +71,19 @@ class _PositionDropout(torch.autograd.Function):
         positions = drop_positions(x.numel(), p, x.device)
         ctx.save_for_backward(positions)
         ctx.p = p
-        return _scale_and_zero(x, 1.0 / (1.0 - p), positions)
+        return scale_and_zero(x, 1.0 / (1.0 - p), positions)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
         (positions,) = ctx.saved_tensors
-        return _scale_and_zero(grad, 1.0 / (1.0 - ctx.p), positions), None
+        return scale_and_zero(grad, 1.0 / (1.0 - ctx.p), positions), None
 
 
-def _scale_and_zero(x: Tensor, scale: float, positions: Tensor) -> Tensor:
+def scale_and_zero(x: Tensor, scale: float, positions: Tensor) -> Tensor:
     """A contiguous ``x * scale`` with the given flat positions set to zero."""
+    kernels = native.kernels()
+    if kernels is not None and kernels.accepts(x):
+        return kernels.scale_and_zero(x, scale, positions)  # one pass
     out = torch.mul(x, scale).contiguous()  # a copy already unless x has odd strides
     out.view(-1).index_fill_(0, positions, 0.0)
     return out

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from informer_nas.informer import native
 from informer_nas.informer.config import InformerConfig
 from informer_nas.informer.data import load_dataset
 from informer_nas.informer.model import Informer
@@ -112,6 +113,9 @@ class Trainer:
         torch.set_num_threads(training.num_threads or default_num_threads())
         if self.device.type == "cpu":
             keep_freed_memory()
+            native.kernels()  # compiled on a machine's first training, then cached
+            logger.log(self.progress_log_level, "native CPU kernels: %s",
+                       native.status().detail)
         self.generator = seed_everything(training.seed)
         if data is None:
             data = load_dataset(config.data, config.model.embed, training.max_train_windows,

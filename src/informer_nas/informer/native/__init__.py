@@ -1,0 +1,194 @@
+"""Native CPU kernels for the training step, compiled on first use, optional.
+
+A kernel here is a small C file compiled with the machine's C compiler (``$CC``, else ``cc``)
+into a shared library the first time a process asks for it, cached under
+``$XDG_CACHE_HOME/informer-nas/native`` (``~/.cache`` by default) by a hash of the source, the
+compiler and the CPU, and called through ``ctypes``. ``-march=native`` is why the CPU is in
+the key. Where there is no compiler, no OpenMP, no writable cache or no Linux-like loader, or
+with ``INFORMER_NAS_NATIVE=0``, the kernel is ``None`` and the caller keeps its ATen path:
+the numbers agree to float rounding either way, only the speed differs.
+
+The libraries link ``libgomp.so.1`` by name; a process that imported torch already has
+torch's copy loaded under that name, so kernels and ATen share one OpenMP thread pool and its
+thread count (``torch.set_num_threads``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+DISABLE_VARIABLE = "INFORMER_NAS_NATIVE"  # "0": never build or load a kernel
+_SOURCES = Path(__file__).resolve().parent
+_FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
+
+
+@dataclass(frozen=True)
+class NativeStatus:
+    """Whether a kernel library is in use, and where it is or why it is not."""
+
+    loaded: bool
+    detail: str  # where the library was loaded from, or why it is not in use
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: ``$XDG_CACHE_HOME/informer-nas/native``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "informer-nas" / "native"
+
+
+def _cpu_signature() -> str:
+    """The machine and its CPU's feature flags (what ``-march=native`` compiles for)."""
+    flags = ""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "")
+    except OSError:
+        pass
+    return f"{platform.machine()} {flags}"
+
+
+def _compile(source: Path, rebuild: bool = False) -> Path:
+    """The cached library for ``source``, compiled now if absent (or ``rebuild``).
+
+    Raises OSError, RuntimeError or subprocess.SubprocessError when it cannot be built.
+    """
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        raise RuntimeError("no C compiler found (set CC)")
+    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                             timeout=30, check=True).stdout
+    key = hashlib.sha256("\0".join(
+        [source.read_text(encoding="utf-8"), compiler, version, " ".join(_FLAGS),
+         _cpu_signature()]).encode()).hexdigest()[:16]
+    target = cache_dir() / f"{source.stem}-{key}.so"
+    if target.exists() and not rebuild:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        done = subprocess.run([compiler, *_FLAGS, str(source), "-o", partial],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+            raise RuntimeError(f"{Path(compiler).name} failed: {last}")
+        os.replace(partial, target)  # atomic: concurrent processes agree on one file
+    finally:
+        Path(partial).unlink(missing_ok=True)
+    return target
+
+
+class Kernels:
+    """``kernels.c`` loaded: each method checks what it is given, then calls the C function."""
+
+    def __init__(self, library: ctypes.CDLL) -> None:
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        self._gelu = library.gelu_bias_forward
+        self._gelu.restype = None
+        self._gelu.argtypes = [ptr, ptr, ptr, i64, i64, ptr, i64]
+        self._sparsity = library.probsparse_sparsity
+        self._sparsity.restype = ctypes.c_int
+        self._sparsity.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64]
+        self._drops = library.drop_positions
+        self._drops.restype = ctypes.c_int64
+        self._drops.argtypes = [ptr, i64, ctypes.c_float, i64, i64, ptr]
+        self._scale = library.scale_and_zero
+        self._scale.restype = None
+        self._scale.argtypes = [ptr, ptr, i64, ctypes.c_float, ptr, i64]
+
+    @staticmethod
+    def accepts(*tensors: Tensor) -> bool:
+        """Float32, contiguous, on the CPU: what the kernels read."""
+        return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
+                   for t in tensors)
+
+    def drop_positions(self, uniform: Tensor, log_keep: float, start: int,
+                       n_elements: int) -> Tensor:
+        """Dropped positions from ``start`` on, from uniform draws in [0, 1) (float32, CPU):
+        each gap is ``floor(ln(1 - u) / log_keep)``; the positions stop below ``n_elements``.
+        As many positions as draws means the draws ran out first.
+        """
+        uniform = uniform.contiguous()
+        positions = torch.empty(uniform.numel(), dtype=torch.int64)
+        count = self._drops(uniform.data_ptr(), uniform.numel(), log_keep, start, n_elements,
+                            positions.data_ptr())
+        return positions[:count]
+
+    def scale_and_zero(self, x: Tensor, scale: float, drops: Tensor) -> Tensor:
+        """A new contiguous ``x * scale`` with the sorted flat positions ``drops`` zeroed.
+        ``x`` must pass ``accepts``.
+        """
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        drops = drops.contiguous()
+        self._scale(x.data_ptr(), out.data_ptr(), x.numel(), scale, drops.data_ptr(),
+                    drops.numel())
+        return out
+
+    def gelu_forward(self, hidden: Tensor, bias: Tensor, drops: Tensor) -> Tensor:
+        """Overwrite ``hidden`` (rows, cols) with gelu(hidden + bias); return gelu' there.
+
+        Both are zero at the flat positions ``drops``. ``hidden`` must pass ``accepts``.
+        """
+        rows, cols = hidden.shape
+        bias = bias.detach().to(torch.float32).contiguous()
+        drops = drops.to(torch.int64).contiguous()
+        deriv = torch.empty_like(hidden)
+        self._gelu(hidden.data_ptr(), bias.data_ptr(), deriv.data_ptr(), rows, cols,
+                   drops.data_ptr(), drops.numel())
+        return deriv
+
+    def sparsity(self, queries: Tensor, keys: Tensor, sample: Tensor) -> Tensor:
+        """ProbSparse's M (B, H, L_Q) for queries (B, H, L_Q, E), keys (B, H, L_K, E) and the
+        sampled key indices (L_Q, U), each in [0, L_K). Queries and keys must pass ``accepts``.
+        """
+        batch, heads, length_q, head_dim = queries.shape
+        length_k, n_keys = keys.shape[2], sample.shape[1]
+        sample = sample.to(torch.int64).contiguous()
+        out = torch.empty(batch, heads, length_q)
+        if self._sparsity(queries.data_ptr(), keys.data_ptr(), sample.data_ptr(),
+                          out.data_ptr(), batch * heads, length_q, length_k, n_keys,
+                          head_dim) != 0:
+            raise MemoryError("probsparse_sparsity: out of memory for a scratch buffer")
+        return out
+
+
+_status = NativeStatus(False, "not requested yet")
+
+
+@functools.cache
+def kernels() -> Kernels | None:
+    """The compiled kernels, or None (then ``status()`` says why)."""
+    global _status
+    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
+        _status = NativeStatus(False, f"turned off by {DISABLE_VARIABLE}=0")
+        return None
+    source = _SOURCES / "kernels.c"
+    try:
+        path = _compile(source)
+        try:
+            loaded = Kernels(ctypes.CDLL(str(path)))
+        except (OSError, AttributeError):  # a damaged or foreign file in the cache: build anew
+            path = _compile(source, rebuild=True)
+            loaded = Kernels(ctypes.CDLL(str(path)))
+    except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
+        _status = NativeStatus(False, f"unavailable ({error}); using ATen's kernels")
+        return None
+    _status = NativeStatus(True, f"loaded from {path}")
+    return loaded
+
+
+def status() -> NativeStatus:
+    """What the last ``kernels()`` call found."""
+    return _status
