@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -99,9 +100,20 @@ class ProbAttention(nn.Module):
         """(B, H, L_Q, E), (B, H, L_K, E), (B, H, L_K, D) -> (B, H, L_Q, D)."""
         batch, heads, length_q, _ = queries.shape
         length_k = keys.shape[2]
+        if self.is_masked and length_q != length_k:
+            raise ValueError("masked ProbSparse attention needs L_Q == L_V (self-attention)")
+        n_keys, n_queries = sample_sizes(self.factor, length_q, length_k)
+        kernels = native.kernels()
+        if kernels is not None and kernels.accepts_heads(queries, keys, values):
+            sample = torch.randint(length_k, (length_q, n_keys), device=queries.device)
+            with torch.no_grad():
+                sparsity = kernels.sparsity(queries, keys, sample)
+                top = sparsity.topk(n_queries, dim=-1, sorted=False).indices
+            out: Tensor = _NativeProbAttention.apply(  # type: ignore[no-untyped-call]
+                queries, keys, values, top, self.is_masked, kernels)
+            return out
         # head-major copies, reused by several products below
         queries, keys, values = queries.contiguous(), keys.contiguous(), values.contiguous()
-        n_keys, n_queries = sample_sizes(self.factor, length_q, length_k)
         sample = torch.randint(length_k, (length_q, n_keys), device=queries.device)
         with torch.no_grad():
             top = _select_queries(queries, keys, sample, n_queries)  # (B, H, u)
@@ -120,8 +132,6 @@ class ProbAttention(nn.Module):
     def _lazy_context(self, values: Tensor, length_q: int) -> Tensor:
         """The lazy queries' output (B, H, L_Q, D): a fresh contiguous tensor to write into."""
         if self.is_masked:
-            if length_q != values.shape[2]:
-                raise ValueError("masked ProbSparse attention needs L_Q == L_V (self-attention)")
             return values.cumsum(dim=2)
         batch, heads, _, head_dim = values.shape
         return values.mean(dim=2, keepdim=True).expand(batch, heads, length_q, head_dim).clone()
@@ -144,10 +154,6 @@ def _select_queries(queries: Tensor, keys: Tensor, sample: Tensor, n_queries: in
         sample: (L_Q, U) the key indices sampled for each query.
         n_queries: u.
     """
-    kernels = native.kernels()
-    if kernels is not None and kernels.accepts(queries, keys):
-        sparsity = kernels.sparsity(queries, keys, sample)
-        return sparsity.topk(n_queries, dim=-1, sorted=False).indices
     batch, heads, length_q, head_dim = queries.shape
     length_k, n_keys = keys.shape[2], sample.shape[1]
     pairs = batch * heads
@@ -167,6 +173,33 @@ def _select_queries(queries: Tensor, keys: Tensor, sample: Tensor, n_queries: in
         sampled = sampled.view(last - first, n_keys, length_q)
         torch.sub(sampled.amax(1), sampled.sum(1).div_(length_k), out=sparsity[first:last])
     return sparsity.view(batch, heads, length_q).topk(n_queries, dim=-1, sorted=False).indices
+
+
+class _NativeProbAttention(torch.autograd.Function):
+    """ProbSparse attention for given kept queries, forward and backward in C (``native``).
+
+    The same function as the ATen path of ``ProbAttention.forward`` after the selection
+    (lazy rows, then the kept rows' softmax attention written over them). Q, K and V are
+    read in whatever (B, H, L) strides they come in (the projections' time-major memory:
+    no head-major copies), and their gradients are laid out the same way.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, queries: Tensor, keys: Tensor, values: Tensor, top: Tensor,
+                is_masked: bool, kernels: native.Kernels) -> Tensor:
+        scale = 1.0 / math.sqrt(queries.shape[-1])
+        out, probs = kernels.attention_forward(queries, keys, values, top, scale, is_masked)
+        ctx.save_for_backward(queries, keys, values, top, probs)
+        ctx.scale, ctx.is_masked, ctx.kernels = scale, is_masked, kernels
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        queries, keys, values, top, probs = ctx.saved_tensors
+        grads = ctx.kernels.attention_backward(queries, keys, values, top, probs, grad,
+                                               ctx.scale, ctx.is_masked)
+        return (*grads, None, None, None)
 
 
 def _attention_weights(queries: Tensor, keys: Tensor, hidden: Tensor | None) -> Tensor:

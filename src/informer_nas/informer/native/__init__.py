@@ -25,6 +25,7 @@ import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -100,7 +101,19 @@ class Kernels:
         self._gelu.argtypes = [ptr, ptr, ptr, i64, i64, ptr, i64]
         self._sparsity = library.probsparse_sparsity
         self._sparsity.restype = ctypes.c_int
-        self._sparsity.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64]
+        strides = ctypes.POINTER(ctypes.c_int64)  # a (B, H, L, C) tensor's first three
+        self._sparsity.argtypes = [ptr, strides, ptr, strides, ptr, ptr, i64, i64, i64, i64,
+                                   i64, i64]
+        dims: list[Any] = [i64, i64, i64, i64, i64, i64, i64, ctypes.c_float, ctypes.c_int]
+        self._attention = library.probsparse_attention_forward
+        self._attention.restype = ctypes.c_int
+        self._attention.argtypes = [ptr, strides, ptr, strides, ptr, strides, ptr, ptr,
+                                    strides, ptr, *dims]
+        self._attention_backward = library.probsparse_attention_backward
+        self._attention_backward.restype = ctypes.c_int
+        self._attention_backward.argtypes = [ptr, strides, ptr, strides, ptr, strides, ptr,
+                                             ptr, ptr, strides, ptr, strides, ptr, strides,
+                                             ptr, strides, *dims]
         self._drops = library.drop_positions
         self._drops.restype = ctypes.c_int64
         self._drops.argtypes = [ptr, i64, ctypes.c_float, i64, i64, ptr]
@@ -113,6 +126,13 @@ class Kernels:
         """Float32, contiguous, on the CPU: what the kernels read."""
         return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.is_contiguous()
                    for t in tensors)
+
+    @staticmethod
+    def accepts_heads(*tensors: Tensor) -> bool:
+        """Float32 (B, H, L, C) tensors on the CPU whose last dimension is contiguous (the
+        attention kernels take the other three strides as they are)."""
+        return all(t.device.type == "cpu" and t.dtype == torch.float32 and t.dim() == 4
+                   and t.stride(-1) == 1 and min(t.stride()) >= 0 for t in tensors)
 
     def drop_positions(self, uniform: Tensor, log_keep: float, start: int,
                        n_elements: int) -> Tensor:
@@ -151,17 +171,73 @@ class Kernels:
 
     def sparsity(self, queries: Tensor, keys: Tensor, sample: Tensor) -> Tensor:
         """ProbSparse's M (B, H, L_Q) for queries (B, H, L_Q, E), keys (B, H, L_K, E) and the
-        sampled key indices (L_Q, U), each in [0, L_K). Queries and keys must pass ``accepts``.
+        sampled key indices (L_Q, U), each in [0, L_K). Both must pass ``accepts_heads``.
         """
         batch, heads, length_q, head_dim = queries.shape
         length_k, n_keys = keys.shape[2], sample.shape[1]
         sample = sample.to(torch.int64).contiguous()
         out = torch.empty(batch, heads, length_q)
-        if self._sparsity(queries.data_ptr(), keys.data_ptr(), sample.data_ptr(),
-                          out.data_ptr(), batch * heads, length_q, length_k, n_keys,
-                          head_dim) != 0:
-            raise MemoryError("probsparse_sparsity: out of memory for a scratch buffer")
+        _check(self._sparsity(queries.data_ptr(), _strides(queries), keys.data_ptr(),
+                              _strides(keys), sample.data_ptr(), out.data_ptr(), batch, heads,
+                              length_q, length_k, n_keys, head_dim), "probsparse_sparsity")
         return out
+
+    def attention_forward(self, queries: Tensor, keys: Tensor, values: Tensor, top: Tensor,
+                          scale: float, is_masked: bool) -> tuple[Tensor, Tensor]:
+        """ProbSparse attention's output (B, H, L_Q, D) and the kept queries' softmax weights
+        (B, H, u, L_K), for the kept query indices ``top`` (B, H, u).
+
+        Lazy queries get mean(V), or with ``is_masked`` (which needs L_Q == L_K) the
+        cumulative sum of V; kept ones softmax(scale q K^T) V, causally masked with
+        ``is_masked``. Inputs must pass ``accepts_heads``.
+        """
+        batch, heads, length_q, head_dim = queries.shape
+        length_k, value_dim, n_top = keys.shape[2], values.shape[3], top.shape[2]
+        top = top.to(torch.int64).contiguous()
+        out = torch.empty(batch, heads, length_q, value_dim)
+        probs = torch.empty(batch, heads, n_top, length_k)
+        _check(self._attention(
+            queries.data_ptr(), _strides(queries), keys.data_ptr(), _strides(keys),
+            values.data_ptr(), _strides(values), top.data_ptr(), out.data_ptr(),
+            _strides(out), probs.data_ptr(), batch, heads, length_q, length_k, head_dim,
+            value_dim, n_top, scale, int(is_masked)), "probsparse_attention_forward")
+        return out, probs
+
+    def attention_backward(self, queries: Tensor, keys: Tensor, values: Tensor, top: Tensor,
+                           probs: Tensor, grad_out: Tensor, scale: float,
+                           is_masked: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """The gradients of Q, K and V from ``attention_forward``'s output gradient, each laid
+        out in memory as its input is (where that layout is dense)."""
+        batch, heads, length_q, head_dim = queries.shape
+        length_k, value_dim, n_top = keys.shape[2], values.shape[3], top.shape[2]
+        if grad_out.stride(-1) != 1 or min(grad_out.stride()) < 0:
+            grad_out = grad_out.contiguous()
+        grads = [_dense_like(t) for t in (queries, keys, values)]
+        _check(self._attention_backward(
+            queries.data_ptr(), _strides(queries), keys.data_ptr(), _strides(keys),
+            values.data_ptr(), _strides(values), top.data_ptr(), probs.data_ptr(),
+            grad_out.data_ptr(), _strides(grad_out), grads[0].data_ptr(), _strides(grads[0]),
+            grads[1].data_ptr(), _strides(grads[1]), grads[2].data_ptr(), _strides(grads[2]),
+            batch, heads, length_q, length_k, head_dim, value_dim, n_top, scale,
+            int(is_masked)), "probsparse_attention_backward")
+        return grads[0], grads[1], grads[2]
+
+
+def _strides(x: Tensor) -> ctypes.Array[ctypes.c_int64]:
+    """The (B, H, L) strides of a (B, H, L, C) tensor, as the C side's ``int64_t[3]``."""
+    return (ctypes.c_int64 * 3)(*x.stride()[:3])
+
+
+def _dense_like(x: Tensor) -> Tensor:
+    """An uninitialised tensor shaped as ``x``, with its memory order when that is dense (a
+    gradient then flows back through transposes and views without a copy)."""
+    out = torch.empty_like(x)  # preserve_format: x's strides where x is dense
+    return out if out.stride(-1) == 1 else torch.empty(x.shape)
+
+
+def _check(code: int, name: str) -> None:
+    if code != 0:
+        raise MemoryError(f"{name}: out of memory for a scratch buffer")
 
 
 _status = NativeStatus(False, "not requested yet")
