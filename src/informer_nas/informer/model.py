@@ -12,7 +12,9 @@ matrix products on time-major tensors, the decoder's last layer computes only th
 are returned (every operation after its self-attention is row-wise) and, with the reference's
 head mixing, only the heads those rows come from; dropout on CPU draws the dropped
 positions, not a mask (``dropout.drop_positions``); in CPU training the feed-forward block is
-one autograd function that crosses its hidden activation fewer times (``feed_forward.py``).
+one autograd function that crosses its hidden activation fewer times (``feed_forward.py``), and
+where a C compiler is available GELU, dropout and ProbSparse attention run as native kernels
+(``native/``; the same values to float rounding).
 """
 
 from __future__ import annotations
