@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -259,6 +260,33 @@ def test_the_library_is_built_once_then_reused_and_rebuilt_when_damaged(
     assert _load_in_a_new_process(tmp_path) == f"loaded from {library}"
     assert library.stat().st_size > 1000, "built anew"
     assert sorted(p.name for p in library.parent.iterdir()) == [library.name], "no leftovers"
+
+
+def test_cc_may_carry_options(kernels: native.Kernels, monkeypatch: pytest.MonkeyPatch,
+                              tmp_path: Path, fresh_kernels: None) -> None:
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    assert compiler is not None  # the kernels fixture found one
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", f"{compiler} -DUNUSED_BY_THE_KERNELS=1")
+    assert native.kernels() is not None, native.status().detail
+    assert str(tmp_path) in native.status().detail
+
+
+def test_outputs_are_float32_whatever_the_default_dtype(kernels: native.Kernels) -> None:
+    torch.manual_seed(12)
+    queries = torch.randn(2, 2, 8, 4)
+    sample = torch.randint(8, (8, 3))
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        sparsity = kernels.sparsity(queries, queries, sample)
+        out, probs = kernels.attention_forward(queries, queries, queries,
+                                               sparsity.topk(3, dim=-1).indices, 0.5, False)
+    finally:
+        torch.set_default_dtype(before)
+    assert sparsity.dtype == out.dtype == probs.dtype == torch.float32
+    scores = (queries @ queries.transpose(-1, -2))[:, :, torch.arange(8).unsqueeze(1), sample]
+    torch.testing.assert_close(sparsity, scores.amax(-1) - scores.sum(-1) / 8)
 
 
 def test_a_failed_build_leaves_no_partial_file(

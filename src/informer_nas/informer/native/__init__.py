@@ -1,12 +1,12 @@
 """Native CPU kernels for the training step, compiled on first use, optional.
 
-A kernel here is a small C file compiled with the machine's C compiler (``$CC``, else ``cc``)
-into a shared library the first time a process asks for it, cached under
-``$XDG_CACHE_HOME/informer-nas/native`` (``~/.cache`` by default) by a hash of the source, the
-compiler and the CPU, and called through ``ctypes``. ``-march=native`` is why the CPU is in
-the key. Where there is no compiler, no OpenMP, no writable cache or no Linux-like loader, or
-with ``INFORMER_NAS_NATIVE=0``, the kernel is ``None`` and the caller keeps its ATen path:
-the numbers agree to float rounding either way, only the speed differs.
+The kernels are one C file, ``kernels.c``, compiled with the machine's C compiler (``$CC``,
+which may carry options, else ``cc``) into a shared library the first time a process asks for
+it, cached under ``$XDG_CACHE_HOME/informer-nas/native`` (``~/.cache`` by default) by a hash of
+the source, the compiler and the CPU (it is built with ``-march=native``), and called through
+``ctypes``. Where there is no compiler, no OpenMP, no writable cache or no Linux-like loader,
+or with ``INFORMER_NAS_NATIVE=0``, ``kernels()`` is ``None`` and each caller keeps its ATen
+path: the numbers agree to float rounding either way, only the speed differs.
 
 The libraries link ``libgomp.so.1`` by name; a process that imported torch already has
 torch's copy loaded under that name, so kernels and ATen share one OpenMP thread pool and its
@@ -20,6 +20,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -65,13 +66,14 @@ def _compile(source: Path, rebuild: bool = False) -> Path:
 
     Raises OSError, RuntimeError or subprocess.SubprocessError when it cannot be built.
     """
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    found = shutil.which("cc") or shutil.which("gcc")
+    compiler = shlex.split(os.environ.get("CC", "")) or ([found] if found else [])
     if not compiler:
         raise RuntimeError("no C compiler found (set CC)")
-    version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+    version = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
                              timeout=30, check=True).stdout
     key = hashlib.sha256("\0".join(
-        [source.read_text(encoding="utf-8"), compiler, version, " ".join(_FLAGS),
+        [source.read_text(encoding="utf-8"), *compiler, version, " ".join(_FLAGS),
          _cpu_signature()]).encode()).hexdigest()[:16]
     target = cache_dir() / f"{source.stem}-{key}.so"
     if target.exists() and not rebuild:
@@ -80,11 +82,11 @@ def _compile(source: Path, rebuild: bool = False) -> Path:
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        done = subprocess.run([compiler, *_FLAGS, str(source), "-o", partial],
+        done = subprocess.run([*compiler, *_FLAGS, str(source), "-o", partial],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
-            raise RuntimeError(f"{Path(compiler).name} failed: {last}")
+            raise RuntimeError(f"{Path(compiler[0]).name} failed: {last}")
         os.replace(partial, target)  # atomic: concurrent processes agree on one file
     finally:
         Path(partial).unlink(missing_ok=True)
@@ -176,7 +178,7 @@ class Kernels:
         batch, heads, length_q, head_dim = queries.shape
         length_k, n_keys = keys.shape[2], sample.shape[1]
         sample = sample.to(torch.int64).contiguous()
-        out = torch.empty(batch, heads, length_q)
+        out = torch.empty(batch, heads, length_q, dtype=torch.float32)
         _check(self._sparsity(queries.data_ptr(), _strides(queries), keys.data_ptr(),
                               _strides(keys), sample.data_ptr(), out.data_ptr(), batch, heads,
                               length_q, length_k, n_keys, head_dim), "probsparse_sparsity")
@@ -194,8 +196,8 @@ class Kernels:
         batch, heads, length_q, head_dim = queries.shape
         length_k, value_dim, n_top = keys.shape[2], values.shape[3], top.shape[2]
         top = top.to(torch.int64).contiguous()
-        out = torch.empty(batch, heads, length_q, value_dim)
-        probs = torch.empty(batch, heads, n_top, length_k)
+        out = torch.empty(batch, heads, length_q, value_dim, dtype=torch.float32)
+        probs = torch.empty(batch, heads, n_top, length_k, dtype=torch.float32)
         _check(self._attention(
             queries.data_ptr(), _strides(queries), keys.data_ptr(), _strides(keys),
             values.data_ptr(), _strides(values), top.data_ptr(), out.data_ptr(),
@@ -232,7 +234,7 @@ def _dense_like(x: Tensor) -> Tensor:
     """An uninitialised tensor shaped as ``x``, with its memory order when that is dense (a
     gradient then flows back through transposes and views without a copy)."""
     out = torch.empty_like(x)  # preserve_format: x's strides where x is dense
-    return out if out.stride(-1) == 1 else torch.empty(x.shape)
+    return out if out.stride(-1) == 1 else torch.empty(x.shape, dtype=x.dtype)
 
 
 def _check(code: int, name: str) -> None:
