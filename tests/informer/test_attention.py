@@ -17,6 +17,7 @@ from informer_nas.informer.attention import (
 )
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("both_kernel_paths")  # native kernels and ATen alike
 
 BATCH, HEADS, LENGTH, HEAD_DIM = 2, 3, 12, 4
 

@@ -11,6 +11,7 @@ from informer_nas.informer import dropout as dropout_module
 from informer_nas.informer.dropout import Dropout, drop_positions
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("both_kernel_paths")  # native kernels and ATen alike
 CPU = torch.device("cpu")
 
 

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from informer_nas.informer.feed_forward import FeedForward, _FusedFeedForward
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("both_kernel_paths")  # native kernels and ATen alike
 
 
 def _unfused(block: FeedForward, x: torch.Tensor) -> torch.Tensor:
