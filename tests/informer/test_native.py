@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -287,6 +288,33 @@ def test_outputs_are_float32_whatever_the_default_dtype(kernels: native.Kernels)
     assert sparsity.dtype == out.dtype == probs.dtype == torch.float32
     scores = (queries @ queries.transpose(-1, -2))[:, :, torch.arange(8).unsqueeze(1), sample]
     torch.testing.assert_close(sparsity, scores.amax(-1) - scores.sum(-1) / 8)
+
+
+def test_processes_building_at_once_agree_on_one_library(
+        kernels: native.Kernels, tmp_path: Path) -> None:
+    code = ("from informer_nas.informer import native; native.kernels(); "
+            "print(native.status().detail)")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
+    builders = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+                                 stdout=subprocess.PIPE) for _ in range(3)]
+    details = {builder.communicate(timeout=120)[0].strip() for builder in builders}
+    (library,) = (tmp_path / "informer-nas" / "native").iterdir()  # no partial files left
+    assert details == {f"loaded from {library}"}
+
+
+def test_a_killed_build_leaves_nothing_that_lasts(
+        kernels: native.Kernels, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        fresh_kernels: None) -> None:
+    cache = tmp_path / "informer-nas" / "native"
+    cache.mkdir(parents=True)
+    killed, running = cache / ".kernels-old.so.a1.tmp", cache / ".kernels-new.so.b2.tmp"
+    killed.write_bytes(b"half a library")
+    running.write_bytes(b"a build in progress")
+    an_hour_ago = time.time() - 3600
+    os.utime(killed, (an_hour_ago, an_hour_ago))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert native.kernels() is not None
+    assert not killed.exists() and running.exists()
 
 
 def test_a_failed_build_leaves_no_partial_file(

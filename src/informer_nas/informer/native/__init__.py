@@ -24,6 +24,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from torch import Tensor
 
 DISABLE_VARIABLE = "INFORMER_NAS_NATIVE"  # "0": never build or load a kernel
 _SOURCES = Path(__file__).resolve().parent
+STALE_SECONDS = 600  # a build takes about a second; its partial file is older only if killed
 _FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
 
 
@@ -79,6 +81,7 @@ def _compile(source: Path, rebuild: bool = False) -> Path:
     if target.exists() and not rebuild:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_builds(target.parent)
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
     try:
@@ -91,6 +94,17 @@ def _compile(source: Path, rebuild: bool = False) -> Path:
     finally:
         Path(partial).unlink(missing_ok=True)
     return target
+
+
+def _remove_stale_builds(directory: Path) -> None:
+    """Delete partial libraries left by builds that were killed (older than STALE_SECONDS;
+    a younger one may be another process's build in progress)."""
+    for partial in directory.glob(".*.tmp"):
+        try:
+            if time.time() - partial.stat().st_mtime > STALE_SECONDS:
+                partial.unlink()
+        except OSError:  # removed meanwhile by another process
+            pass
 
 
 class Kernels:
