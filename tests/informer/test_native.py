@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -328,6 +329,31 @@ def test_a_failed_build_leaves_no_partial_file(
     assert native.kernels() is None
     assert "cc failed: kernels.c:1: error: out of space" in native.status().detail
     assert list((tmp_path / "cache" / "informer-nas" / "native").iterdir()) == []
+
+
+def test_an_unwritable_cache_falls_back_to_a_temporary_directory(
+        kernels: native.Kernels, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        fresh_kernels: None) -> None:
+    not_a_directory = tmp_path / "cache-is-a-file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_directory))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    assert native.kernels() is not None, native.status().detail
+    assert str(tmp_path / "tmp") in native.status().detail
+
+
+def test_a_temporary_directory_of_someone_else_is_not_used(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_kernels: None) -> None:
+    not_a_directory = tmp_path / "cache-is-a-file"
+    not_a_directory.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_directory))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    shared = tmp_path / f"informer-nas-{os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)  # anyone could have put a library there
+    assert native.kernels() is None
+    assert "is not this user's own directory" in native.status().detail
 
 
 def test_cache_dir_follows_xdg_cache_home(monkeypatch: pytest.MonkeyPatch,

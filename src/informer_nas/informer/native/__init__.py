@@ -2,9 +2,10 @@
 
 The kernels are one C file, ``kernels.c``, compiled with the machine's C compiler (``$CC``,
 which may carry options, else ``cc``) into a shared library the first time a process asks for
-it, cached under ``$XDG_CACHE_HOME/informer-nas/native`` (``~/.cache`` by default) by a hash of
-the source, the compiler and the CPU (it is built with ``-march=native``), and called through
-``ctypes``. Where there is no compiler, no OpenMP, no writable cache or no Linux-like loader,
+it, cached under ``$XDG_CACHE_HOME/informer-nas/native`` (``~/.cache`` by default; a per-user
+temporary directory where that is not writable) by a hash of the source, the compiler and the
+CPU (it is built with ``-march=native``), and called through ``ctypes``. Where there is no
+compiler, no OpenMP, no writable directory at all or no Linux-like loader,
 or with ``INFORMER_NAS_NATIVE=0``, ``kernels()`` is ``None`` and each caller keeps its ATen
 path: the numbers agree to float rounding either way, only the speed differs.
 
@@ -52,6 +53,26 @@ def cache_dir() -> Path:
     return Path(base) / "informer-nas" / "native"
 
 
+def _writable_cache_dir() -> Path:
+    """``cache_dir()``, created; else (a read-only home, say) a per-user temporary one."""
+    directory = cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if os.access(directory, os.W_OK):
+            return directory
+    except OSError:
+        pass
+    # shared with other users: ours alone, or not used (a library there is loaded as code)
+    user = os.getuid() if hasattr(os, "getuid") else 0
+    directory = Path(tempfile.gettempdir()) / f"informer-nas-{user}"
+    directory.mkdir(mode=0o700, exist_ok=True)
+    mode = directory.lstat()
+    if directory.is_symlink() or mode.st_uid != user or mode.st_mode & 0o022:
+        raise OSError(f"{directory} is not this user's own directory")
+    (directory / "native").mkdir(exist_ok=True)
+    return directory / "native"
+
+
 def _cpu_signature() -> str:
     """The machine and its CPU's feature flags (what ``-march=native`` compiles for)."""
     flags = ""
@@ -77,10 +98,9 @@ def _compile(source: Path, rebuild: bool = False) -> Path:
     key = hashlib.sha256("\0".join(
         [source.read_text(encoding="utf-8"), *compiler, version, " ".join(_FLAGS),
          _cpu_signature()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"{source.stem}-{key}.so"
+    target = _writable_cache_dir() / f"{source.stem}-{key}.so"
     if target.exists() and not rebuild:
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_builds(target.parent)
     fd, partial = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     os.close(fd)
