@@ -221,6 +221,14 @@ def test_an_environment_variable_turns_them_off(without_native: None) -> None:
     assert out.shape == (4, 30, 16)
 
 
+@pytest.mark.parametrize("setting", ["off", "False", " no "])
+def test_the_variable_takes_the_usual_words_for_off(
+        setting: str, monkeypatch: pytest.MonkeyPatch, fresh_kernels: None) -> None:
+    monkeypatch.setenv(native.DISABLE_VARIABLE, setting)
+    assert native.kernels() is None
+    assert "turned off" in native.status().detail
+
+
 def test_without_a_compiler_training_takes_the_aten_path(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path, fresh_kernels: None) -> None:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing compiled there yet

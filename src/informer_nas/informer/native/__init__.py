@@ -33,7 +33,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-DISABLE_VARIABLE = "INFORMER_NAS_NATIVE"  # "0": never build or load a kernel
+DISABLE_VARIABLE = "INFORMER_NAS_NATIVE"  # "0" (or false, no, off): never build or load them
+_OFF = {"0", "false", "no", "off"}
 _SOURCES = Path(__file__).resolve().parent
 STALE_SECONDS = 600  # a build takes about a second; its partial file is older only if killed
 _FLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp", "-shared", "-fPIC")
@@ -283,8 +284,9 @@ _status = NativeStatus(False, "not requested yet")
 def kernels() -> Kernels | None:
     """The compiled kernels, or None (then ``status()`` says why)."""
     global _status
-    if os.environ.get(DISABLE_VARIABLE, "1") == "0":
-        _status = NativeStatus(False, f"turned off by {DISABLE_VARIABLE}=0")
+    setting = os.environ.get(DISABLE_VARIABLE, "1")
+    if setting.strip().lower() in _OFF:
+        _status = NativeStatus(False, f"turned off by {DISABLE_VARIABLE}={setting}")
         return None
     source = _SOURCES / "kernels.c"
     try:
