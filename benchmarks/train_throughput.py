@@ -77,8 +77,12 @@ def measure(name: str, device: str, steps: int, warmup: int, threads: int | None
         trainer.train_epoch(epoch, max_steps=done)
         epoch, left = epoch + 1, left - done
     seconds, cpu_seconds = time.perf_counter() - wall, time.process_time() - cpu
+    from informer_nas.informer import native
+
+    kernels = "-" if device == "cuda" else "native" if native.status().loaded else "aten"
     return {
-        "config": name, "device": device, "threads": torch.get_num_threads(),
+        "config": name, "device": device, "kernels": kernels,
+        "threads": torch.get_num_threads(),
         "n_params": trainer.n_params, "steps": steps, "seconds": seconds,
         "cpu_seconds": cpu_seconds, "ready_at": ready_at,
         "samples_per_second": trainer.samples_trained / seconds,
@@ -118,7 +122,7 @@ def markdown_table(results: list[dict[str, Any]], reference: bool = False) -> st
     """One row per measurement; with ``reference`` the ratios to the reference's CPU figures
     (speed: ours / reference samples/s; memory: ours / reference peak RSS).
     """
-    header = ("| config | device | threads | params | steps | s/step | samples/s "
+    header = ("| config | device | CPU kernels | threads | params | steps | s/step | samples/s "
               "| CPU s/step | start-up s | peak RSS (MB) | peak CUDA (MB) |")
     if reference:
         header += " speed vs reference | RSS vs reference |"
@@ -126,7 +130,8 @@ def markdown_table(results: list[dict[str, Any]], reference: bool = False) -> st
     for r in results:
         cuda = f"{r['peak_cuda_mb']:.0f}" if r["peak_cuda_mb"] is not None else "-"
         line = (
-            f"| {r['config']} | {r['device']} | {r['threads']} | {r['n_params']:,} "
+            f"| {r['config']} | {r['device']} | {r.get('kernels', '-')} | {r['threads']} "
+            f"| {r['n_params']:,} "
             f"| {r['steps']} | {r['seconds_per_step']:.4f} | {r['samples_per_second']:.1f} "
             f"| {r['cpu_seconds'] / r['steps']:.4f} | {r['startup_seconds']:.1f} "
             f"| {r['peak_rss_mb']:.0f} | {cuda} |"
