@@ -80,11 +80,13 @@ class ProbAttention(nn.Module):
     Unlike the reference, which gathers a ``(B, H, L_Q, U, E)`` copy of the keys, the
     sampled scores are picked from ``Q @ K^T`` products computed without autograd, a few
     (batch, head) pairs at a time (the selection is not differentiable anyway); only the kept
-    rows are recomputed with gradients (with the native kernels, M comes from one C pass that
-    computes the scores a block of queries at a time). Kept queries are taken and put back as
-    rows of
+    rows are recomputed with gradients. Kept queries are taken and put back as rows of
     ``(B * H * L, d)`` views (``index_select`` / ``index_copy_``), several times faster than
     ``gather`` / ``scatter`` with a per-element index. Same values, far less memory and time.
+
+    With the native CPU kernels (``native``) the selection and the attention after it,
+    forward and backward, run in C instead (``_NativeProbAttention``): the same values to
+    float rounding, the same random draws.
 
     Args:
         is_masked: decoder self-attention (causal mask, cumulative-sum lazy queries).
