@@ -25,6 +25,9 @@ from informer_nas.informer.dropout import drop_positions
 from informer_nas.informer.feed_forward import FeedForward
 
 CPU = torch.device("cpu")
+# what a fresh interpreter prints after loading the kernels: where from, or why not
+LOAD_AND_REPORT = ("from informer_nas.informer import native; native.kernels(); "
+                   "print(native.status().detail)")
 
 
 @pytest.fixture
@@ -242,10 +245,8 @@ def test_without_a_compiler_training_takes_the_aten_path(
 
 def _load_in_a_new_process(cache: Path) -> str:
     """``native.status().detail`` after ``native.kernels()`` in a fresh interpreter."""
-    code = ("from informer_nas.informer import native; native.kernels(); "
-            "print(native.status().detail)")
     env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
-    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", LOAD_AND_REPORT], env=env, capture_output=True,
                           text=True, timeout=120, check=True)
     return done.stdout.strip()
 
@@ -301,10 +302,8 @@ def test_outputs_are_float32_whatever_the_default_dtype(kernels: native.Kernels)
 
 def test_processes_building_at_once_agree_on_one_library(
         kernels: native.Kernels, tmp_path: Path) -> None:
-    code = ("from informer_nas.informer import native; native.kernels(); "
-            "print(native.status().detail)")
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path)}
-    builders = [subprocess.Popen([sys.executable, "-c", code], env=env, text=True,
+    builders = [subprocess.Popen([sys.executable, "-c", LOAD_AND_REPORT], env=env, text=True,
                                  stdout=subprocess.PIPE) for _ in range(3)]
     details = {builder.communicate(timeout=120)[0].strip() for builder in builders}
     (library,) = (tmp_path / "informer-nas" / "native").iterdir()  # no partial files left

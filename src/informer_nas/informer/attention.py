@@ -105,9 +105,9 @@ class ProbAttention(nn.Module):
         if self.is_masked and length_q != length_k:
             raise ValueError("masked ProbSparse attention needs L_Q == L_V (self-attention)")
         n_keys, n_queries = sample_sizes(self.factor, length_q, length_k)
+        sample = torch.randint(length_k, (length_q, n_keys), device=queries.device)
         kernels = native.kernels()
         if kernels is not None and kernels.accepts_heads(queries, keys, values):
-            sample = torch.randint(length_k, (length_q, n_keys), device=queries.device)
             with torch.no_grad():
                 sparsity = kernels.sparsity(queries, keys, sample)
                 top = sparsity.topk(n_queries, dim=-1, sorted=False).indices
@@ -116,7 +116,6 @@ class ProbAttention(nn.Module):
             return out
         # head-major copies, reused by several products below
         queries, keys, values = queries.contiguous(), keys.contiguous(), values.contiguous()
-        sample = torch.randint(length_k, (length_q, n_keys), device=queries.device)
         with torch.no_grad():
             top = _select_queries(queries, keys, sample, n_queries)  # (B, H, u)
             offsets = torch.arange(batch * heads, device=top.device).view(batch, heads, 1)
